@@ -1,0 +1,357 @@
+//! Directives, the main and location configuration, and their merge.
+//!
+//! `wsgi_pass` names an app; every distinct app gets an index in the main
+//! configuration so that workers cache the loaded callables in a plain vector.
+
+use std::ffi::{c_char, c_void};
+use std::path::Path;
+use std::ptr::addr_of;
+
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::ffi::{
+    ngx_command_t, ngx_conf_t, ngx_http_module_t, ngx_module_t, ngx_str_t, ngx_uint_t,
+    NGX_CONF_1MORE, NGX_CONF_TAKE1, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_LOG_EMERG,
+};
+use ngx::http::{
+    HttpModule, HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError,
+    NgxHttpCoreModule,
+};
+use ngx::{ngx_conf_log_error, ngx_string};
+
+use crate::ngx_http_wsgi_module;
+
+/// Where an app's code comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AppSource {
+    /// A dotted module name, imported from sys.path.
+    Module(String),
+    /// A `.py` file, loaded under a private module name.
+    File(String),
+}
+
+/// What one `wsgi_pass` names: a module or file, and the callable inside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppSpec {
+    pub source: AppSource,
+    /// A dotted attribute path inside the module (`application`, `app.wsgi_app`).
+    pub callable: String,
+}
+
+impl AppSpec {
+    /// Parses `MODULE[:CALLABLE]`. A MODULE that ends in `.py` or contains a
+    /// `/` is a file path (kept as written; the caller resolves it).
+    pub fn parse(arg: &str) -> Result<AppSpec, String> {
+        let mut parts = arg.split(':');
+        let module = parts.next().unwrap_or("");
+        let callable = parts.next();
+        if parts.next().is_some() {
+            return Err(format!(
+                "\"{arg}\" has more than one \":\"; expected MODULE[:CALLABLE]"
+            ));
+        }
+        if module.is_empty() {
+            return Err(format!(
+                "\"{arg}\" names no module; expected MODULE[:CALLABLE]"
+            ));
+        }
+        let callable = match callable {
+            None => "application",
+            Some("") => return Err(format!("\"{arg}\" has an empty callable after \":\"")),
+            Some(c) => c,
+        };
+        if !is_dotted_identifier(callable) {
+            return Err(format!(
+                "\"{callable}\" is not a Python attribute name (in \"{arg}\")"
+            ));
+        }
+        let source = if module.ends_with(".py") || module.contains('/') {
+            AppSource::File(module.to_string())
+        } else if is_dotted_identifier(module) {
+            AppSource::Module(module.to_string())
+        } else {
+            return Err(format!(
+                "\"{module}\" is neither a dotted Python module name nor a path to a .py file"
+            ));
+        };
+        Ok(AppSpec {
+            source,
+            callable: callable.to_string(),
+        })
+    }
+
+    /// How error_log names this app.
+    pub fn display(&self) -> String {
+        match &self.source {
+            AppSource::Module(m) | AppSource::File(m) => format!("{m}:{}", self.callable),
+        }
+    }
+}
+
+fn is_dotted_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.').all(|part| {
+            let mut chars = part.chars();
+            matches!(chars.next(), Some(c) if c == '_' || c.is_alphabetic())
+                && chars.all(|c| c == '_' || c.is_alphanumeric())
+        })
+}
+
+/// http-level settings: the Python environment every worker starts with.
+#[derive(Debug, Default)]
+pub struct MainConf {
+    /// `wsgi_python_path`, absolute, in the order given.
+    pub python_path: Vec<String>,
+    /// `wsgi_python_home`, absolute.
+    pub python_home: Option<String>,
+    /// Every app named by a `wsgi_pass`; locations refer to them by index.
+    pub apps: Vec<AppSpec>,
+}
+
+/// Per-location settings.
+#[derive(Debug, Default)]
+pub struct LocConf {
+    /// Index into `MainConf::apps`.
+    pub app: Option<usize>,
+}
+
+impl Merge for LocConf {
+    fn merge(&mut self, prev: &LocConf) -> Result<(), MergeConfigError> {
+        if self.app.is_none() {
+            self.app = prev.app;
+        }
+        Ok(())
+    }
+}
+
+pub struct Module;
+
+impl HttpModule for Module {
+    fn module() -> &'static ngx_module_t {
+        // SAFETY: nginx writes the module's indexes while loading it, before
+        // any code here runs; afterwards it is only read.
+        unsafe { &*addr_of!(ngx_http_wsgi_module) }
+    }
+}
+
+// SAFETY: the types match what create_main_conf/create_loc_conf allocate.
+unsafe impl HttpModuleMainConf for Module {
+    type MainConf = MainConf;
+}
+// SAFETY: as above.
+unsafe impl HttpModuleLocationConf for Module {
+    type LocationConf = LocConf;
+}
+
+pub static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
+    preconfiguration: None,
+    postconfiguration: None,
+    create_main_conf: Some(Module::create_main_conf),
+    init_main_conf: None,
+    create_srv_conf: None,
+    merge_srv_conf: None,
+    create_loc_conf: Some(Module::create_loc_conf),
+    merge_loc_conf: Some(Module::merge_loc_conf),
+};
+
+pub static mut COMMANDS: [ngx_command_t; 4] = [
+    ngx_command_t {
+        name: ngx_string!("wsgi_pass"),
+        type_: (NGX_HTTP_LOC_CONF | NGX_HTTP_LIF_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(set_wsgi_pass),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("wsgi_python_path"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as ngx_uint_t,
+        set: Some(set_python_path),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("wsgi_python_home"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
+        set: Some(set_python_home),
+        conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t::empty(),
+];
+
+/// The directive's arguments, after its name, as UTF-8 strings.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed, as nginx passes it to a
+/// directive handler.
+unsafe fn args(cf: *mut ngx_conf_t) -> Result<Vec<String>, String> {
+    let args = &*(*cf).args;
+    let all = std::slice::from_raw_parts(args.elts as *const ngx_str_t, args.nelts);
+    all.iter()
+        .skip(1)
+        .map(|s| {
+            std::str::from_utf8(s.as_bytes())
+                .map(str::to_owned)
+                .map_err(|_| "argument is not valid UTF-8".to_owned())
+        })
+        .collect()
+}
+
+/// Makes a relative path absolute against the directory of nginx.conf, the
+/// way nginx resolves `include`.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed.
+unsafe fn resolve(cf: *mut ngx_conf_t, path: &str) -> String {
+    if path.starts_with('/') {
+        return path.to_owned();
+    }
+    let prefix = (*(*cf).cycle).conf_prefix.as_bytes();
+    let prefix = String::from_utf8_lossy(prefix);
+    format!("{}/{}", prefix.trim_end_matches('/'), path)
+}
+
+/// Logs `message` as `nginx -t` shows it and fails the directive.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed.
+unsafe fn reject(cf: *mut ngx_conf_t, directive: &str, message: &str) -> *mut c_char {
+    ngx_conf_log_error!(NGX_LOG_EMERG, cf, "\"{directive}\": {message}");
+    NGX_CONF_ERROR
+}
+
+extern "C" fn set_wsgi_pass(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with the configuration being
+    // parsed and `conf` pointing at this module's location configuration.
+    unsafe {
+        let loc = &mut *(conf as *mut LocConf);
+        if loc.app.is_some() {
+            return c"is duplicate".as_ptr() as *mut c_char;
+        }
+        let arg = match args(cf) {
+            Ok(a) => a.into_iter().next().unwrap_or_default(),
+            Err(e) => return reject(cf, "wsgi_pass", &e),
+        };
+        let mut spec = match AppSpec::parse(&arg) {
+            Ok(spec) => spec,
+            Err(e) => return reject(cf, "wsgi_pass", &e),
+        };
+        if let AppSource::File(path) = &spec.source {
+            let full = resolve(cf, path);
+            if !Path::new(&full).is_file() {
+                return reject(cf, "wsgi_pass", &format!("file \"{full}\" does not exist"));
+            }
+            spec.source = AppSource::File(full);
+        }
+        let Some(main) = Module::main_conf_mut(&*cf) else {
+            return NGX_CONF_ERROR;
+        };
+        let index = match main.apps.iter().position(|a| *a == spec) {
+            Some(i) => i,
+            None => {
+                main.apps.push(spec);
+                main.apps.len() - 1
+            }
+        };
+        loc.app = Some(index);
+
+        let Some(clcf) = NgxHttpCoreModule::location_conf_mut(&*cf) else {
+            return NGX_CONF_ERROR;
+        };
+        clcf.handler = Some(crate::handler::content_handler);
+    }
+    NGX_CONF_OK
+}
+
+extern "C" fn set_python_path(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in set_wsgi_pass; `conf` is this module's main configuration.
+    unsafe {
+        let main = &mut *(conf as *mut MainConf);
+        let dirs = match args(cf) {
+            Ok(a) => a,
+            Err(e) => return reject(cf, "wsgi_python_path", &e),
+        };
+        for dir in dirs {
+            let full = resolve(cf, &dir);
+            if !Path::new(&full).is_dir() {
+                return reject(
+                    cf,
+                    "wsgi_python_path",
+                    &format!("directory \"{full}\" does not exist"),
+                );
+            }
+            main.python_path.push(full);
+        }
+    }
+    NGX_CONF_OK
+}
+
+extern "C" fn set_python_home(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in set_wsgi_pass; `conf` is this module's main configuration.
+    unsafe {
+        let main = &mut *(conf as *mut MainConf);
+        if main.python_home.is_some() {
+            return c"is duplicate".as_ptr() as *mut c_char;
+        }
+        let dir = match args(cf) {
+            Ok(a) => a.into_iter().next().unwrap_or_default(),
+            Err(e) => return reject(cf, "wsgi_python_home", &e),
+        };
+        let full = resolve(cf, &dir);
+        if let Err(e) = crate::interp::check_python_home(&full) {
+            return reject(cf, "wsgi_python_home", &e);
+        }
+        main.python_home = Some(full);
+    }
+    NGX_CONF_OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn module_with_default_callable() {
+        let spec = AppSpec::parse("myproject.wsgi").unwrap();
+        assert_eq!(spec.source, AppSource::Module("myproject.wsgi".into()));
+        assert_eq!(spec.callable, "application");
+    }
+
+    #[test]
+    fn module_and_callable() {
+        let spec = AppSpec::parse("app:server.wsgi_app").unwrap();
+        assert_eq!(spec.source, AppSource::Module("app".into()));
+        assert_eq!(spec.callable, "server.wsgi_app");
+    }
+
+    #[test]
+    fn file_paths() {
+        let spec = AppSpec::parse("apps/hello.py:app").unwrap();
+        assert_eq!(spec.source, AppSource::File("apps/hello.py".into()));
+        assert_eq!(spec.display(), "apps/hello.py:app");
+    }
+
+    #[test]
+    fn malformed() {
+        for bad in [
+            "a:b:c", "app:", ":app", "", "my-app:x", "app:1x", "app:x y", "a..b",
+        ] {
+            assert!(AppSpec::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

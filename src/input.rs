@@ -1,0 +1,122 @@
+//! `wsgi.input` over the request body nginx has read: its memory buffers and
+//! its temp file, gathered into one bytes object behind an `io.BytesIO`.
+
+use std::io;
+use std::sync::OnceLock;
+
+use ngx::ffi::{ngx_buf_t, ngx_http_request_t};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+static BYTES_IO: OnceLock<Py<PyAny>> = OnceLock::new();
+
+/// The body as a readable binary stream, and its length.
+///
+/// # Safety
+/// `r` must be a live request whose body nginx has finished reading.
+pub unsafe fn wsgi_input<'py>(
+    py: Python<'py>,
+    r: *mut ngx_http_request_t,
+) -> PyResult<(Bound<'py, PyAny>, usize)> {
+    let bufs = body_buffers(r);
+    let len: usize = bufs.iter().map(|b| buf_len(*b)).sum();
+    let mut failure = None;
+    let body = PyBytes::new_with(py, len, |dst| {
+        let mut at = 0;
+        for b in &bufs {
+            let n = buf_len(*b);
+            if let Err(e) = copy_buf(*b, &mut dst[at..at + n]) {
+                failure = Some(e);
+                break;
+            }
+            at += n;
+        }
+        Ok(())
+    })?;
+    if let Some(e) = failure {
+        return Err(pyo3::exceptions::PyOSError::new_err(format!(
+            "reading the request body's temp file failed: {e}"
+        )));
+    }
+    let class = match BYTES_IO.get() {
+        Some(c) => c.bind(py).clone(),
+        None => {
+            let c = py.import("io")?.getattr("BytesIO")?;
+            let _ = BYTES_IO.set(c.clone().unbind());
+            c
+        }
+    };
+    Ok((class.call1((body,))?, len))
+}
+
+/// # Safety
+/// `r` must be a live request.
+unsafe fn body_buffers(r: *mut ngx_http_request_t) -> Vec<*mut ngx_buf_t> {
+    let rb = (*r).request_body;
+    let mut bufs = Vec::new();
+    if rb.is_null() {
+        return bufs;
+    }
+    let mut cl = (*rb).bufs;
+    while !cl.is_null() {
+        let b = (*cl).buf;
+        if !b.is_null() {
+            bufs.push(b);
+        }
+        cl = (*cl).next;
+    }
+    bufs
+}
+
+/// # Safety
+/// `b` must be a live body buffer.
+unsafe fn in_memory(b: *mut ngx_buf_t) -> bool {
+    (*b).temporary() != 0 || (*b).memory() != 0 || (*b).mmap() != 0
+}
+
+/// # Safety
+/// `b` must be a live body buffer.
+unsafe fn buf_len(b: *mut ngx_buf_t) -> usize {
+    if in_memory(b) {
+        (*b).last.offset_from((*b).pos) as usize
+    } else if (*b).in_file() != 0 {
+        ((*b).file_last - (*b).file_pos) as usize
+    } else {
+        0
+    }
+}
+
+/// # Safety
+/// `b` must be a live body buffer; `dst` as long as `buf_len(b)`.
+unsafe fn copy_buf(b: *mut ngx_buf_t, dst: &mut [u8]) -> io::Result<()> {
+    if in_memory(b) {
+        dst.copy_from_slice(std::slice::from_raw_parts((*b).pos, dst.len()));
+        return Ok(());
+    }
+    let fd = (*(*b).file).fd;
+    let mut done = 0;
+    while done < dst.len() {
+        let n = libc::pread(
+            fd,
+            dst[done..].as_mut_ptr().cast(),
+            dst.len() - done,
+            (*b).file_pos + done as i64,
+        );
+        match n {
+            n if n > 0 => done += n as usize,
+            0 => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file is short",
+                ))
+            }
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}

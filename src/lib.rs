@@ -1,0 +1,84 @@
+//! ngx_http_wsgi_module: runs Python WSGI (PEP 3333) applications inside
+//! nginx worker processes.
+//!
+//! Data flow, one file per step: `conf` (directives) → `handler` (content
+//! handler, body read) → `environ` + `input` + `errlog` (what the app gets) →
+//! `pump` (call the app, drive its iterable) → `response` (status, headers) →
+//! `output` (buffers into the filter chain) → `resume` (suspend while the
+//! client is slow). `ctx` holds a request's state; `interp` owns CPython.
+
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::addr_of;
+
+use ngx::ffi::{
+    ngx_cycle_t, ngx_http_finalize_request, ngx_http_request_t, ngx_int_t, ngx_module_t,
+    ngx_uint_t, NGX_ERROR, NGX_HTTP_MODULE, NGX_LOG_ALERT, NGX_OK,
+};
+use ngx::http::HttpModuleMainConf;
+use ngx::{ngx_log_error, ngx_modules};
+
+mod conf;
+mod ctx;
+mod environ;
+mod errlog;
+mod handler;
+mod input;
+mod interp;
+mod output;
+mod pump;
+mod response;
+mod resume;
+
+ngx_modules!(ngx_http_wsgi_module);
+
+#[used]
+#[no_mangle]
+#[allow(non_upper_case_globals)]
+pub static mut ngx_http_wsgi_module: ngx_module_t = ngx_module_t {
+    ctx: addr_of!(conf::MODULE_CTX) as *mut c_void,
+    // SAFETY: only the address of the command table is taken.
+    commands: addr_of!(conf::COMMANDS) as *mut _,
+    type_: NGX_HTTP_MODULE as ngx_uint_t,
+    init_process: Some(init_process),
+    exit_process: Some(exit_process),
+    ..ngx_module_t::default()
+};
+
+/// Starts CPython in each worker (never in the master, so that reloads bring
+/// fresh code and fork stays safe), if any location uses `wsgi_pass`.
+extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    // SAFETY: nginx passes the live cycle; the main configuration it holds
+    // was created by this module.
+    unsafe {
+        if let Some(main) = conf::Module::main_conf(&*cycle) {
+            if !main.apps.is_empty() {
+                interp::start(main, (*cycle).log);
+            }
+        }
+    }
+    // A Python that cannot start is logged and answered with 500s: failing
+    // here would make the master respawn the worker in a loop.
+    NGX_OK as _
+}
+
+extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
+    // SAFETY: nginx passes the live cycle.
+    interp::stop(unsafe { (*cycle).log });
+}
+
+/// Runs `f` for request `r`; a Rust panic is logged and ends the request
+/// instead of unwinding into nginx.
+pub(crate) fn guard(r: *mut ngx_http_request_t, f: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(f)).is_err() {
+        // SAFETY: `r` is the live request the callback was invoked for.
+        unsafe {
+            ngx_log_error!(
+                NGX_LOG_ALERT,
+                (*(*r).connection).log,
+                "wsgi: internal error (panic); request aborted"
+            );
+            ngx_http_finalize_request(r, NGX_ERROR as _);
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Suspend and resume: waiting for the client to take more output.
+
+use std::ptr::addr_of_mut;
+
+use ngx::ffi::{
+    ngx_add_timer, ngx_del_timer, ngx_handle_write_event, ngx_http_finalize_request,
+    ngx_http_request_t, ngx_int_t, ngx_post_event, ngx_posted_events, NGX_ERROR, NGX_ETIMEDOUT,
+    NGX_HTTP_REQUEST_TIME_OUT, NGX_LOG_INFO, NGX_OK,
+};
+use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
+use ngx::ngx_log_error;
+
+use crate::ctx::{self, State};
+use crate::pump;
+
+/// Waits for the client's socket to become writable, within send_timeout.
+///
+/// # Safety
+/// `r` must be a live request owned by this module.
+pub unsafe fn suspend(r: *mut ngx_http_request_t) {
+    let c = (*r).connection;
+    let wev = (*c).write;
+    (*r).write_event_handler = Some(on_write);
+    let Some(clcf) = NgxHttpCoreModule::location_conf(&*(*r).main) else {
+        abort(r);
+        return;
+    };
+    if (*wev).delayed() == 0 {
+        ngx_add_timer(wev, clcf.send_timeout);
+    }
+    if ngx_handle_write_event(wev, clcf.send_lowat) != NGX_OK as ngx_int_t {
+        abort(r);
+    }
+}
+
+/// Gives the event loop a turn and continues right after it.
+///
+/// # Safety
+/// `r` must be a live request owned by this module.
+pub unsafe fn yield_turn(r: *mut ngx_http_request_t) {
+    (*r).write_event_handler = Some(on_write);
+    ngx_post_event((*(*r).connection).write, addr_of_mut!(ngx_posted_events));
+}
+
+/// # Safety
+/// `r` must be a live request owned by this module.
+unsafe fn abort(r: *mut ngx_http_request_t) {
+    if let Some(ctx) = ctx::get(r) {
+        ctx.state = State::Done;
+    }
+    ngx_http_finalize_request(r, NGX_ERROR as _);
+}
+
+/// The write event of a suspended request: time out, or push what nginx
+/// holds and, once it is all out, pump again.
+extern "C" fn on_write(r: *mut ngx_http_request_t) {
+    crate::guard(r, || {
+        // SAFETY: nginx calls the write event handler with the live request
+        // this module set it on; the request is owned by this module.
+        unsafe {
+            let c = (*r).connection;
+            let wev = (*c).write;
+            let Some(ctx) = ctx::get(r) else {
+                abort(r);
+                return;
+            };
+            if (*wev).timedout() != 0 {
+                ngx_log_error!(
+                    NGX_LOG_INFO,
+                    (*c).log,
+                    "wsgi: client timed out (send_timeout) ({})",
+                    NGX_ETIMEDOUT
+                );
+                (*c).set_timedout(1);
+                ctx.state = State::Done;
+                ngx_http_finalize_request(r, NGX_HTTP_REQUEST_TIME_OUT as _);
+                return;
+            }
+            if (*wev).delayed() != 0 {
+                // limit_rate: nginx wakes us when the delay is over.
+                suspend(r);
+                return;
+            }
+            if ctx.output.send(r, std::ptr::null_mut()) == NGX_ERROR as ngx_int_t {
+                ctx.state = State::Done;
+                ngx_http_finalize_request(r, NGX_ERROR as _);
+                return;
+            }
+            if ctx.output.is_busy() {
+                suspend(r);
+                return;
+            }
+            if (*wev).timer_set() != 0 {
+                ngx_del_timer(wev);
+            }
+            pump::drive(r, ctx);
+        }
+    });
+}
