@@ -16,7 +16,7 @@ use ngx::ffi::{
     ngx_uint_t, NGX_ERROR, NGX_HTTP_MODULE, NGX_LOG_ALERT, NGX_OK,
 };
 use ngx::http::HttpModuleMainConf;
-use ngx::{ngx_log_error, ngx_modules};
+use ngx::ngx_log_error;
 
 mod conf;
 mod ctx;
@@ -30,10 +30,12 @@ mod pump;
 mod response;
 mod resume;
 
-ngx_modules!(ngx_http_wsgi_module);
+// The unit-test executable has no nginx to link against: there, nothing
+// exports the module, so the linker drops every path into nginx's symbols.
+#[cfg(not(test))]
+ngx::ngx_modules!(ngx_http_wsgi_module);
 
-#[used]
-#[no_mangle]
+#[cfg_attr(not(test), used, no_mangle)]
 #[allow(non_upper_case_globals)]
 pub static mut ngx_http_wsgi_module: ngx_module_t = ngx_module_t {
     ctx: addr_of!(conf::MODULE_CTX) as *mut c_void,

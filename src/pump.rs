@@ -184,6 +184,8 @@ fn next_chunk<'py>(py: Python<'py>, ctx: &mut RequestCtx) -> PyResult<Option<Bou
     };
     let start_response = start_response.bind(py);
     if let Some(data) = start_response.try_borrow_mut()?.written.pop_front() {
+        // The body is more than the one-item list: its length is unknown.
+        ctx.known_length = None;
         return Ok(Some(data.into_bound(py)));
     }
     let Some(iterator) = ctx.iterator.as_ref() else {

@@ -1,0 +1,302 @@
+# Serving apps: environ, status and headers, iterables, close(), two apps.
+use Test::Nginx::Socket 'no_plan';
+
+master_on();
+workers(2);
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: hello world
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /hello {
+    wsgi_pass basics:hello;
+}
+--- request
+GET /hello
+--- response_headers
+Content-Type: text/plain
+Content-Length: 13
+--- response_body chomp
+Hello, world!
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: request line and headers reach the environ
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /env {
+    wsgi_pass basics:echo_environ;
+}
+--- request
+GET /env/a%20b?REQUEST_METHOD&SCRIPT_NAME&PATH_INFO&REQUEST_URI&SERVER_PROTOCOL&SERVER_NAME&HTTP_X_CUSTOM_HEADER&HTTP_ACCEPT&HTTP_COOKIE&REMOTE_ADDR&CONTENT_TYPE&CONTENT_LENGTH&HTTP_CONTENT_TYPE
+--- more_headers
+X-Custom-Header: some value
+Accept: text/plain
+Accept: text/html
+Cookie: a=1
+Cookie: b=2
+--- response_body
+REQUEST_METHOD=GET
+SCRIPT_NAME=
+PATH_INFO=/env/a b
+REQUEST_URI=/env/a%20b?REQUEST_METHOD&SCRIPT_NAME&PATH_INFO&REQUEST_URI&SERVER_PROTOCOL&SERVER_NAME&HTTP_X_CUSTOM_HEADER&HTTP_ACCEPT&HTTP_COOKIE&REMOTE_ADDR&CONTENT_TYPE&CONTENT_LENGTH&HTTP_CONTENT_TYPE
+SERVER_PROTOCOL=HTTP/1.1
+SERVER_NAME=localhost
+HTTP_X_CUSTOM_HEADER=some value
+HTTP_ACCEPT=text/plain, text/html
+HTTP_COOKIE=a=1; b=2
+REMOTE_ADDR=127.0.0.1
+CONTENT_TYPE=<missing>
+CONTENT_LENGTH=<missing>
+HTTP_CONTENT_TYPE=<missing>
+
+
+
+=== TEST 3: server port and query string
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /env {
+    wsgi_pass basics:echo_environ;
+}
+--- request
+GET /env?SERVER_PORT&QUERY_STRING
+--- response_body_like eval
+qr/\ASERVER_PORT=$ENV{TEST_NGINX_SERVER_PORT}\nQUERY_STRING=SERVER_PORT&QUERY_STRING\n\z/
+
+
+
+=== TEST 4: the wsgi.* keys
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /wsgi {
+    wsgi_pass basics:wsgi_keys;
+}
+--- request
+GET /wsgi
+--- response_body
+wsgi.version=(1, 0)
+wsgi.url_scheme='http'
+wsgi.multithread=False
+wsgi.multiprocess=True
+wsgi.run_once=False
+wsgi.input_terminated=True
+wsgi.input.read=b''
+wsgi.errors.write=True
+
+
+
+=== TEST 5: the app's status line, reason and headers reach the client
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /teapot {
+    wsgi_pass basics:custom_status;
+}
+--- request
+GET /teapot
+--- error_code: 418
+--- response_headers
+Content-Type: application/x-tea
+X-Brew: earl grey
+--- raw_response_headers_like chomp
+^HTTP/1\.1 418 I'm a teapot\r\n.*Set-Cookie: a=1; Path=/\r\nSet-Cookie: b=2; Path=/\r\n
+--- response_body
+short and stout
+
+
+
+=== TEST 6: a generator of several chunks, sent chunked
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /chunks {
+    wsgi_pass basics:chunks;
+}
+--- request
+GET /chunks
+--- response_headers
+Transfer-Encoding: chunked
+!Content-Length
+--- response_body
+chunk 0
+chunk 1
+chunk 2
+chunk 3
+chunk 4
+
+
+
+=== TEST 7: a list of several items
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /list {
+    wsgi_pass basics:list_body;
+}
+--- request
+GET /list
+--- response_body
+one two three
+
+
+
+=== TEST 8: close() is called once the body is sent
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /closing {
+    wsgi_pass basics:closing;
+}
+--- request
+GET /closing
+--- response_body
+abc
+--- error_log
+close() called after 3 parts
+
+
+
+=== TEST 9: close() is called for HEAD, and no body is sent
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /closing {
+    wsgi_pass basics:closing;
+}
+--- request
+HEAD /closing
+--- response_body
+--- error_log
+close() called after 3 parts
+
+
+
+=== TEST 10: a request body reaches wsgi.input, with CONTENT_TYPE and CONTENT_LENGTH
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /post {
+    wsgi_pass basics:post_echo;
+}
+--- request
+POST /post
+name=value&x=1
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- response_body
+POST application/x-www-form-urlencoded 14 name=value&x=1
+
+
+
+=== TEST 11: a body larger than client_body_buffer_size (read from nginx's temp file)
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+client_body_buffer_size 1k;
+location /post {
+    wsgi_pass basics:post_echo;
+}
+--- request eval
+"POST /post\n" . ("0123456789" x 10000)
+--- response_body eval
+"POST None 100000 " . ("0123456789" x 10000) . "\n"
+
+
+
+=== TEST 12: an empty 204 response
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /empty {
+    wsgi_pass basics:empty;
+}
+--- request
+GET /empty
+--- error_code: 204
+--- response_body
+
+
+
+=== TEST 13: write() data comes before the iterable's
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /write {
+    wsgi_pass basics:write_callable;
+}
+--- request
+GET /write
+--- response_body
+from write(); from the iterable
+
+
+
+=== TEST 14: a generator may call start_response when first advanced
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /lazy {
+    wsgi_pass basics:lazy_start;
+}
+--- request
+GET /lazy
+--- response_headers
+X-Lazy: yes
+--- response_body
+lazy
+
+
+
+=== TEST 15: two locations serve two different apps
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /hello {
+    wsgi_pass basics:hello;
+}
+location /other {
+    wsgi_pass basics:other_app;
+}
+--- request eval
+["GET /hello", "GET /other", "GET /hello"]
+--- response_body eval
+["Hello, world!", "I am the other app\n", "Hello, world!"]
+
+
+
+=== TEST 16: an app given as a path to a .py file, relative to nginx.conf
+--- http_config
+--- config
+location /file {
+    wsgi_pass $TEST_NGINX_APPS/basics.py:hello;
+}
+--- request
+GET /file
+--- response_body chomp
+Hello, world!
+
+
+
+=== TEST 17: wsgi_pass inside "if" in a location
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /cond {
+    if ($arg_other) {
+        wsgi_pass basics:other_app;
+    }
+    wsgi_pass basics:hello;
+}
+--- request eval
+["GET /cond", "GET /cond?other=1"]
+--- response_body eval
+["Hello, world!", "I am the other app\n"]
