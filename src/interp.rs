@@ -245,7 +245,10 @@ pub fn log_exception(
 fn format_exception(py: Python<'_>, err: &PyErr) -> String {
     let formatted = py
         .import("traceback")
-        .and_then(|tb| tb.call_method1("format_exception", (err.value(py),)))
+        .and_then(|tb| {
+            let args = (err.get_type(py), err.value(py), err.traceback(py));
+            tb.call_method1("format_exception", args)
+        })
         .and_then(|lines| lines.extract::<Vec<String>>());
     match formatted {
         Ok(lines) => lines.concat(),

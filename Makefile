@@ -1,0 +1,39 @@
+# ngx_wsgi: one entry point to build, run and test.
+#   make run    build nginx + the module, serve nginx-conf/example.conf on 127.0.0.1:8080
+#   make test   cargo test + the Test::Nginx suite under t/
+# Both install what is missing on Debian 12 first (scripts/install-deps).
+
+PREFIX := $(CURDIR)/target/nginx
+export PYO3_PYTHON ?= /usr/bin/python3.11
+export TEST_NGINX_BINARY := $(PREFIX)/sbin/nginx
+export TEST_NGINX_LOAD_MODULES := $(PREFIX)/modules/ngx_http_wsgi_module.so
+export TEST_NGINX_APPS := $(CURDIR)/t/apps
+
+.PHONY: all build run test unit prove deps test-deps clean
+
+all: build
+
+deps:
+	scripts/install-deps build
+
+test-deps:
+	scripts/install-deps test
+
+build: deps
+	scripts/build
+
+run: build
+	$(PREFIX)/sbin/nginx -p $(PREFIX) -c $(CURDIR)/nginx-conf/example.conf -g 'daemon off;'
+
+test: test-deps build
+	$(MAKE) --no-print-directory unit prove
+
+unit:
+	cargo test --release --lib
+
+prove:
+	prove -r t/
+
+clean:
+	cargo clean
+	rm -rf t/servroot*
