@@ -163,10 +163,19 @@ location /ok { wsgi_pass failing:ok; }
 ["GET /exit", "GET /ok"]
 --- error_code eval
 [500, 200]
---- grep_error_log eval
-qr/SystemExit: 3/
---- grep_error_log_out eval
-["SystemExit: 3\n", ""]
+
+
+
+=== TEST 10b: SystemExit is logged like any exception
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /exit { wsgi_pass failing:system_exit; }
+--- request
+GET /exit
+--- error_code: 500
+--- error_log eval
+qr/^SystemExit: 3, client/
 
 
 
