@@ -23,7 +23,8 @@ pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_
         ngx_log_error!(
             NGX_LOG_ERR,
             log,
-            "wsgi: Python is not running in this worker; see the alert logged when the worker started"
+            "wsgi: Python is not running in this worker: {}",
+            interp::start_failure()
         );
         return NGX_HTTP_INTERNAL_SERVER_ERROR as _;
     }

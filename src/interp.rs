@@ -21,6 +21,9 @@ const BUILD_PYTHON: &str = env!("WSGI_BUILD_PYTHON");
 
 static READY: AtomicBool = AtomicBool::new(false);
 
+/// Why Python did not start in this worker, for the error of each request.
+static START_FAILURE: OnceLock<String> = OnceLock::new();
+
 /// Loaded apps, by `MainConf::apps` index. An app that failed to import stays
 /// empty, so the next request tries again.
 static APPS: OnceLock<Vec<OnceLock<Py<PyAny>>>> = OnceLock::new();
@@ -44,6 +47,11 @@ pub fn check_python_home(dir: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Why Python is not running in this worker, if it is not.
+pub fn start_failure() -> &'static str {
+    START_FAILURE.get().map(String::as_str).unwrap_or("it was not started")
+}
+
 /// Starts CPython in this worker. A failure is logged and leaves the worker
 /// running without Python: its WSGI requests get 500, it is not respawned.
 pub fn start(main: &MainConf, log: *mut ngx_log_t) {
@@ -52,6 +60,7 @@ pub fn start(main: &MainConf, log: *mut ngx_log_t) {
     let started = unsafe { initialize(main) };
     if let Err(e) = started {
         ngx_log_error!(NGX_LOG_ALERT, log, "wsgi: Python could not start: {e}");
+        let _ = START_FAILURE.set(e);
         return;
     }
     let prepared = Python::attach(|py| prepare(py, main));
@@ -65,6 +74,7 @@ pub fn start(main: &MainConf, log: *mut ngx_log_t) {
                 "wsgi: setting up sys.path failed",
             )
         });
+        let _ = START_FAILURE.set(format!("setting up sys.path failed: {e}"));
         return;
     }
     let _ = APPS.set(main.apps.iter().map(|_| OnceLock::new()).collect());

@@ -1,0 +1,122 @@
+# `nginx -t` (and start-up) reject malformed wsgi_* directives with a message
+# that names the directive.
+use Test::Nginx::Socket 'no_plan';
+
+master_on();
+
+no_shuffle();
+run_tests();
+
+__DATA__
+
+=== TEST 1: an empty callable
+--- config
+location / { wsgi_pass app:; }
+--- must_die
+--- error_log
+"wsgi_pass": "app:" has an empty callable after ":"
+
+
+
+=== TEST 2: more than one colon
+--- config
+location / { wsgi_pass a:b:c; }
+--- must_die
+--- error_log
+"wsgi_pass": "a:b:c" has more than one ":"; expected MODULE[:CALLABLE]
+
+
+
+=== TEST 3: a module name that is not a Python name
+--- config
+location / { wsgi_pass my-app; }
+--- must_die
+--- error_log
+"wsgi_pass": "my-app" is neither a dotted Python module name nor a path to a .py file
+
+
+
+=== TEST 4: an app file that does not exist
+--- config
+location / { wsgi_pass /nonexistent/app.py; }
+--- must_die
+--- error_log
+"wsgi_pass": file "/nonexistent/app.py" does not exist
+
+
+
+=== TEST 5: a python home that does not exist
+--- http_config
+wsgi_python_home /nonexistent/venv;
+--- config
+location / { wsgi_pass app; }
+--- must_die
+--- error_log
+"wsgi_python_home": directory "/nonexistent/venv" does not exist
+
+
+
+=== TEST 6: a python home that is neither a virtualenv nor a Python prefix
+--- http_config
+wsgi_python_home /proc/self;
+--- config
+location / { wsgi_pass app; }
+--- must_die
+--- error_log
+"wsgi_python_home": "/proc/self" is neither a virtualenv (no pyvenv.cfg) nor a Python prefix (no lib/)
+
+
+
+=== TEST 7: a python path entry that does not exist
+--- http_config
+wsgi_python_path /nonexistent/dir;
+--- config
+location / { wsgi_pass app; }
+--- must_die
+--- error_log
+"wsgi_python_path": directory "/nonexistent/dir" does not exist
+
+
+
+=== TEST 8: wsgi_pass twice in one location
+--- config
+location / {
+    wsgi_pass a;
+    wsgi_pass b;
+}
+--- must_die
+--- error_log
+"wsgi_pass" directive is duplicate
+
+
+
+=== TEST 9: wsgi_python_path is an http-level directive
+--- config
+location / {
+    wsgi_python_path /tmp;
+    wsgi_pass app;
+}
+--- must_die
+--- error_log
+"wsgi_python_path" directive is not allowed here
+
+
+
+=== TEST 10: a python home that exists but holds no Python: the worker logs it and answers 500, it is not respawned
+--- main_config
+--- http_config
+wsgi_python_home $TEST_NGINX_SERVER_ROOT/html/fake-python;
+--- config
+location /app { wsgi_pass app; }
+--- user_files
+>>> fake-python/lib/README
+A directory that looks like a Python prefix but has no standard library.
+--- request eval
+["GET /app", "GET /app"]
+--- error_code eval
+[500, 500]
+--- error_log
+wsgi: Python is not running in this worker: init_fs_encoding: failed to get the Python codec of the filesystem encoding
+--- no_error_log
+exited on signal
+exited with code
