@@ -8,6 +8,7 @@ export PYO3_PYTHON ?= /usr/bin/python3.11
 export TEST_NGINX_BINARY := $(PREFIX)/sbin/nginx
 export TEST_NGINX_LOAD_MODULES := $(PREFIX)/modules/ngx_http_wsgi_module.so
 export TEST_NGINX_APPS := $(CURDIR)/t/apps
+export TEST_NGINX_CERTS := $(CURDIR)/t/certs
 
 .PHONY: all build run test unit prove deps test-deps clean
 

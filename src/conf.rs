@@ -9,7 +9,9 @@ use std::ptr::addr_of;
 
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_t, ngx_http_module_t, ngx_module_t, ngx_str_t, ngx_uint_t,
+    ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
+    ngx_http_complex_value_t, ngx_http_module_t, ngx_int_t, ngx_module_t, ngx_pcalloc, ngx_str_t,
+    ngx_uint_t, NGX_CONF_TAKE23, NGX_HTTP_SRV_CONF, NGX_OK,
     NGX_CONF_1MORE, NGX_CONF_TAKE1, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
     NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_LOG_EMERG,
 };
@@ -108,17 +110,33 @@ pub struct MainConf {
     pub apps: Vec<AppSpec>,
 }
 
+/// One `wsgi_param NAME VALUE [if_not_empty];`.
+#[derive(Debug, Clone)]
+pub struct Param {
+    pub name: String,
+    /// The VALUE, compiled: it may hold nginx variables.
+    pub value: *mut ngx_http_complex_value_t,
+    pub if_not_empty: bool,
+}
+
 /// Per-location settings.
 #[derive(Debug, Default)]
 pub struct LocConf {
     /// Index into `MainConf::apps`.
     pub app: Option<usize>,
+    /// `wsgi_param`s; like `uwsgi_param`, a level that sets any replaces
+    /// all inherited ones.
+    pub params: Vec<Param>,
+    params_set: bool,
 }
 
 impl Merge for LocConf {
     fn merge(&mut self, prev: &LocConf) -> Result<(), MergeConfigError> {
         if self.app.is_none() {
             self.app = prev.app;
+        }
+        if !self.params_set {
+            self.params = prev.params.clone();
         }
         Ok(())
     }
@@ -154,7 +172,7 @@ pub static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     merge_loc_conf: Some(Module::merge_loc_conf),
 };
 
-pub static mut COMMANDS: [ngx_command_t; 4] = [
+pub static mut COMMANDS: [ngx_command_t; 5] = [
     ngx_command_t {
         name: ngx_string!("wsgi_pass"),
         type_: (NGX_HTTP_LOC_CONF | NGX_HTTP_LIF_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
@@ -176,6 +194,15 @@ pub static mut COMMANDS: [ngx_command_t; 4] = [
         type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
         set: Some(set_python_home),
         conf: NGX_HTTP_MAIN_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("wsgi_param"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE23)
+            as ngx_uint_t,
+        set: Some(set_param),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
         post: std::ptr::null_mut(),
     },
@@ -268,6 +295,66 @@ extern "C" fn set_wsgi_pass(
         clcf.handler = Some(crate::handler::content_handler);
     }
     NGX_CONF_OK
+}
+
+extern "C" fn set_param(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in set_wsgi_pass; `conf` is this module's location
+    // configuration at the directive's level.
+    unsafe {
+        let loc = &mut *(conf as *mut LocConf);
+        let args = match args(cf) {
+            Ok(a) => a,
+            Err(e) => return reject(cf, "wsgi_param", &e),
+        };
+        let name = args[0].clone();
+        if name.is_empty() {
+            return reject(cf, "wsgi_param", "empty parameter name");
+        }
+        let if_not_empty = match args.get(2).map(String::as_str) {
+            None => false,
+            Some("if_not_empty") => true,
+            Some(other) => {
+                return reject(
+                    cf,
+                    "wsgi_param",
+                    &format!("invalid parameter \"{other}\"; expected \"if_not_empty\""),
+                )
+            }
+        };
+        let Some(value) = compile_value(cf, 2) else {
+            return NGX_CONF_ERROR;
+        };
+        loc.params_set = true;
+        loc.params.push(Param {
+            name,
+            value,
+            if_not_empty,
+        });
+    }
+    NGX_CONF_OK
+}
+
+/// Compiles directive argument `index` (the directive's name is 0) as a
+/// complex value, a string that may hold variables, from the config pool.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed, with that many arguments.
+unsafe fn compile_value(cf: *mut ngx_conf_t, index: usize) -> Option<*mut ngx_http_complex_value_t> {
+    let value = ((*(*cf).args).elts as *mut ngx_str_t).add(index);
+    let cv = ngx_pcalloc((*cf).pool, std::mem::size_of::<ngx_http_complex_value_t>())
+        as *mut ngx_http_complex_value_t;
+    if cv.is_null() {
+        return None;
+    }
+    let mut ccv: ngx_http_compile_complex_value_t = std::mem::zeroed();
+    ccv.cf = cf;
+    ccv.value = value;
+    ccv.complex_value = cv;
+    (ngx_http_compile_complex_value(&mut ccv) == NGX_OK as ngx_int_t).then_some(cv)
 }
 
 extern "C" fn set_python_path(

@@ -53,6 +53,8 @@ pub struct RequestCtx {
     /// Content-Length known from the iterable (a one-item list).
     pub known_length: Option<usize>,
     pub header_sent: bool,
+    /// Body bytes the app's Content-Length still allows.
+    pub remaining: Option<u64>,
     pub output: Output,
 }
 
@@ -68,6 +70,7 @@ impl RequestCtx {
             errors: None,
             known_length: None,
             header_sent: false,
+            remaining: None,
             output: Output::default(),
         }
     }

@@ -4,13 +4,20 @@
 use std::ffi::c_char;
 
 use ngx::ffi::{
-    ngx_connection_local_sockaddr, ngx_http_request_t, ngx_inet_get_port, ngx_list_part_t,
-    ngx_process, ngx_str_t, ngx_table_elt_t, NGX_PROCESS_SINGLE,
+    ngx_connection_local_sockaddr, ngx_http_complex_value, ngx_http_request_t, ngx_inet_get_port,
+    ngx_int_t, ngx_list_part_t, ngx_process, ngx_str_t, ngx_table_elt_t, NGX_OK,
+    NGX_PROCESS_SINGLE,
 };
 use ngx::http::{HttpModuleServerConf, NgxHttpCoreModule};
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyString, PyType};
+
+use crate::conf::Param;
+
+static FILE_WRAPPER: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// A `str` holding `bytes` decoded as latin-1, as PEP 3333 wants for
 /// "native strings" that come from the wire.
@@ -38,10 +45,12 @@ unsafe fn bytes(s: &ngx_str_t) -> &[u8] {
 }
 
 /// The parts of the environ that come from outside the request.
-pub struct Extras<'py> {
+pub struct Extras<'py, 'a> {
     pub input: Bound<'py, PyAny>,
     pub body_len: usize,
     pub errors: Bound<'py, PyAny>,
+    /// The location's `wsgi_param`s.
+    pub params: &'a [Param],
 }
 
 /// Builds the environ for `r`.
@@ -51,7 +60,7 @@ pub struct Extras<'py> {
 pub unsafe fn build<'py>(
     py: Python<'py>,
     r: *mut ngx_http_request_t,
-    extras: Extras<'py>,
+    extras: Extras<'py, '_>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = PyDict::new(py);
     let set = |key: &str, value: &[u8]| env.set_item(key, latin1(py, value)?);
@@ -83,9 +92,9 @@ pub unsafe fn build<'py>(
 
     // SERVER_NAME: the server block's name, as uwsgi_params has it; a
     // catch-all server has none, then the Host the client asked for.
-    let server_name = NgxHttpCoreModule::server_conf(&*r)
-        .map(|cscf| bytes(&cscf.server_name))
-        .unwrap_or(&[]);
+    let cscf = NgxHttpCoreModule::server_conf(&*r)
+        .ok_or_else(|| PyRuntimeError::new_err("no server configuration"))?;
+    let server_name = bytes(&cscf.server_name);
     let server_name = if server_name.is_empty() || server_name == b"_" {
         bytes(&hi.server)
     } else {
@@ -113,7 +122,8 @@ pub unsafe fn build<'py>(
         set("HTTPS", b"on")?;
     }
 
-    add_http_headers(py, &env, &hi.headers.part)?;
+    let underscores = cscf.underscores_in_headers != 0;
+    add_http_headers(py, &env, &hi.headers.part, underscores)?;
 
     env.set_item("wsgi.version", (1, 0))?;
     env.set_item("wsgi.url_scheme", if https { "https" } else { "http" })?;
@@ -126,12 +136,74 @@ pub unsafe fn build<'py>(
     )?;
     env.set_item("wsgi.run_once", false)?;
     env.set_item("wsgi.input_terminated", true)?;
+    env.set_item("wsgi.asynchronous", true)?;
+    env.set_item(
+        "wsgi.file_wrapper",
+        FILE_WRAPPER.import(py, "wsgiref.util", "FileWrapper")?,
+    )?;
+    apply_params(py, r, &env, extras.params)?;
     Ok(env)
+}
+
+/// Sets the location's `wsgi_param`s, which override what the module set.
+/// A `SCRIPT_NAME` (the prefix an app is mounted under) is cut from the
+/// front of `PATH_INFO`, unless a `wsgi_param` sets `PATH_INFO` too.
+///
+/// # Safety
+/// `r` must be a live request; `params` from its location's configuration.
+unsafe fn apply_params(
+    py: Python<'_>,
+    r: *mut ngx_http_request_t,
+    env: &Bound<'_, PyDict>,
+    params: &[Param],
+) -> PyResult<()> {
+    let mut script_name: Option<Vec<u8>> = None;
+    let mut path_info_set = false;
+    for param in params {
+        let mut value = ngx_str_t::empty();
+        if ngx_http_complex_value(r, param.value, &mut value) != NGX_OK as ngx_int_t {
+            return Err(PyRuntimeError::new_err(format!(
+                "evaluating wsgi_param {} failed",
+                param.name
+            )));
+        }
+        let mut value = bytes(&value);
+        if param.if_not_empty && value.is_empty() {
+            continue;
+        }
+        match param.name.as_str() {
+            "SCRIPT_NAME" => {
+                // SCRIPT_NAME never ends in "/": the "/" starts PATH_INFO.
+                while let [rest @ .., b'/'] = value {
+                    value = rest;
+                }
+                script_name = Some(value.to_vec());
+            }
+            "PATH_INFO" => path_info_set = true,
+            _ => {}
+        }
+        env.set_item(param.name.as_str(), latin1(py, value)?)?;
+    }
+    if let (Some(prefix), false) = (script_name, path_info_set) {
+        let path = bytes(&(*r).uri);
+        if let Some(rest) = mounted_path(path, &prefix) {
+            env.set_item("PATH_INFO", latin1(py, rest)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The part of `path` after the mount point `prefix`, if `path` is under it.
+fn mounted_path<'a>(path: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest[0] == b'/').then_some(rest)
 }
 
 /// Adds `HTTP_*` for each request header; repeated headers are joined with
 /// ", " (Cookie with "; ", as HTTP/2 splits it). Content-Type and
-/// Content-Length appear only as CONTENT_TYPE and CONTENT_LENGTH.
+/// Content-Length appear only as CONTENT_TYPE and CONTENT_LENGTH. A name
+/// with "_" is passed only under `underscores_in_headers on`: otherwise
+/// `X_User` could pose as `X-User`, which maps to the same key.
 ///
 /// # Safety
 /// `part` must be the first part of a live ngx_list_t of ngx_table_elt_t.
@@ -139,6 +211,7 @@ unsafe fn add_http_headers(
     py: Python<'_>,
     env: &Bound<'_, PyDict>,
     mut part: *const ngx_list_part_t,
+    underscores: bool,
 ) -> PyResult<()> {
     let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
     while !part.is_null() {
@@ -149,6 +222,9 @@ unsafe fn add_http_headers(
                 continue;
             }
             let name = bytes(&h.key);
+            if !underscores && name.contains(&b'_') {
+                continue;
+            }
             if name.eq_ignore_ascii_case(b"content-type")
                 || name.eq_ignore_ascii_case(b"content-length")
             {
@@ -186,7 +262,16 @@ fn cgi_name(name: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::cgi_name;
+    use super::{cgi_name, mounted_path};
+
+    #[test]
+    fn mount_points() {
+        assert_eq!(mounted_path(b"/app/x/y", b"/app"), Some(&b"/x/y"[..]));
+        assert_eq!(mounted_path(b"/app", b"/app"), Some(&b""[..]));
+        assert_eq!(mounted_path(b"/application", b"/app"), None);
+        assert_eq!(mounted_path(b"/other", b"/app"), None);
+        assert_eq!(mounted_path(b"/x", b""), Some(&b"/x"[..]));
+    }
 
     #[test]
     fn header_names() {

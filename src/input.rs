@@ -2,13 +2,13 @@
 //! its temp file, gathered into one bytes object behind an `io.BytesIO`.
 
 use std::io;
-use std::sync::OnceLock;
 
 use ngx::ffi::{ngx_buf_t, ngx_http_request_t};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyType};
 
-static BYTES_IO: OnceLock<Py<PyAny>> = OnceLock::new();
+static BYTES_IO: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 
 /// The body as a readable binary stream, and its length.
 ///
@@ -38,15 +38,8 @@ pub unsafe fn wsgi_input<'py>(
             "reading the request body's temp file failed: {e}"
         )));
     }
-    let class = match BYTES_IO.get() {
-        Some(c) => c.bind(py).clone(),
-        None => {
-            let c = py.import("io")?.getattr("BytesIO")?;
-            let _ = BYTES_IO.set(c.clone().unbind());
-            c
-        }
-    };
-    Ok((class.call1((body,))?, len))
+    let stream = BYTES_IO.import(py, "io", "BytesIO")?.call1((body,))?;
+    Ok((stream, len))
 }
 
 /// # Safety

@@ -62,7 +62,8 @@ impl Output {
         !self.held.is_empty()
     }
 
-    /// Sends `chunk` down the filter chain, `flush` set so no filter holds it.
+    /// Sends the first `len` bytes of `chunk` down the filter chain, `flush`
+    /// set so no filter holds them.
     ///
     /// # Safety
     /// `r` must be the live request this output belongs to.
@@ -70,9 +71,10 @@ impl Output {
         &mut self,
         r: *mut ngx_http_request_t,
         chunk: Bound<'_, PyBytes>,
+        len: usize,
         flush: bool,
     ) -> ngx_int_t {
-        let data = chunk.as_bytes();
+        let data = &chunk.as_bytes()[..len];
         let cl = ngx_chain_get_free_buf((*r).pool, &mut self.free);
         if cl.is_null() {
             return NGX_ERROR as ngx_int_t;

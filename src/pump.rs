@@ -4,9 +4,11 @@
 
 use ngx::ffi::{
     ngx_http_finalize_request, ngx_http_request_t, ngx_http_send_header, ngx_http_send_special,
-    ngx_int_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST, NGX_LOG_ERR, NGX_OK,
+    ngx_int_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST, NGX_LOG_ERR, NGX_LOG_WARN,
+    NGX_OK,
 };
-use ngx::http::HttpModuleMainConf;
+use ngx::ngx_log_error;
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -99,6 +101,9 @@ unsafe fn call_app(
                 "wsgi: configuration".to_owned(),
             )
         })?;
+    let params = Module::location_conf(&*r)
+        .map(|lc| lc.params.as_slice())
+        .unwrap_or(&[]);
     let name = spec.display();
     let app = interp::app(py, ctx.app, spec)
         .map_err(|e| (e, format!("wsgi: cannot load app \"{name}\"")))?;
@@ -111,6 +116,7 @@ unsafe fn call_app(
         input,
         body_len,
         errors: errors.into_any(),
+        params,
     };
     let environ = environ::build(py, r, extras).map_err(raised)?;
     let start_response = Bound::new(py, StartResponse::default()).map_err(raised)?;
@@ -160,7 +166,7 @@ unsafe fn produce(py: Python<'_>, r: *mut ngx_http_request_t, ctx: &mut RequestC
             Err(e) => return fail(py, ctx, &e, "wsgi: the app's response iterable raised"),
         };
         chunks += 1;
-        let len = chunk.as_bytes().len();
+        let mut len = chunk.as_bytes().len();
         if len == 0 {
             continue;
         }
@@ -169,12 +175,34 @@ unsafe fn produce(py: Python<'_>, r: *mut ngx_http_request_t, ctx: &mut RequestC
                 return next;
             }
         }
-        if ctx.output.send_bytes(r, chunk, true) == NGX_ERROR as ngx_int_t {
+        if let Some(remaining) = ctx.remaining {
+            if len as u64 > remaining {
+                ngx_log_error!(
+                    NGX_LOG_WARN,
+                    ctx.log,
+                    "wsgi: the app's body is longer than its Content-Length ({} bytes); the rest is not sent",
+                    content_length(r)
+                );
+                len = remaining as usize;
+            }
+            ctx.remaining = Some(remaining - len as u64);
+        }
+        if len > 0 && ctx.output.send_bytes(r, chunk, len, true) == NGX_ERROR as ngx_int_t {
             ctx.close_iterable(py);
             return Next::Finish(NGX_ERROR as _);
         }
         bytes += len;
+        if ctx.remaining == Some(0) {
+            // The whole declared body is out: stop iterating.
+            return finish(py, r, ctx);
+        }
     }
+}
+
+/// # Safety
+/// `r` must be a live request.
+unsafe fn content_length(r: *mut ngx_http_request_t) -> i64 {
+    (*r).headers_out.content_length_n
 }
 
 /// The next body chunk: data given to write() first, then the iterable's.
@@ -234,6 +262,7 @@ unsafe fn send_header(
         return Some(Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _));
     }
     ctx.header_sent = true;
+    ctx.remaining = head.content_length;
     let rc = ngx_http_send_header(r);
     if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
         ctx.close_iterable(py);
@@ -255,6 +284,15 @@ unsafe fn finish(py: Python<'_>, r: *mut ngx_http_request_t, ctx: &mut RequestCt
         if let Some(next) = send_header(py, r, ctx) {
             return next;
         }
+    }
+    if let Some(short) = ctx.remaining.filter(|&n| n > 0) {
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            ctx.log,
+            "wsgi: the app's body ended {short} bytes short of its Content-Length ({}); closing the connection",
+            content_length(r)
+        );
+        return Next::Finish(NGX_ERROR as _);
     }
     Next::Finish(ngx_http_send_special(r, NGX_HTTP_LAST as _))
 }

@@ -267,6 +267,16 @@ pub unsafe fn apply(
         (None, Some(n)) => ho.content_length_n = n as i64,
         (None, None) => {}
     }
+    // With a status line of its own nginx's header filter skips these
+    // rules: 204 and 304 have no body.
+    if head.status == 204 || head.status == 304 {
+        (*r).set_header_only(1);
+    }
+    if head.status == 204 {
+        ho.content_length_n = -1;
+        ho.content_type_len = 0;
+        ho.content_type = ngx_str_t::empty();
+    }
     Ok(())
 }
 

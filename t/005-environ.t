@@ -1,0 +1,198 @@
+# The environ, complete: CGI keys, HTTP_* headers, wsgi.* keys, TLS, and
+# wsgi_param (with mounting an app under a prefix).
+use Test::Nginx::Socket 'no_plan';
+
+no_shuffle();
+
+add_block_preprocessor(sub {
+    my $block = shift;
+    if (!defined $block->http_config) {
+        $block->set_value("http_config", "wsgi_python_path $ENV{TEST_NGINX_APPS};");
+    }
+});
+
+run_tests();
+
+__DATA__
+
+=== TEST 1: every key PEP 3333 requires, with the right values
+--- config
+location /env { wsgi_pass pep3333:environ_json; }
+--- request
+GET /env/x?a=1&b=%20
+--- response_body_like eval
+qr/^\{"HTTP_CONNECTION": "close", "HTTP_HOST": "localhost", "PATH_INFO": "\/env\/x", "QUERY_STRING": "a=1&b=%20", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "\d+", "REQUEST_METHOD": "GET", "REQUEST_URI": "\/env\/x\?a=1&b=%20", "SCRIPT_NAME": "", "SERVER_NAME": "localhost", "SERVER_PORT": "$ENV{TEST_NGINX_SERVER_PORT}", "SERVER_PROTOCOL": "HTTP\/1.1", "wsgi.asynchronous": true, "wsgi.errors": "ErrorLog", "wsgi.file_wrapper": "type", "wsgi.input": "BytesIO", "wsgi.input_terminated": true, "wsgi.multiprocess": false, "wsgi.multithread": false, "wsgi.run_once": false, "wsgi.url_scheme": "http", "wsgi.version": \[1, 0\]\}\n\z/
+
+
+
+=== TEST 2: PATH_INFO is the percent-decoded path, its bytes as latin-1
+--- config
+location /p { wsgi_pass pep3333:path_bytes; }
+--- request
+GET /p/caf%C3%A9%20bar
+--- response_body
+/p/café bar
+
+
+
+=== TEST 3: CONTENT_TYPE and CONTENT_LENGTH only when the request has them, never HTTP_CONTENT_*
+--- config
+location /env { wsgi_pass pep3333:environ_json; }
+--- request
+POST /env
+hello
+--- more_headers
+Content-Type: text/x-greeting
+--- response_body_like eval
+qr/"CONTENT_LENGTH": "5", "CONTENT_TYPE": "text\/x-greeting"/
+--- response_body_unlike: HTTP_CONTENT
+
+
+
+=== TEST 4: REMOTE_PORT and repeated headers
+--- config
+location /env { wsgi_pass pep3333:environ_json; }
+--- request
+GET /env
+--- more_headers
+X-Multi: one
+X-Multi: two
+--- response_body_like eval
+qr/"HTTP_X_MULTI": "one, two".*"REMOTE_PORT": "\d+"/
+
+
+
+=== TEST 5: a header with "_" is dropped unless underscores_in_headers is on (it could pose as X-User)
+--- config
+ignore_invalid_headers off;
+location /env { wsgi_pass pep3333:environ_json; }
+--- request
+GET /env
+--- more_headers
+X_User: spoofed
+--- response_body_unlike: HTTP_X_USER
+
+
+
+=== TEST 6: with underscores_in_headers on, "X_User" becomes HTTP_X_USER
+--- config
+underscores_in_headers on;
+location /env { wsgi_pass pep3333:environ_json; }
+--- request
+GET /env
+--- more_headers
+X_User: allowed
+--- response_body_like: "HTTP_X_USER": "allowed"
+
+
+
+=== TEST 7: HTTPS=on and wsgi.url_scheme https under TLS
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+server {
+    listen 127.0.0.1:$TEST_NGINX_RAND_PORT_1 ssl;
+    server_name tls.example;
+    ssl_certificate $TEST_NGINX_CERTS/test.crt;
+    ssl_certificate_key $TEST_NGINX_CERTS/test.key;
+    location /env { wsgi_pass pep3333:environ_json; }
+}
+--- config
+location /tls {
+    proxy_pass https://127.0.0.1:$TEST_NGINX_RAND_PORT_1/env;
+}
+--- request
+GET /tls
+--- response_body_like eval
+qr/"HTTPS": "on".*"SERVER_NAME": "tls.example", "SERVER_PORT": "\d+".*"wsgi.url_scheme": "https"/
+
+
+
+=== TEST 8: wsgi_param sets and overrides keys, with nginx variables
+--- config
+location /env {
+    wsgi_param APP_ENV production;
+    wsgi_param REMOTE_ADDR 10.0.0.1;
+    wsgi_param X_FROM_VARS "$request_method $arg_q";
+    wsgi_param wsgi.url_scheme https;
+    wsgi_pass pep3333:environ_json;
+}
+--- request
+GET /env?q=42
+--- response_body_like eval
+qr/"APP_ENV": "production".*"REMOTE_ADDR": "10\.0\.0\.1".*"X_FROM_VARS": "GET 42".*"wsgi.url_scheme": "https"/
+
+
+
+=== TEST 9: wsgi_param ... if_not_empty skips an empty value
+--- config
+location /env {
+    wsgi_param X_SET "$arg_x" if_not_empty;
+    wsgi_param X_EMPTY "$arg_missing" if_not_empty;
+    wsgi_param X_ALWAYS "$arg_missing";
+    wsgi_pass pep3333:environ_json;
+}
+--- request
+GET /env?x=1
+--- response_body_like eval
+qr/"X_ALWAYS": "", "X_SET": "1"/
+--- response_body_unlike: X_EMPTY
+
+
+
+=== TEST 10: wsgi_param is inherited from server level unless the location sets its own
+--- config
+wsgi_param FROM_SERVER yes;
+location /inherits { wsgi_pass pep3333:environ_json; }
+location /own {
+    wsgi_param FROM_LOCATION yes;
+    wsgi_pass pep3333:environ_json;
+}
+--- request eval
+["GET /inherits", "GET /own"]
+--- response_body_like eval
+[qr/"FROM_SERVER": "yes"/, qr/"FROM_LOCATION": "yes"/]
+--- response_body_unlike eval
+[qr/FROM_LOCATION/, qr/FROM_SERVER/]
+
+
+
+=== TEST 11: an app mounted under /app/: SCRIPT_NAME is the prefix, PATH_INFO the rest, URLs rebuild right
+--- config
+location /app/ {
+    wsgi_param SCRIPT_NAME /app;
+    wsgi_pass pep3333:urls;
+}
+--- request
+GET /app/users/7?tab=posts
+--- response_body eval
+"SCRIPT_NAME=/app
+PATH_INFO=/users/7
+application_uri=http://localhost/app
+request_uri=http://localhost/app/users/7?tab=posts
+"
+
+
+
+=== TEST 12: the mount point itself, and a trailing "/" in SCRIPT_NAME
+--- config
+location /app {
+    wsgi_param SCRIPT_NAME /app/;
+    wsgi_pass pep3333:urls;
+}
+--- request
+GET /app
+--- response_body eval
+"SCRIPT_NAME=/app
+PATH_INFO=
+application_uri=http://localhost/app
+request_uri=http://localhost/app
+"
+
+
+
+=== TEST 13: a malformed wsgi_param flag is rejected
+--- config
+location / { wsgi_param A b if_empty; wsgi_pass pep3333:urls; }
+--- must_die
+--- error_log
+"wsgi_param": invalid parameter "if_empty"; expected "if_not_empty"
