@@ -46,7 +46,7 @@ def path_bytes(environ, start_response):
 
 def longer_than_declared(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
-    return [b"12345", b"67890"]
+    return [b"123", b"4567890"]
 
 
 def shorter_than_declared(environ, start_response):
@@ -146,7 +146,8 @@ def file_wrapper(environ, start_response):
 # --- wsgiref.validate -------------------------------------------------------
 
 def _plain(environ, start_response):
-    body = environ["wsgi.input"].read()
+    # Under the validator, read() must be given a size (PEP 3333).
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(body) + 3))])
     return [b"ok:", body]

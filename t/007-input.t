@@ -1,0 +1,100 @@
+# wsgi.input over the body nginx has read, and wsgi.errors into error_log.
+use Test::Nginx::Socket 'no_plan';
+
+no_shuffle();
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value("http_config", "wsgi_python_path $ENV{TEST_NGINX_APPS};")
+        if !defined $block->http_config;
+});
+run_tests();
+
+__DATA__
+
+=== TEST 1: read(n), readline(), readline(n), readlines(), read()
+--- config
+location /input { wsgi_pass pep3333:input_calls; }
+--- request eval
+"POST /input\nl1\nline 2\nl3\nrest"
+--- response_body
+b'l1'
+b'\n'
+b'lin'
+b'e 2\n'
+[b'l3\n', b'rest']
+b''
+
+
+
+=== TEST 2: iterating over wsgi.input gives lines
+--- config
+location /input { wsgi_pass pep3333:input_iter; }
+--- request eval
+"POST /input\na\nbb\nccc"
+--- response_body
+b'a\n'
+b'bb\n'
+b'ccc'
+
+
+
+=== TEST 3: a chunked request body arrives whole, with CONTENT_LENGTH
+--- config
+location /size { wsgi_pass pep3333:input_size; }
+--- raw_request eval
+"POST /size HTTP/1.1\r
+Host: localhost\r
+Connection: close\r
+Transfer-Encoding: chunked\r
+\r
+5\r
+hello\r
+6\r
+ world\r
+0\r
+\r
+"
+--- response_body
+11 11
+
+
+
+=== TEST 4: a body over client_max_body_size gets 413 before the app runs
+--- config
+location /size {
+    client_max_body_size 10;
+    wsgi_pass pep3333:input_size;
+}
+--- request eval
+"POST /size\n" . ("x" x 100)
+--- error_code: 413
+--- error_log
+client intended to send too large body
+
+
+
+=== TEST 5: a 5 MB body spooled to a temp file reads back whole
+--- config
+location /size {
+    client_max_body_size 10m;
+    wsgi_pass pep3333:input_size;
+}
+--- request eval
+"POST /size\n" . ("z" x 5_000_000)
+--- response_body
+5000000 5000000
+
+
+
+=== TEST 6: wsgi.errors writes each line to error_log with the request's context
+--- config
+location /errors { wsgi_pass pep3333:errors_lines; }
+--- request
+GET /errors
+--- response_body
+logged
+--- error_log eval
+[qr/\[error\] .*: \*\d+ first line, client: 127\.0\.0\.1, server: localhost, request: "GET \/errors HTTP\/1\.1"/,
+ qr/\[error\] .*: \*\d+ second line, client/,
+ qr/\[error\] .*: \*\d+ third line, client/,
+ qr/\[error\] .*: \*\d+ unterminated, client/]
