@@ -9,8 +9,10 @@ export TEST_NGINX_BINARY := $(PREFIX)/sbin/nginx
 export TEST_NGINX_LOAD_MODULES := $(PREFIX)/modules/ngx_http_wsgi_module.so
 export TEST_NGINX_APPS := $(CURDIR)/t/apps
 export TEST_NGINX_CERTS := $(CURDIR)/t/certs
+export TEST_NGINX_EXAMPLES := $(CURDIR)/nginx-conf
+export TEST_NGINX_VENV := $(CURDIR)/target/venv
 
-.PHONY: all build run test unit prove deps test-deps clean
+.PHONY: all build run test unit prove deps test-deps venv clean
 
 all: build
 
@@ -26,8 +28,12 @@ build: deps
 run: build
 	$(PREFIX)/sbin/nginx -p $(PREFIX) -c $(CURDIR)/nginx-conf/example.conf -g 'daemon off;'
 
-test: test-deps build
+test: test-deps build venv
 	$(MAKE) --no-print-directory unit prove
+
+# The example apps' virtualenv (Flask, Django), used by the suite.
+venv:
+	scripts/make-venv target/venv
 
 unit:
 	cargo test --release --lib

@@ -131,7 +131,9 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
                 .map(str::to_owned)
         };
         let name = text(0, "name")?;
-        let value = text(1, "value")?;
+        // Leading and trailing blanks are not part of a field value (RFC 9110
+        // 5.5); Django, for one, puts a space before each Set-Cookie value.
+        let value = text(1, "value")?.trim_matches([' ', '\t']).to_owned();
         check_header(&name, &value).map_err(PyValueError::new_err)?;
         if name.eq_ignore_ascii_case("content-length") {
             let n = value.trim().parse::<u64>().map_err(|_| {

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("api/items", views.items, name="items"),
+    path("form", views.form),
+    path("upload", views.upload),
+    path("old", views.old),
+    path("cookie/set", views.set_cookie),
+    path("cookie/get", views.get_cookie),
+    path("stream", views.stream),
+]

@@ -1,0 +1,69 @@
+"""Views of the example Django project: pages, JSON, a form, an upload, a
+redirect, cookies and a streamed response (checked by t/010-django.t)."""
+
+import hashlib
+import time
+
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+
+@require_GET
+def index(request):
+    return HttpResponse(
+        "<!doctype html><title>Django on nginx</title>"
+        "<h1>Django, served by nginx itself</h1>"
+        f'<p><a href="{reverse("items")}">JSON</a></p>'
+    )
+
+
+@require_GET
+def items(request):
+    return JsonResponse({"items": [{"id": 1, "name": "teapot"}],
+                         "path": request.path, "script_name": request.META["SCRIPT_NAME"]})
+
+
+# Form posts from other sites are what CSRF protection is for; these two
+# endpoints take API-style posts, so they opt out.
+@csrf_exempt
+@require_POST
+def form(request):
+    return HttpResponse(f"hello {request.POST['name']}, you are {int(request.POST['age'])}\n",
+                        content_type="text/plain")
+
+
+@csrf_exempt
+@require_POST
+def upload(request):
+    f = request.FILES["file"]
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in f.chunks():
+        digest.update(chunk)
+        size += len(chunk)
+    return JsonResponse({"filename": f.name, "size": size, "sha256": digest.hexdigest()})
+
+
+def old(request):
+    return HttpResponseRedirect(reverse("index"))
+
+
+def set_cookie(request):
+    response = HttpResponse("cookie set\n", content_type="text/plain")
+    response.set_cookie("flavour", "ginger", httponly=True)
+    return response
+
+
+def get_cookie(request):
+    return HttpResponse(f"flavour={request.COOKIES.get('flavour', 'none')}\n",
+                        content_type="text/plain")
+
+
+def stream(request):
+    def generate():
+        for i in range(5):
+            yield f"line {i}\n"
+            time.sleep(0.05)
+    return StreamingHttpResponse(generate(), content_type="text/plain")

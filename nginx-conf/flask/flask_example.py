@@ -1,0 +1,72 @@
+"""A Flask app served by nginx through wsgi_pass (nginx-conf/flask.conf).
+
+Pages, JSON, a form, a file upload, a redirect, cookies and a streamed
+response: the things the test suite (t/009-flask.t) checks.
+"""
+
+import hashlib
+import time
+
+from flask import Flask, Response, jsonify, redirect, request, stream_with_context, url_for
+
+app = Flask(__name__)
+app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
+
+
+@app.get("/")
+def index():
+    return (
+        "<!doctype html><title>Flask on nginx</title>"
+        "<h1>Flask, served by nginx itself</h1>"
+        f'<p><a href="{url_for("items")}">JSON</a> · '
+        f'<a href="{url_for("stream")}">a streamed response</a></p>'
+    )
+
+
+@app.get("/api/items")
+def items():
+    return jsonify(items=[{"id": 1, "name": "teapot"}, {"id": 2, "name": "kettle"}],
+                   script_root=request.script_root)
+
+
+@app.post("/form")
+def form():
+    return f"hello {request.form['name']}, you are {int(request.form['age'])}\n"
+
+
+@app.post("/upload")
+def upload():
+    f = request.files["file"]
+    data = f.read()
+    return jsonify(filename=f.filename, size=len(data),
+                   sha256=hashlib.sha256(data).hexdigest())
+
+
+@app.get("/old")
+def old():
+    return redirect(url_for("index"))
+
+
+@app.get("/cookie/set")
+def set_cookie():
+    resp = Response("cookie set\n", mimetype="text/plain")
+    resp.set_cookie("flavour", "oatmeal", httponly=True)
+    return resp
+
+
+@app.get("/cookie/get")
+def get_cookie():
+    return f"flavour={request.cookies.get('flavour', 'none')}\n"
+
+
+@app.get("/stream")
+def stream():
+    @stream_with_context
+    def generate():
+        for i in range(5):
+            yield f"line {i}\n"
+            time.sleep(0.05)
+    return Response(generate(), mimetype="text/plain")
+
+
+application = app

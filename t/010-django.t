@@ -1,0 +1,122 @@
+# The Django example (nginx-conf/django/) from its virtualenv: pages, JSON, a
+# form, a 5 MB multipart upload, a redirect, cookies, a streamed response,
+# and the app mounted under a prefix.
+use Test::Nginx::Socket 'no_plan';
+use Digest::SHA qw(sha256_hex);
+
+our $Upload = join("", map { sprintf("%07d\n", $_) } 0 .. 624_999);   # 5,000,000 bytes
+our $UploadSha = sha256_hex($Upload);
+
+master_on();
+workers(1);
+no_shuffle();
+add_block_preprocessor(sub {
+    my $block = shift;
+    $block->set_value("http_config", <<_EOC_) if !defined $block->http_config;
+wsgi_python_home $ENV{TEST_NGINX_VENV};
+wsgi_python_path $ENV{TEST_NGINX_EXAMPLES}/django;
+_EOC_
+    $block->set_value("config", <<_EOC_) if !defined $block->config;
+location ~ ^/ {
+    client_max_body_size 16m;
+    wsgi_pass mysite.wsgi:application;
+}
+_EOC_
+    $block->set_value("no_error_log", "[error]") if !defined $block->no_error_log;
+});
+run_tests();
+
+__DATA__
+
+=== TEST 1: a page
+--- request
+GET /
+--- response_headers
+Content-Type: text/html; charset=utf-8
+X-Content-Type-Options: nosniff
+--- response_body_like: <h1>Django, served by nginx itself</h1>
+
+
+
+=== TEST 2: JSON
+--- request
+GET /api/items
+--- response_headers
+Content-Type: application/json
+--- response_body_like: ^\{"items": \[\{"id": 1, "name": "teapot"\}\], "path": "/api/items", "script_name": ""\}$
+
+
+
+=== TEST 3: a form POST
+--- request
+POST /form
+name=Ada&age=36
+--- more_headers
+Content-Type: application/x-www-form-urlencoded
+--- response_body
+hello Ada, you are 36
+
+
+
+=== TEST 4: a 5 MB multipart upload
+--- more_headers
+Content-Type: multipart/form-data; boundary=----ngxwsgi
+--- request eval
+"POST /upload\n------ngxwsgi\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n$main::Upload\r\n------ngxwsgi--\r\n"
+--- response_body_like eval
+qr/^\{"filename": "big\.bin", "size": 5000000, "sha256": "$main::UploadSha"\}$/
+
+
+
+=== TEST 5: a redirect
+--- request
+GET /old
+--- error_code: 302
+--- response_headers
+Location: /
+
+
+
+=== TEST 6: setting a cookie
+--- request
+GET /cookie/set
+--- raw_response_headers_like: Set-Cookie: flavour=ginger; HttpOnly; Path=/\r\n
+
+
+
+=== TEST 7: reading a cookie
+--- request
+GET /cookie/get
+--- more_headers
+Cookie: flavour=ginger
+--- response_body
+flavour=ginger
+
+
+
+=== TEST 8: a streamed response
+--- request
+GET /stream
+--- response_headers
+Transfer-Encoding: chunked
+--- response_body
+line 0
+line 1
+line 2
+line 3
+line 4
+
+
+
+=== TEST 9: mounted under /shop/, Django builds URLs with the prefix
+--- config
+location ^~ /shop/ {
+    wsgi_param SCRIPT_NAME /shop;
+    wsgi_pass mysite.wsgi:application;
+}
+--- request eval
+["GET /shop/", "GET /shop/api/items", "GET /shop/old"]
+--- response_body_like eval
+[qr{href="/shop/api/items"}, qr{"path": "/shop/api/items", "script_name": "/shop"}, qr{}]
+--- error_code eval
+[200, 200, 302]
