@@ -9,11 +9,12 @@ use std::ptr::addr_of;
 
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
-    ngx_http_complex_value_t, ngx_http_module_t, ngx_int_t, ngx_module_t, ngx_pcalloc, ngx_str_t,
-    ngx_uint_t, NGX_CONF_TAKE23, NGX_HTTP_SRV_CONF, NGX_OK,
-    NGX_CONF_1MORE, NGX_CONF_TAKE1, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_LOG_EMERG,
+    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_t, ngx_flag_t, ngx_http_compile_complex_value,
+    ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_http_module_t, ngx_int_t,
+    ngx_module_t, ngx_pcalloc, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG,
+    NGX_CONF_TAKE1, NGX_CONF_TAKE23, NGX_CONF_UNSET, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF,
+    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
+    NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{
     HttpModule, HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError,
@@ -120,7 +121,7 @@ pub struct Param {
 }
 
 /// Per-location settings.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LocConf {
     /// Index into `MainConf::apps`.
     pub app: Option<usize>,
@@ -128,6 +129,19 @@ pub struct LocConf {
     /// all inherited ones.
     pub params: Vec<Param>,
     params_set: bool,
+    /// `wsgi_buffering`: an ngx_flag_t that nginx's flag slot sets.
+    pub buffering: ngx_flag_t,
+}
+
+impl Default for LocConf {
+    fn default() -> LocConf {
+        LocConf {
+            app: None,
+            params: Vec::new(),
+            params_set: false,
+            buffering: NGX_CONF_UNSET as ngx_flag_t,
+        }
+    }
 }
 
 impl Merge for LocConf {
@@ -137,6 +151,13 @@ impl Merge for LocConf {
         }
         if !self.params_set {
             self.params = prev.params.clone();
+        }
+        if self.buffering == NGX_CONF_UNSET as ngx_flag_t {
+            self.buffering = if prev.buffering == NGX_CONF_UNSET as ngx_flag_t {
+                0
+            } else {
+                prev.buffering
+            };
         }
         Ok(())
     }
@@ -172,7 +193,7 @@ pub static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     merge_loc_conf: Some(Module::merge_loc_conf),
 };
 
-pub static mut COMMANDS: [ngx_command_t; 5] = [
+pub static mut COMMANDS: [ngx_command_t; 6] = [
     ngx_command_t {
         name: ngx_string!("wsgi_pass"),
         type_: (NGX_HTTP_LOC_CONF | NGX_HTTP_LIF_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
@@ -204,6 +225,15 @@ pub static mut COMMANDS: [ngx_command_t; 5] = [
         set: Some(set_param),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("wsgi_buffering"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_FLAG)
+            as ngx_uint_t,
+        set: Some(ngx_conf_set_flag_slot),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: std::mem::offset_of!(LocConf, buffering),
         post: std::ptr::null_mut(),
     },
     ngx_command_t::empty(),
@@ -343,7 +373,10 @@ extern "C" fn set_param(
 ///
 /// # Safety
 /// `cf` must be the configuration being parsed, with that many arguments.
-unsafe fn compile_value(cf: *mut ngx_conf_t, index: usize) -> Option<*mut ngx_http_complex_value_t> {
+unsafe fn compile_value(
+    cf: *mut ngx_conf_t,
+    index: usize,
+) -> Option<*mut ngx_http_complex_value_t> {
     let value = ((*(*cf).args).elts as *mut ngx_str_t).add(index);
     let cv = ngx_pcalloc((*cf).pool, std::mem::size_of::<ngx_http_complex_value_t>())
         as *mut ngx_http_complex_value_t;

@@ -22,6 +22,7 @@ use pyo3::types::PyIterator;
 
 use crate::conf::Module;
 use crate::errlog::ErrorLog;
+use crate::flush::Flush;
 use crate::interp;
 use crate::output::Output;
 use crate::response::StartResponse;
@@ -50,6 +51,9 @@ pub struct RequestCtx {
     pub iterator: Option<Py<PyIterator>>,
     pub start_response: Option<Py<StartResponse>>,
     pub errors: Option<Py<ErrorLog>>,
+    pub flush: Option<Py<Flush>>,
+    /// Chunks may wait in nginx's filters (`wsgi_buffering`, X-Accel-Buffering).
+    pub buffering: bool,
     /// Content-Length known from the iterable (a one-item list).
     pub known_length: Option<usize>,
     pub header_sent: bool,
@@ -68,6 +72,8 @@ impl RequestCtx {
             iterator: None,
             start_response: None,
             errors: None,
+            flush: None,
+            buffering: false,
             known_length: None,
             header_sent: false,
             remaining: None,
@@ -111,6 +117,7 @@ impl RequestCtx {
             || self.iterator.is_some()
             || self.start_response.is_some()
             || self.errors.is_some()
+            || self.flush.is_some()
             || self.output.holds_python()
     }
 }
@@ -126,6 +133,9 @@ impl Drop for RequestCtx {
                 if let Ok(mut e) = errors.bind(py).try_borrow_mut() {
                     e.detach();
                 }
+            }
+            if let Some(flush) = self.flush.take() {
+                flush.get().detach();
             }
             self.start_response = None;
             self.output.release_all(py);

@@ -49,6 +49,7 @@ pub struct Extras<'py, 'a> {
     pub input: Bound<'py, PyAny>,
     pub body_len: usize,
     pub errors: Bound<'py, PyAny>,
+    pub flush: Bound<'py, PyAny>,
     /// The location's `wsgi_param`s.
     pub params: &'a [Param],
 }
@@ -137,6 +138,7 @@ pub unsafe fn build<'py>(
     env.set_item("wsgi.run_once", false)?;
     env.set_item("wsgi.input_terminated", true)?;
     env.set_item("wsgi.asynchronous", true)?;
+    env.set_item("x-wsgiorg.flush", extras.flush)?;
     env.set_item(
         "wsgi.file_wrapper",
         FILE_WRAPPER.import(py, "wsgiref.util", "FileWrapper")?,

@@ -28,6 +28,14 @@ static START_FAILURE: OnceLock<String> = OnceLock::new();
 /// empty, so the next request tries again.
 static APPS: OnceLock<Vec<OnceLock<Py<PyAny>>>> = OnceLock::new();
 
+/// The thread nginx's event loop runs on: the only one that may call nginx.
+static EVENT_LOOP: OnceLock<std::thread::ThreadId> = OnceLock::new();
+
+/// True on the worker's event-loop thread.
+pub fn on_event_loop() -> bool {
+    EVENT_LOOP.get() == Some(&std::thread::current().id())
+}
+
 /// True once CPython started in this worker.
 pub fn ready() -> bool {
     READY.load(Ordering::Acquire)
@@ -49,12 +57,16 @@ pub fn check_python_home(dir: &str) -> Result<(), String> {
 
 /// Why Python is not running in this worker, if it is not.
 pub fn start_failure() -> &'static str {
-    START_FAILURE.get().map(String::as_str).unwrap_or("it was not started")
+    START_FAILURE
+        .get()
+        .map(String::as_str)
+        .unwrap_or("it was not started")
 }
 
 /// Starts CPython in this worker. A failure is logged and leaves the worker
 /// running without Python: its WSGI requests get 500, it is not respawned.
 pub fn start(main: &MainConf, log: *mut ngx_log_t) {
+    let _ = EVENT_LOOP.set(std::thread::current().id());
     // SAFETY: called once per worker process, from init_process, before any
     // other Python call; no other thread exists yet.
     let started = unsafe { initialize(main) };

@@ -22,6 +22,7 @@ mod conf;
 mod ctx;
 mod environ;
 mod errlog;
+mod flush;
 mod handler;
 mod input;
 mod interp;

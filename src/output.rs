@@ -8,7 +8,7 @@ use std::ptr::{addr_of, null_mut};
 
 use ngx::ffi::{
     ngx_chain_get_free_buf, ngx_chain_t, ngx_chain_update_chains, ngx_http_output_filter,
-    ngx_http_request_t, ngx_int_t, NGX_ERROR,
+    ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_ERROR,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -24,6 +24,9 @@ fn tag() -> *mut std::ffi::c_void {
 pub struct Output {
     free: *mut ngx_chain_t,
     busy: *mut ngx_chain_t,
+    /// The last filter call could not write everything (NGX_AGAIN): the
+    /// client's socket is full and a write event will come.
+    blocked: bool,
     /// The bytes objects that buffers in `busy` point into.
     held: Vec<Py<PyBytes>>,
 }
@@ -33,16 +36,19 @@ impl Default for Output {
         Output {
             free: null_mut(),
             busy: null_mut(),
+            blocked: false,
             held: Vec::new(),
         }
     }
 }
 
 impl Output {
-    /// True while nginx still holds buffers of this response: the signal to
-    /// stop asking the app for more.
-    pub fn is_busy(&self) -> bool {
-        !self.busy.is_null()
+    /// True while nginx holds buffers of this response that it could not
+    /// write: the signal to stop asking the app for more until the write
+    /// event. Buffers a filter merely keeps back to batch them (buffering,
+    /// postpone_output) do not count: no write event would come for them.
+    pub fn must_wait(&self) -> bool {
+        !self.busy.is_null() && self.blocked
     }
 
     /// Drops the references to bytes objects nginx is done with. Call with
@@ -106,6 +112,7 @@ impl Output {
         mut out: *mut ngx_chain_t,
     ) -> ngx_int_t {
         let rc = ngx_http_output_filter(r, out);
+        self.blocked = rc == NGX_AGAIN as ngx_int_t;
         ngx_chain_update_chains((*r).pool, &mut self.free, &mut self.busy, &mut out, tag());
         rc
     }

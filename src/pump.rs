@@ -4,11 +4,11 @@
 
 use ngx::ffi::{
     ngx_http_finalize_request, ngx_http_request_t, ngx_http_send_header, ngx_http_send_special,
-    ngx_int_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST, NGX_LOG_ERR, NGX_LOG_WARN,
-    NGX_OK,
+    ngx_int_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST, NGX_LOG_ERR, NGX_LOG_INFO,
+    NGX_LOG_WARN, NGX_OK,
 };
-use ngx::ngx_log_error;
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
+use ngx::ngx_log_error;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
@@ -17,6 +17,7 @@ use crate::conf::Module;
 use crate::ctx::{self, RequestCtx, State};
 use crate::environ::{self, Extras};
 use crate::errlog::ErrorLog;
+use crate::flush::Flush;
 use crate::input;
 use crate::interp;
 use crate::response::{self, type_name, StartResponse};
@@ -111,11 +112,14 @@ unsafe fn call_app(
 
     let errors = Bound::new(py, ErrorLog::new(ctx.log)).map_err(raised)?;
     ctx.errors = Some(errors.clone().unbind());
+    let flush = Bound::new(py, Flush::new(r)).map_err(raised)?;
+    ctx.flush = Some(flush.clone().unbind());
     let (input, body_len) = input::wsgi_input(py, r).map_err(raised)?;
     let extras = Extras {
         input,
         body_len,
         errors: errors.into_any(),
+        flush: flush.into_any(),
         params,
     };
     let environ = environ::build(py, r, extras).map_err(raised)?;
@@ -154,7 +158,7 @@ unsafe fn produce(py: Python<'_>, r: *mut ngx_http_request_t, ctx: &mut RequestC
     ctx.output.release_sent(py);
     let (mut bytes, mut chunks) = (0usize, 0usize);
     loop {
-        if ctx.output.is_busy() {
+        if ctx.output.must_wait() {
             return Next::Suspend;
         }
         if bytes >= TURN_BYTES || chunks >= TURN_CHUNKS {
@@ -187,9 +191,9 @@ unsafe fn produce(py: Python<'_>, r: *mut ngx_http_request_t, ctx: &mut RequestC
             }
             ctx.remaining = Some(remaining - len as u64);
         }
-        if len > 0 && ctx.output.send_bytes(r, chunk, len, true) == NGX_ERROR as ngx_int_t {
-            ctx.close_iterable(py);
-            return Next::Finish(NGX_ERROR as _);
+        let flush = !ctx.buffering || ctx.flush.as_ref().is_some_and(|f| f.get().take_pending());
+        if len > 0 && ctx.output.send_bytes(r, chunk, len, flush) == NGX_ERROR as ngx_int_t {
+            return client_gone(py, ctx);
         }
         bytes += len;
         if ctx.remaining == Some(0) {
@@ -263,6 +267,8 @@ unsafe fn send_header(
     }
     ctx.header_sent = true;
     ctx.remaining = head.content_length;
+    ctx.buffering = response::buffering_override(&head)
+        .unwrap_or_else(|| Module::location_conf(&*r).is_some_and(|lc| lc.buffering == 1));
     let rc = ngx_http_send_header(r);
     if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
         ctx.close_iterable(py);
@@ -295,6 +301,17 @@ unsafe fn finish(py: Python<'_>, r: *mut ngx_http_request_t, ctx: &mut RequestCt
         return Next::Finish(NGX_ERROR as _);
     }
     Next::Finish(ngx_http_send_special(r, NGX_HTTP_LAST as _))
+}
+
+/// Writing to the client failed (it went away): close the iterable and end.
+fn client_gone(py: Python<'_>, ctx: &mut RequestCtx) -> Next {
+    ngx_log_error!(
+        NGX_LOG_INFO,
+        ctx.log,
+        "wsgi: the client connection is gone; closing the response iterable"
+    );
+    ctx.close_iterable(py);
+    Next::Finish(NGX_ERROR as _)
 }
 
 /// The app failed: log the traceback, close the iterable, and answer 500 or,

@@ -217,6 +217,19 @@ pub fn check_header(name: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// What the app's `X-Accel-Buffering: yes|no` asks for, if it sent one.
+pub fn buffering_override(head: &Head) -> Option<bool> {
+    let (_, value) = head
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-accel-buffering"))?;
+    match value.to_ascii_lowercase().as_str() {
+        "yes" => Some(true),
+        "no" => Some(false),
+        _ => None,
+    }
+}
+
 /// Copies `head` into the request's `headers_out`.
 ///
 /// # Safety
@@ -242,6 +255,9 @@ pub unsafe fn apply(
         }
         if name.eq_ignore_ascii_case("content-length") {
             continue; // set below from the parsed value
+        }
+        if name.eq_ignore_ascii_case("x-accel-buffering") {
+            continue; // for nginx, not the client: see buffering_override
         }
         let h = ngx_list_push(&mut ho.headers) as *mut ngx_table_elt_t;
         if h.is_null() {

@@ -82,11 +82,16 @@ extern "C" fn on_write(r: *mut ngx_http_request_t) {
                 return;
             }
             if ctx.output.send(r, std::ptr::null_mut()) == NGX_ERROR as ngx_int_t {
+                ngx_log_error!(
+                    NGX_LOG_INFO,
+                    (*c).log,
+                    "wsgi: the client connection is gone; closing the response iterable"
+                );
                 ctx.state = State::Done;
                 ngx_http_finalize_request(r, NGX_ERROR as _);
                 return;
             }
-            if ctx.output.is_busy() {
+            if ctx.output.must_wait() {
                 suspend(r);
                 return;
             }
