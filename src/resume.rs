@@ -4,8 +4,8 @@ use std::ptr::addr_of_mut;
 
 use ngx::ffi::{
     ngx_add_timer, ngx_del_timer, ngx_handle_write_event, ngx_http_finalize_request,
-    ngx_http_request_t, ngx_int_t, ngx_post_event, ngx_posted_events, NGX_ERROR, NGX_ETIMEDOUT,
-    NGX_HTTP_REQUEST_TIME_OUT, NGX_LOG_INFO, NGX_OK,
+    ngx_http_request_t, ngx_int_t, ngx_post_event, ngx_posted_next_events, NGX_ERROR,
+    NGX_ETIMEDOUT, NGX_HTTP_REQUEST_TIME_OUT, NGX_LOG_INFO, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
@@ -33,13 +33,18 @@ pub unsafe fn suspend(r: *mut ngx_http_request_t) {
     }
 }
 
-/// Gives the event loop a turn and continues right after it.
+/// Gives the event loop a turn and continues right after it. The event goes
+/// to the *next* posted queue: nginx runs it after the next poll for I/O (with
+/// a zero timeout), while a plain posted event would run again in this turn.
 ///
 /// # Safety
 /// `r` must be a live request owned by this module.
 pub unsafe fn yield_turn(r: *mut ngx_http_request_t) {
     (*r).write_event_handler = Some(on_write);
-    ngx_post_event((*(*r).connection).write, addr_of_mut!(ngx_posted_events));
+    ngx_post_event(
+        (*(*r).connection).write,
+        addr_of_mut!(ngx_posted_next_events),
+    );
 }
 
 /// # Safety

@@ -39,3 +39,46 @@ def many_small(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     for i in range(100):
         yield b"%03d\n" % i
+
+
+CHUNK = bytes(range(256)) * 256  # 64 KiB
+
+
+def big_stream(environ, start_response):
+    """2 MiB in 64 KiB chunks; close() reports how long the app was kept
+    producing, which shows whether it was suspended for a slow client."""
+    errors = environ["wsgi.errors"]
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+
+    class Body:
+        def __init__(self):
+            self.chunks = 0
+            self.started = None
+
+        def __iter__(self):
+            self.started = time.monotonic()
+            for _ in range(int(environ.get("QUERY_STRING") or 32)):
+                self.chunks += 1
+                yield CHUNK
+
+        def close(self):
+            took = time.monotonic() - (self.started or time.monotonic())
+            errors.write(f"big_stream: close() after {self.chunks} chunks, {took:.2f} s\n")
+
+    return Body()
+
+
+def empty_chunks(environ, start_response):
+    """Empty chunks for 2 s: nothing to send, so nothing ever blocks; only
+    the module's per-turn budget lets the worker's other requests in."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:
+        yield b""
+    yield b"done\n"
+    environ["wsgi.errors"].write("empty_chunks: done\n")
+
+
+def hello(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"hello\n"]

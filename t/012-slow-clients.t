@@ -1,0 +1,107 @@
+# Clients Test::Nginx cannot play: a chunked body timed chunk by chunk, a
+# slow reader, one that goes away, one that stops reading (send_timeout), and
+# a request that must not starve the worker's other connections.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use NginxRunner;
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+my $expected_chunk = join '', map { chr } 0 .. 255;
+$expected_chunk x= 256;
+
+subtest 'HTTP/1.1 chunked: the first chunk arrives before the pause, the last chunk after it' => sub {
+    my $ngx = NginxRunner->new(server => 'location /s { wsgi_pass streaming:first_then_sleep; }');
+    my $s = $ngx->get('/s');
+    my ($data, $t1) = NginxRunner::read_until($s, qr/\r\n\r\nc\r\nfirst chunk\n\r\n/, 3);
+    like($data, qr/Transfer-Encoding: chunked/, 'chunked');
+    like($data, qr/\r\n\r\nc\r\nfirst chunk\n\r\n\z/, 'first chunk framed alone');
+    cmp_ok($t1, '<', 1.0, "first chunk after ${\ sprintf '%.2f', $t1} s");
+    my ($rest, $t2) = NginxRunner::read_until($s, qr/0\r\n\r\n\z/, 5);
+    is($rest, "d\r\nsecond chunk\n\r\n0\r\n\r\n", 'second chunk and the last chunk');
+    cmp_ok($t1 + $t2, '>', 1.3, 'after the pause');
+    $ngx->stop;
+};
+
+subtest 'a slow reader suspends the iterable instead of buffering the response' => sub {
+    my $ngx = NginxRunner->new(
+        listen_opts => 'sndbuf=16k',
+        server => 'location /big { wsgi_pass streaming:big_stream; }',
+    );
+    # 32 chunks of 64 KiB (2 MiB); 64 KiB every 50 ms is about 1.6 s.
+    my $s = $ngx->get('/big?32', rcvbuf => 16384);
+    my $body = '';
+    my $start = time;
+    while (time - $start < 20) {
+        my $chunk = NginxRunner::read_some($s, 1, 65536);
+        last if !defined $chunk || $chunk eq '';
+        $body .= $chunk;
+        sleep 0.05;
+    }
+    my ($head, $payload) = split /\r\n\r\n/, $body, 2;
+    my $decoded = '';
+    while ($payload =~ /\G([0-9a-f]+)\r\n/gc) {
+        my $n = hex $1;
+        last if $n == 0;
+        $decoded .= substr($payload, pos($payload), $n);
+        pos($payload) += $n + 2;
+    }
+    is(length $decoded, 32 * 65536, 'the whole body arrived');
+    ok($decoded eq $expected_chunk x 32, 'byte for byte');
+    ok($ngx->wait_log(qr/big_stream: close\(\) after 32 chunks, ([\d.]+) s/, 2), 'close() called');
+    my ($took) = $ngx->error_log =~ /big_stream: close\(\) after 32 chunks, ([\d.]+) s/;
+    # Buffering everything would let the generator finish in milliseconds.
+    cmp_ok($took // 0, '>', 0.8, "the generator was kept waiting for the client (${\ ($took // '?')} s)");
+    $ngx->stop;
+};
+
+subtest 'a client that disconnects mid-stream: the iterable is closed, info in error_log' => sub {
+    my $ngx = NginxRunner->new(
+        listen_opts => 'sndbuf=16k',
+        server => 'location /big { wsgi_pass streaming:big_stream; }',
+    );
+    my $s = $ngx->get('/big?100000', rcvbuf => 16384);
+    NginxRunner::read_some($s, 2, 65536);
+    close $s;
+    ok($ngx->wait_log(qr/big_stream: close\(\) after \d+ chunks/, 5), 'close() called');
+    like($ngx->error_log, qr/\[info\] .*wsgi: the client connection is gone; closing the response iterable/,
+         'logged at info');
+    my ($chunks) = $ngx->error_log =~ /big_stream: close\(\) after (\d+) chunks/;
+    cmp_ok($chunks // 1e9, '<', 1000, "the app stopped early ($chunks of 100000 chunks)");
+    $ngx->stop;
+};
+
+subtest 'a client that stops reading: send_timeout ends the request and closes the iterable' => sub {
+    my $ngx = NginxRunner->new(
+        listen_opts => 'sndbuf=16k',
+        server => 'send_timeout 1s; location /big { wsgi_pass streaming:big_stream; }',
+    );
+    my $s = $ngx->get('/big?100000', rcvbuf => 16384);
+    ok($ngx->wait_log(qr/big_stream: close\(\) after \d+ chunks/, 6), 'close() called');
+    like($ngx->error_log, qr/\[info\] .*wsgi: client timed out \(send_timeout\)/, 'timeout logged at info');
+    close $s;
+    $ngx->stop;
+};
+
+subtest 'a response that never blocks does not starve the worker: a second request is served meanwhile' => sub {
+    my $ngx = NginxRunner->new(
+        server => 'location /empty { wsgi_pass streaming:empty_chunks; }
+                   location /hello { wsgi_pass streaming:hello; }',
+    );
+    my $busy = $ngx->get('/empty');
+    sleep 0.2;
+    my $start = time;
+    my $s = $ngx->get('/hello', version => '1.0');
+    my ($data, $took) = NginxRunner::read_until($s, qr/hello\n\z/, 10);
+    like($data, qr/hello\n\z/, 'served');
+    my $still_busy = $ngx->error_log !~ /empty_chunks: done/;
+    ok($still_busy, 'while the other response was still being produced');
+    cmp_ok($took, '<', 0.5, "in ${\ sprintf '%.3f', $took} s");
+    my ($rest) = NginxRunner::read_until($busy, qr/done\n/, 30);
+    like($rest, qr/done\n/, 'the busy response completes');
+    $ngx->stop;
+};
+
+done_testing();

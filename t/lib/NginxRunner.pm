@@ -1,0 +1,139 @@
+package NginxRunner;
+
+# Runs the built nginx with the module for tests whose client must do what
+# Test::Nginx's cannot: read slowly, stop reading, time each chunk, see a
+# chunked body cut short. Uses the same TEST_NGINX_* variables as the rest
+# of the suite (the Makefile exports them).
+
+use strict;
+use warnings;
+
+use File::Path qw(make_path remove_tree);
+use IO::Select;
+use IO::Socket::INET;
+use Socket qw(SOL_SOCKET SO_RCVBUF);
+use Time::HiRes qw(time sleep);
+
+sub free_port {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0, ReuseAddr => 1)
+        or die "no free port: $!";
+    my $port = $s->sockport;
+    close $s;
+    return $port;
+}
+
+# NginxRunner->new(server => '...', http => '...', listen_opts => 'sndbuf=16k')
+sub new {
+    my ($class, %args) = @_;
+    my $self = bless { http => '', server => '', %args }, $class;
+    $self->{port} = free_port();
+    $self->{root} = ($ENV{PWD} // '.') . "/t/servroot_runner";
+    remove_tree($self->{root});
+    make_path("$self->{root}/conf", "$self->{root}/logs");
+    my $listen = "127.0.0.1:$self->{port}" . ($args{listen_opts} ? " $args{listen_opts}" : "");
+    my $user = $> == 0 ? "user root;" : "";
+    open my $conf, '>', "$self->{root}/conf/nginx.conf" or die $!;
+    print $conf <<"_EOC_";
+load_module $ENV{TEST_NGINX_LOAD_MODULES};
+$user
+daemon on;
+master_process off;
+worker_processes 1;
+error_log logs/error.log info;
+pid logs/nginx.pid;
+events { worker_connections 256; }
+http {
+    access_log off;
+    wsgi_python_path $ENV{TEST_NGINX_APPS};
+    $self->{http}
+    server {
+        listen $listen;
+        $self->{server}
+    }
+}
+_EOC_
+    close $conf;
+    system($ENV{TEST_NGINX_BINARY}, '-p', "$self->{root}/", '-c', "$self->{root}/conf/nginx.conf") == 0
+        or die "nginx did not start";
+    for (1 .. 100) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $self->{port});
+        if ($s) { close $s; return $self; }
+        sleep 0.05;
+    }
+    die "nginx is not listening on $self->{port}";
+}
+
+sub stop {
+    my ($self) = @_;
+    return if $self->{stopped}++;
+    system($ENV{TEST_NGINX_BINARY}, '-p', "$self->{root}/", '-c', "$self->{root}/conf/nginx.conf", '-s', 'stop');
+    for (1 .. 100) {
+        last if !-e "$self->{root}/logs/nginx.pid";
+        sleep 0.05;
+    }
+}
+
+sub DESTROY { $_[0]->stop }
+
+sub error_log {
+    my ($self) = @_;
+    open my $f, '<', "$self->{root}/logs/error.log" or return '';
+    local $/;
+    return <$f>;
+}
+
+# Waits up to $timeout s for error_log to match $re; returns whether it did.
+sub wait_log {
+    my ($self, $re, $timeout) = @_;
+    my $deadline = time + $timeout;
+    while (time < $deadline) {
+        return 1 if $self->error_log =~ $re;
+        sleep 0.05;
+    }
+    return $self->error_log =~ $re;
+}
+
+# A connected client socket; rcvbuf => N shrinks its receive buffer.
+sub client {
+    my ($self, %opts) = @_;
+    my $s = IO::Socket::INET->new(Proto => 'tcp') or die $!;
+    setsockopt($s, SOL_SOCKET, SO_RCVBUF, pack('i', $opts{rcvbuf})) or die $! if $opts{rcvbuf};
+    $s->connect(pack_sockaddr_in($self->{port}, Socket::inet_aton('127.0.0.1'))) or die "connect: $!";
+    $s->autoflush(1);
+    return $s;
+}
+
+sub get {
+    my ($self, $path, %opts) = @_;
+    my $s = $self->client(%opts);
+    my $version = $opts{version} // '1.1';
+    print $s "GET $path HTTP/$version\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    return $s;
+}
+
+# Reads what arrives within $timeout s (at most $max bytes); '' on EOF.
+sub read_some {
+    my ($s, $timeout, $max) = @_;
+    my $sel = IO::Select->new($s);
+    return undef if !$sel->can_read($timeout);
+    my $n = sysread($s, my $buf, $max // 65536);
+    return defined $n ? $buf : '';
+}
+
+# Reads until $re matches what was read, or $timeout s pass. Returns the
+# data and the time it took.
+sub read_until {
+    my ($s, $re, $timeout) = @_;
+    my $start = time;
+    my $data = '';
+    while (time - $start < $timeout) {
+        my $chunk = read_some($s, 0.05);
+        next if !defined $chunk;
+        last if $chunk eq '';
+        $data .= $chunk;
+        return ($data, time - $start) if $data =~ $re;
+    }
+    return ($data, time - $start);
+}
+
+1;
