@@ -1,0 +1,47 @@
+"""The benchmark app: one WSGI callable every server runs (bench/run.py).
+
+/hello   13 bytes with Content-Length
+/10k     10,240 bytes with Content-Length
+/stream  a generator of 100 x 1 KiB chunks, no Content-Length
+/1m      one 1 MiB bytes object with Content-Length
+/slow    a generator of 50 MiB in 64 KiB chunks (the slow-client case)
+"""
+
+HELLO = b"Hello, world!"
+TEN_K = b"x" * 10240
+ONE_M = b"m" * (1 << 20)
+KIB = b"s" * 1024
+SLOW_CHUNK = b"w" * 65536
+
+
+def _stream():
+    for _ in range(100):
+        yield KIB
+
+
+def _slow():
+    for _ in range(50 * 16):
+        yield SLOW_CHUNK
+
+
+def _fixed(start_response, body):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/hello":
+        return _fixed(start_response, HELLO)
+    if path == "/10k":
+        return _fixed(start_response, TEN_K)
+    if path == "/1m":
+        return _fixed(start_response, ONE_M)
+    if path == "/stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return _stream()
+    if path == "/slow":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return _slow()
+    start_response("404 Not Found", [("Content-Type", "text/plain")])
+    return [b"not found\n"]

@@ -1,0 +1,398 @@
+#!/usr/bin/env python3
+"""ngx_wsgi side by side with the servers people use today (`make bench`).
+
+Every server runs exactly one worker process pinned to core 1 (`taskset -c 1`,
+nginx in front included); wrk runs with one thread pinned to core 0. Each
+cell: a warm-up, then 3 runs; the table shows the medians of req/s, p99
+latency and server-core CPU microseconds per request (the busy share of
+core 1 from /proc/stat x 10^6 / req/s), the figure that still means something
+when one wrk thread is the bottleneck. Status and body size are checked
+before each cell, and wrk's non-2xx and socket-error counts after each run.
+
+The slow-client case: 200 clients each read a 50 MiB streamed response at
+1 MiB/s; the peak RSS of the server's processes (all of them, nginx
+included) over their idle RSS is reported.
+
+Writes bench/RESULTS.md. Run `make bench`, or after it:
+    bench/run.py [--quick] [--only NAME,...] [--runs 3] [--seconds 10]
+"""
+
+import argparse
+import asyncio
+import http.client
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+PREFIX = os.path.join(ROOT, "target", "nginx")
+NGINX = os.path.join(PREFIX, "sbin", "nginx")
+MODULE = os.path.join(PREFIX, "modules", "ngx_http_wsgi_module.so")
+VENV = os.path.join(ROOT, "target", "bench-venv")
+WORK = os.path.join(ROOT, "target", "bench", "run")
+SERVER_CORE, CLIENT_CORE = "1", "0"
+FRONT, BACK = 18100, 18101  # nginx's port, the app server's port
+CASES = {  # name: (path, expected body size)
+    "hello": ("/hello", 13),
+    "10k": ("/10k", 10240),
+    "stream": ("/stream", 102400),
+    "1m": ("/1m", 1 << 20),
+}
+
+
+def nginx_conf(name, http_body):
+    user = "user root;" if os.geteuid() == 0 else ""
+    return f"""
+load_module {MODULE};
+{user}
+daemon off;
+master_process on;
+worker_processes 1;
+error_log {WORK}/{name}.error.log error;
+pid {WORK}/{name}.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    default_type application/octet-stream;
+    keepalive_requests 100000;
+{http_body}
+}}
+"""
+
+
+def static_files():
+    root = os.path.join(WORK, "static")
+    os.makedirs(root, exist_ok=True)
+    sys.path.insert(0, BENCH)
+    import apps  # noqa: E402  the same bytes the app serves
+    for name, data in [("hello", apps.HELLO), ("10k", apps.TEN_K), ("1m", apps.ONE_M)]:
+        with open(os.path.join(root, name), "wb") as f:
+            f.write(data)
+    return root
+
+
+class Server:
+    """One configuration under test: the commands that start it, and the
+    cases it serves (a case it does not serve is left blank)."""
+
+    def __init__(self, name, label, nginx=None, app=None, port=FRONT, cases=None, path_prefix=""):
+        self.name, self.label = name, label
+        self.nginx_http = nginx  # http{} body, or None when there is no nginx
+        self.app_cmd = app       # command of the app server, or None
+        self.port = port
+        self.cases = cases or list(CASES)
+        self.path_prefix = path_prefix
+        self.procs = []
+
+    def describe(self):
+        out = []
+        if self.app_cmd:
+            out.append("    " + " ".join(self.app_cmd))
+        if self.nginx_http:
+            out.append("    nginx.conf http {} body:")
+            out += ["    " + line for line in self.nginx_http.strip("\n").splitlines()]
+        return "\n".join(out)
+
+    def start(self):
+        pin = ["taskset", "-c", SERVER_CORE]
+        if self.app_cmd:
+            self.procs.append(subprocess.Popen(pin + self.app_cmd, cwd=BENCH, start_new_session=True,
+                                               stdout=subprocess.DEVNULL, stderr=open(f"{WORK}/{self.name}.app.log", "w")))
+        if self.nginx_http:
+            conf = os.path.join(WORK, f"{self.name}.conf")
+            with open(conf, "w") as f:
+                f.write(nginx_conf(self.name, self.nginx_http))
+            self.procs.append(subprocess.Popen(pin + [NGINX, "-p", PREFIX, "-c", conf], start_new_session=True))
+        wait_port(self.port)
+        if self.app_cmd and self.nginx_http:
+            wait_port(BACK)
+
+    def stop(self):
+        for p in reversed(self.procs):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        self.procs = []
+        time.sleep(0.5)
+
+    def pids(self):
+        """Every process of this server: the started ones and their children."""
+        seen, todo = [], [p.pid for p in self.procs]
+        while todo:
+            pid = todo.pop()
+            seen.append(pid)
+            try:
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    todo += [int(c) for c in open(f"/proc/{pid}/task/{tid}/children").read().split()]
+            except OSError:
+                pass
+        return seen
+
+    def rss_kib(self):
+        total = 0
+        for pid in self.pids():
+            try:
+                for line in open(f"/proc/{pid}/status"):
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+
+def wait_port(port, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    sys.exit(f"nothing listens on port {port}")
+
+
+def servers():
+    py = os.path.join(VENV, "bin", "python")
+    static = static_files()
+    wsgi = f"""    wsgi_python_path {BENCH};
+    server {{
+        listen 127.0.0.1:{FRONT} backlog=4096;
+        location / {{ wsgi_pass apps:application; }}
+    }}"""
+    wsgi_buffered = f"""    wsgi_python_path {BENCH};
+    server {{
+        listen 127.0.0.1:{FRONT} backlog=4096;
+        location / {{ wsgi_buffering on; wsgi_pass apps:application; }}
+    }}"""
+    proxy = f"""    upstream app {{ server 127.0.0.1:{BACK}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{FRONT} backlog=4096;
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}"""
+    sock = os.path.join(WORK, "uwsgi.sock")
+    return [
+        Server("nginx-return", "nginx `return 200` (ceiling)", cases=["hello"], nginx=f"""    server {{
+        listen 127.0.0.1:{FRONT} backlog=4096;
+        location = /hello {{ default_type text/plain; return 200 "Hello, world!"; }}
+    }}"""),
+        Server("nginx-static", "nginx static file (ceiling)", cases=["hello", "10k", "1m"], nginx=f"""    server {{
+        listen 127.0.0.1:{FRONT} backlog=4096;
+        location / {{ root {static}; }}
+    }}"""),
+        Server("ngx_wsgi", "ngx_wsgi (this module)", nginx=wsgi),
+        Server("ngx_wsgi-buffered", "ngx_wsgi, `wsgi_buffering on`", cases=["stream"], nginx=wsgi_buffered),
+        Server("uwsgi", "nginx → uwsgi_pass (unix) → uWSGI, 1 process",
+               app=[os.path.join(VENV, "bin", "uwsgi"), "--socket", sock, "--chmod-socket=666",
+                    "--wsgi-file", "apps.py", "--processes", "1", "--disable-logging", "--need-app"],
+               nginx=f"""    server {{
+        listen 127.0.0.1:{FRONT} backlog=4096;
+        location / {{ include {PREFIX}/conf/uwsgi_params; uwsgi_pass unix:{sock}; }}
+    }}"""),
+        Server("gunicorn", "nginx → proxy_pass → gunicorn, 1 sync worker",
+               app=[os.path.join(VENV, "bin", "gunicorn"), "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{BACK}",
+                    "--backlog", "4096", "apps:application"], nginx=proxy),
+        Server("granian", "granian alone (`--interface wsgi --workers 1`)", port=BACK,
+               app=[os.path.join(VENV, "bin", "granian"), "--interface", "wsgi", "--workers", "1",
+                    "--host", "127.0.0.1", "--port", str(BACK), "--no-log", "apps:application"]),
+        Server("nginx-granian", "nginx → proxy_pass → granian",
+               app=[os.path.join(VENV, "bin", "granian"), "--interface", "wsgi", "--workers", "1",
+                    "--host", "127.0.0.1", "--port", str(BACK), "--no-log", "apps:application"], nginx=proxy),
+        Server("bjoern", "bjoern alone", port=BACK,
+               app=[py, "-c", f"import bjoern, apps; bjoern.run(apps.application, '127.0.0.1', {BACK})"]),
+    ]
+
+
+def check(port, path, size):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    if resp.status != 200 or len(body) != size:
+        raise RuntimeError(f"GET {path}: status {resp.status}, {len(body)} bytes (want 200, {size})")
+
+
+def cpu_sample():
+    for line in open("/proc/stat"):
+        if line.startswith(f"cpu{SERVER_CORE} "):
+            v = [int(x) for x in line.split()[1:]]
+            idle = v[3] + v[4]
+            return sum(v[:8]) - idle, sum(v[:8])
+    raise RuntimeError("no per-core line in /proc/stat")
+
+
+def wrk(port, path, seconds, conns):
+    before = cpu_sample()
+    out = subprocess.run(["taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s",
+                          "--latency", f"http://127.0.0.1:{port}{path}"],
+                         capture_output=True, text=True, check=True).stdout
+    after = cpu_sample()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    p99_ms = float(p99.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if bad or (errors and any(int(x) for x in errors.groups()[:3])):
+        raise RuntimeError(f"wrk saw failures:\n{out}")
+    busy = (after[0] - before[0]) / max(1, after[1] - before[1])
+    return rps, p99_ms, busy * 1e6 / rps if rps else float("nan")
+
+
+async def slow_reader(port, path, rate, seconds, counter):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    start = time.monotonic()
+    step = 65536
+    while time.monotonic() - start < seconds:
+        data = await reader.read(step)
+        if not data:
+            break
+        counter[0] += len(data)
+        await asyncio.sleep(len(data) / rate)
+    writer.close()
+
+
+def slow_clients(server, clients, seconds):
+    base = server.rss_kib()
+    counter, peak = [0], [base]
+
+    async def sample():
+        while True:
+            peak[0] = max(peak[0], server.rss_kib())
+            await asyncio.sleep(0.5)
+
+    async def main():
+        sampler = asyncio.ensure_future(sample())
+        await asyncio.gather(*[slow_reader(server.port, server.path_prefix + "/slow", 1 << 20, seconds, counter)
+                               for _ in range(clients)], return_exceptions=True)
+        sampler.cancel()
+
+    os.sched_setaffinity(0, {int(CLIENT_CORE)})
+    asyncio.run(main())
+    return (peak[0] - base) / 1024, counter[0] / 2**20
+
+
+def machine():
+    model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
+    versions = subprocess.run([os.path.join(VENV, "bin", "pip"), "freeze"], capture_output=True, text=True).stdout
+    nginx_v = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip()
+    wanted = ("gunicorn", "uwsgi", "uWSGI", "granian", "bjoern")
+    pkgs = ", ".join(l for l in versions.split() if l.split("==")[0] in wanted)
+    return (f"{model}, {os.cpu_count()} cores, {int(mem) // 1024} MiB; {platform.system()} {platform.release()}; "
+            f"{nginx_v}; Python {platform.python_version()} (/usr/bin/python3.11); {pkgs}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="1 run of 3 s per cell, 10 s slow-client case")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--slow-clients", type=int, default=200)
+    ap.add_argument("--slow-seconds", type=int, default=30)
+    ap.add_argument("--only", help="comma-separated server names")
+    ap.add_argument("--output", default=os.path.join(BENCH, "RESULTS.md"))
+    args = ap.parse_args()
+    if args.quick:
+        args.runs, args.seconds, args.slow_seconds = 1, 3, 10
+    for need in (NGINX, MODULE, os.path.join(VENV, "bin", "granian")):
+        if not os.path.exists(need):
+            sys.exit(f"missing {need}: run `make bench`")
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+
+    chosen = servers()
+    if args.only:
+        names = args.only.split(",")
+        chosen = [s for s in chosen if s.name in names]
+    results = {}
+    for server in chosen:
+        print(f"== {server.label}", flush=True)
+        server.start()
+        try:
+            for case in server.cases:
+                path, size = CASES[case]
+                check(server.port, path, size)
+                wrk(server.port, path, 2, args.connections)  # warm-up
+                runs = [wrk(server.port, path, args.seconds, args.connections) for _ in range(args.runs)]
+                cell = tuple(statistics.median(r[i] for r in runs) for i in range(3))
+                results[(server.name, case)] = cell
+                print(f"   {case:7} {cell[0]:10.0f} req/s  p99 {cell[1]:8.2f} ms  {cell[2]:8.1f} µs/req", flush=True)
+            if server.name not in ("nginx-return", "nginx-static", "ngx_wsgi-buffered"):
+                growth, mib = slow_clients(server, args.slow_clients, args.slow_seconds)
+                results[(server.name, "slow")] = (growth, mib)
+                print(f"   slow    peak RSS growth {growth:.1f} MiB, {mib:.0f} MiB delivered "
+                      f"in {args.slow_seconds} s", flush=True)
+        finally:
+            server.stop()
+
+    write_results(args, chosen, results)
+
+
+def write_results(args, chosen, results):
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Produced by `bench/run.py` ({'--quick, ' if args.quick else ''}{args.runs} × {args.seconds} s runs "
+        f"after a 2 s warm-up, medians; wrk -t1 -c{args.connections}) on {time.strftime('%Y-%m-%d')}.",
+        "",
+        f"Machine: {machine()}.",
+        "",
+        f"Each server has one worker process, pinned with its nginx to core {SERVER_CORE}; wrk is pinned to "
+        f"core {CLIENT_CORE}. **µs/req** is the busy share of core {SERVER_CORE} × 10⁶ / req/s (lower is "
+        "better): the server's whole CPU cost per request, nginx included.",
+        "",
+        "| server | " + " | ".join(f"{c} req/s | {c} p99 ms | {c} µs/req" for c in CASES) + " | slow-client RSS growth |",
+        "| --- | " + " | ".join("---: | ---: | ---:" for _ in CASES) + " | ---: |",
+    ]
+    for s in chosen:
+        cells = []
+        for c in CASES:
+            r = results.get((s.name, c))
+            cells.append(f"{r[0]:.0f} | {r[1]:.2f} | {r[2]:.1f}" if r else " | | ")
+        slow = results.get((s.name, "slow"))
+        slow_txt = f"{slow[0]:.1f} MiB ({slow[1]:.0f} MiB sent)" if slow else ""
+        lines.append(f"| {s.label} | " + " | ".join(cells) + f" | {slow_txt} |")
+    lines += [
+        "",
+        f"Slow-client case: {args.slow_clients} clients each read a 50 MiB streamed response (64 KiB chunks) at "
+        f"1 MiB/s for {args.slow_seconds} s; the figure is the peak RSS of all the server's processes over "
+        "their RSS before the clients came. A server that runs one request at a time per process (uWSGI, "
+        "gunicorn sync, bjoern) serves these clients one after another, so it sends less in the same time.",
+        "",
+        "## Configurations",
+        "",
+    ]
+    for s in chosen:
+        lines += [f"**{s.label}** (`{s.name}`)", "", "```", s.describe(), "```", ""]
+    lines += ["The app is `bench/apps.py` for every server.", ""]
+    with open(args.output, "w") as f:
+        f.write("\n".join(lines))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
