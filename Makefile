@@ -1,6 +1,7 @@
 # ngx_wsgi: one entry point to build, run and test.
 #   make run    build nginx + the module, serve nginx-conf/example.conf on 127.0.0.1:8080
 #   make test   cargo test + the Test::Nginx suite under t/
+#   make bench  ngx_wsgi side by side with uWSGI, gunicorn, granian, bjoern (bench/)
 # Both install what is missing on Debian 12 first (scripts/install-deps).
 
 PREFIX := $(CURDIR)/target/nginx
@@ -12,7 +13,7 @@ export TEST_NGINX_CERTS := $(CURDIR)/t/certs
 export TEST_NGINX_EXAMPLES := $(CURDIR)/nginx-conf
 export TEST_NGINX_VENV := $(CURDIR)/target/venv
 
-.PHONY: all build run test unit prove deps test-deps venv clean
+.PHONY: all build run test unit prove deps test-deps venv bench clean
 
 all: build
 
@@ -40,6 +41,13 @@ unit:
 
 prove:
 	prove -r t/
+
+# BENCH_ARGS="--quick" for a short run; see bench/run.py --help.
+bench: build
+	scripts/install-deps bench
+	scripts/make-venv target/bench-venv bench/requirements.txt
+	/usr/bin/python3.11 bench/run.py $(BENCH_ARGS)
+	/usr/bin/python3.11 bench/streaming.py
 
 clean:
 	cargo clean
