@@ -17,8 +17,9 @@
 //! and releases every Python reference, with the GIL held.
 
 use ngx::ffi::{ngx_http_request_t, ngx_log_t, NGX_LOG_ERR};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyIterator;
+use pyo3::types::{PyIterator, PyList, PyTuple};
 
 use crate::conf::Module;
 use crate::errlog::ErrorLog;
@@ -89,7 +90,12 @@ impl RequestCtx {
             return;
         };
         let iterable = iterable.bind(py);
-        match iterable.getattr_opt("close") {
+        // Lists and tuples, the common case, have no close(): skip the
+        // lookup, which would raise and clear an AttributeError.
+        if iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>() {
+            return;
+        }
+        match iterable.getattr_opt(intern!(py, "close")) {
             Ok(Some(close)) => {
                 if let Err(e) = close.call0() {
                     interp::log_exception(

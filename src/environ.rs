@@ -11,13 +11,31 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleServerConf, NgxHttpCoreModule};
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::ffi;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 use crate::conf::Param;
 
 static FILE_WRAPPER: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static WSGI_VERSION: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+
+extern "C" {
+    // CPython's presized dict constructor: exported by libpython 3.x, not
+    // declared by pyo3-ffi because it is not part of the public C API.
+    fn _PyDict_NewPresized(minused: ffi::Py_ssize_t) -> *mut ffi::PyObject;
+}
+
+/// An empty dict with room for `n` items: the environ never grows it.
+fn new_dict(py: Python<'_>, n: usize) -> PyResult<Bound<'_, PyDict>> {
+    // SAFETY: _PyDict_NewPresized returns a new reference or NULL with an
+    // exception set; both are handled by from_owned_ptr_or_err.
+    unsafe {
+        let d = _PyDict_NewPresized(n as ffi::Py_ssize_t);
+        Ok(Bound::from_owned_ptr_or_err(py, d)?.cast_into_unchecked())
+    }
+}
 
 /// A `str` holding `bytes` decoded as latin-1, as PEP 3333 wants for
 /// "native strings" that come from the wire.
@@ -63,19 +81,19 @@ pub unsafe fn build<'py>(
     r: *mut ngx_http_request_t,
     extras: Extras<'py, '_>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let env = PyDict::new(py);
-    let set = |key: &str, value: &[u8]| env.set_item(key, latin1(py, value)?);
+    let env = new_dict(py, 40)?;
+    let set = |key: &Bound<'py, PyString>, value: &[u8]| env.set_item(key, latin1(py, value)?);
     let c = (*r).connection;
     let https = !(*c).ssl.is_null();
 
-    set("REQUEST_METHOD", bytes(&(*r).method_name))?;
-    set("SCRIPT_NAME", b"")?;
-    set("PATH_INFO", bytes(&(*r).uri))?;
-    set("QUERY_STRING", bytes(&(*r).args))?;
-    set("REQUEST_URI", bytes(&(*r).unparsed_uri))?;
+    set(intern!(py, "REQUEST_METHOD"), bytes(&(*r).method_name))?;
+    env.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
+    set(intern!(py, "PATH_INFO"), bytes(&(*r).uri))?;
+    set(intern!(py, "QUERY_STRING"), bytes(&(*r).args))?;
+    set(intern!(py, "REQUEST_URI"), bytes(&(*r).unparsed_uri))?;
     let protocol = bytes(&(*r).http_protocol);
     set(
-        "SERVER_PROTOCOL",
+        intern!(py, "SERVER_PROTOCOL"),
         if protocol.is_empty() {
             b"HTTP/0.9"
         } else {
@@ -85,10 +103,16 @@ pub unsafe fn build<'py>(
 
     let hi = &(*r).headers_in;
     if !hi.content_type.is_null() {
-        set("CONTENT_TYPE", bytes(&(*hi.content_type).value))?;
+        set(
+            intern!(py, "CONTENT_TYPE"),
+            bytes(&(*hi.content_type).value),
+        )?;
     }
     if hi.content_length_n >= 0 || hi.chunked() != 0 {
-        set("CONTENT_LENGTH", extras.body_len.to_string().as_bytes())?;
+        set(
+            intern!(py, "CONTENT_LENGTH"),
+            extras.body_len.to_string().as_bytes(),
+        )?;
     }
 
     // SERVER_NAME: the server block's name, as uwsgi_params has it; a
@@ -101,7 +125,7 @@ pub unsafe fn build<'py>(
     } else {
         server_name
     };
-    set("SERVER_NAME", server_name)?;
+    set(intern!(py, "SERVER_NAME"), server_name)?;
     let local_port = if ngx_connection_local_sockaddr(c, std::ptr::null_mut(), 0) == 0 {
         ngx_inet_get_port((*c).local_sockaddr)
     } else {
@@ -113,34 +137,47 @@ pub unsafe fn build<'py>(
         0 => 80,
         p => p,
     };
-    set("SERVER_PORT", server_port.to_string().as_bytes())?;
-    set("REMOTE_ADDR", bytes(&(*c).addr_text))?;
     set(
-        "REMOTE_PORT",
+        intern!(py, "SERVER_PORT"),
+        server_port.to_string().as_bytes(),
+    )?;
+    set(intern!(py, "REMOTE_ADDR"), bytes(&(*c).addr_text))?;
+    set(
+        intern!(py, "REMOTE_PORT"),
         ngx_inet_get_port((*c).sockaddr).to_string().as_bytes(),
     )?;
     if https {
-        set("HTTPS", b"on")?;
+        set(intern!(py, "HTTPS"), b"on")?;
     }
 
     let underscores = cscf.underscores_in_headers != 0;
     add_http_headers(py, &env, &hi.headers.part, underscores)?;
 
-    env.set_item("wsgi.version", (1, 0))?;
-    env.set_item("wsgi.url_scheme", if https { "https" } else { "http" })?;
-    env.set_item("wsgi.input", extras.input)?;
-    env.set_item("wsgi.errors", extras.errors)?;
-    env.set_item("wsgi.multithread", false)?;
     env.set_item(
-        "wsgi.multiprocess",
+        intern!(py, "wsgi.version"),
+        WSGI_VERSION.get_or_try_init(py, || PyTuple::new(py, [1, 0]).map(Bound::unbind))?,
+    )?;
+    env.set_item(
+        intern!(py, "wsgi.url_scheme"),
+        if https {
+            intern!(py, "https")
+        } else {
+            intern!(py, "http")
+        },
+    )?;
+    env.set_item(intern!(py, "wsgi.input"), extras.input)?;
+    env.set_item(intern!(py, "wsgi.errors"), extras.errors)?;
+    env.set_item(intern!(py, "wsgi.multithread"), false)?;
+    env.set_item(
+        intern!(py, "wsgi.multiprocess"),
         ngx_process != NGX_PROCESS_SINGLE as ngx::ffi::ngx_uint_t,
     )?;
-    env.set_item("wsgi.run_once", false)?;
-    env.set_item("wsgi.input_terminated", true)?;
-    env.set_item("wsgi.asynchronous", true)?;
-    env.set_item("x-wsgiorg.flush", extras.flush)?;
+    env.set_item(intern!(py, "wsgi.run_once"), false)?;
+    env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+    env.set_item(intern!(py, "wsgi.asynchronous"), true)?;
+    env.set_item(intern!(py, "x-wsgiorg.flush"), extras.flush)?;
     env.set_item(
-        "wsgi.file_wrapper",
+        intern!(py, "wsgi.file_wrapper"),
         FILE_WRAPPER.import(py, "wsgiref.util", "FileWrapper")?,
     )?;
     apply_params(py, r, &env, extras.params)?;
