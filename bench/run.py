@@ -84,13 +84,16 @@ class Server:
     """One configuration under test: the commands that start it, and the
     cases it serves (a case it does not serve is left blank)."""
 
-    def __init__(self, name, label, nginx=None, app=None, port=FRONT, cases=None, path_prefix=""):
+    def __init__(self, name, label, nginx=None, app=None, port=FRONT, cases=None, path_prefix="",
+                 backend_port=None, backend_socket=None):
         self.name, self.label = name, label
         self.nginx_http = nginx  # http{} body, or None when there is no nginx
         self.app_cmd = app       # command of the app server, or None
         self.port = port
         self.cases = cases or list(CASES)
         self.path_prefix = path_prefix
+        self.backend_port = backend_port  # the app server's TCP port behind nginx
+        self.backend_socket = backend_socket  # or its unix socket
         self.procs = []
 
     def describe(self):
@@ -113,8 +116,12 @@ class Server:
                 f.write(nginx_conf(self.name, self.nginx_http))
             self.procs.append(subprocess.Popen(pin + [NGINX, "-p", PREFIX, "-c", conf], start_new_session=True))
         wait_port(self.port)
-        if self.app_cmd and self.nginx_http:
-            wait_port(BACK)
+        if self.backend_port:
+            wait_port(self.backend_port)
+        for _ in range(200):
+            if not self.backend_socket or os.path.exists(self.backend_socket):
+                break
+            time.sleep(0.1)
 
     def stop(self):
         for p in reversed(self.procs):
@@ -204,19 +211,21 @@ def servers():
         Server("uwsgi", "nginx → uwsgi_pass (unix) → uWSGI, 1 process",
                app=[os.path.join(VENV, "bin", "uwsgi"), "--socket", sock, "--chmod-socket=666",
                     "--wsgi-file", "apps.py", "--processes", "1", "--disable-logging", "--need-app"],
+               backend_socket=sock,
                nginx=f"""    server {{
         listen 127.0.0.1:{FRONT} backlog=4096;
         location / {{ include {PREFIX}/conf/uwsgi_params; uwsgi_pass unix:{sock}; }}
     }}"""),
         Server("gunicorn", "nginx → proxy_pass → gunicorn, 1 sync worker",
                app=[os.path.join(VENV, "bin", "gunicorn"), "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{BACK}",
-                    "--backlog", "4096", "apps:application"], nginx=proxy),
+                    "--backlog", "4096", "apps:application"], nginx=proxy, backend_port=BACK),
         Server("granian", "granian alone (`--interface wsgi --workers 1`)", port=BACK,
                app=[os.path.join(VENV, "bin", "granian"), "--interface", "wsgi", "--workers", "1",
                     "--host", "127.0.0.1", "--port", str(BACK), "--no-log", "apps:application"]),
         Server("nginx-granian", "nginx → proxy_pass → granian",
                app=[os.path.join(VENV, "bin", "granian"), "--interface", "wsgi", "--workers", "1",
-                    "--host", "127.0.0.1", "--port", str(BACK), "--no-log", "apps:application"], nginx=proxy),
+                    "--host", "127.0.0.1", "--port", str(BACK), "--no-log", "apps:application"], nginx=proxy,
+               backend_port=BACK),
         Server("bjoern", "bjoern alone", port=BACK,
                app=[py, "-c", f"import bjoern, apps; bjoern.run(apps.application, '127.0.0.1', {BACK})"]),
     ]
@@ -331,8 +340,14 @@ def main():
     results = {}
     for server in chosen:
         print(f"== {server.label}", flush=True)
-        server.start()
+        for port in (FRONT, BACK):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                sys.exit(f"port {port} is busy: a server from an earlier run is still up")
+            except OSError:
+                pass
         try:
+            server.start()
             for case in server.cases:
                 path, size = CASES[case]
                 check(server.port, path, size)

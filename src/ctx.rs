@@ -25,7 +25,7 @@ use crate::conf::Module;
 use crate::errlog::ErrorLog;
 use crate::flush::Flush;
 use crate::interp;
-use crate::output::Output;
+use crate::output::{self, SharedOutput};
 use crate::response::StartResponse;
 use ngx::http::HttpModule;
 
@@ -60,7 +60,7 @@ pub struct RequestCtx {
     pub header_sent: bool,
     /// Body bytes the app's Content-Length still allows.
     pub remaining: Option<u64>,
-    pub output: Output,
+    pub output: SharedOutput,
 }
 
 impl RequestCtx {
@@ -78,7 +78,7 @@ impl RequestCtx {
             known_length: None,
             header_sent: false,
             remaining: None,
-            output: Output::default(),
+            output: output::shared(),
         }
     }
 
@@ -124,7 +124,7 @@ impl RequestCtx {
             || self.start_response.is_some()
             || self.errors.is_some()
             || self.flush.is_some()
-            || self.output.holds_python()
+            || output::lock(&self.output).holds_python()
     }
 }
 
@@ -144,7 +144,7 @@ impl Drop for RequestCtx {
                 flush.get().detach();
             }
             self.start_response = None;
-            self.output.release_all(py);
+            output::lock(&self.output).release_all(py);
         });
     }
 }

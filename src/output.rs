@@ -3,43 +3,76 @@
 //! A `bytes` chunk is handed to nginx without copying: the buffer points into
 //! the bytes object, which stays referenced until nginx has sent it (its
 //! buffer is back on the free list) or the request ends.
+//!
+//! Chunks are queued, then passed to the filters: at once with `flush` set
+//! (the default), or, when the response may be batched (`wsgi_buffering`),
+//! once 64 KiB or 256 chunks are queued, at an explicit flush, and at the end.
+//! The output is shared with `x-wsgiorg.flush`, which must push the queue
+//! too, behind a mutex; neither side holds it while the app runs.
 
 use std::ptr::{addr_of, null_mut};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use ngx::ffi::{
     ngx_chain_get_free_buf, ngx_chain_t, ngx_chain_update_chains, ngx_http_output_filter,
-    ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_ERROR,
+    ngx_http_request_t, ngx_http_send_special, ngx_int_t, NGX_AGAIN, NGX_ERROR, NGX_HTTP_FLUSH,
+    NGX_OK,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use crate::ngx_http_wsgi_module;
 
+/// How much a batched response queues before passing it to the filters.
+const BATCH_BYTES: usize = 64 * 1024;
+const BATCH_BUFFERS: usize = 256;
+
 /// The module's buffer tag: nginx returns buffers with this tag to our free list.
 fn tag() -> *mut std::ffi::c_void {
-    // SAFETY: only the address of the module static is taken.
     addr_of!(ngx_http_wsgi_module) as *mut _
 }
 
 pub struct Output {
     free: *mut ngx_chain_t,
     busy: *mut ngx_chain_t,
+    /// Queued buffers not yet passed to the filters: first and last link.
+    queue: *mut ngx_chain_t,
+    queue_last: *mut ngx_chain_t,
+    queued_bytes: usize,
+    queued_buffers: usize,
     /// The last filter call could not write everything (NGX_AGAIN): the
     /// client's socket is full and a write event will come.
     blocked: bool,
-    /// The bytes objects that buffers in `busy` point into.
+    /// The bytes objects that queued and busy buffers point into.
     held: Vec<Py<PyBytes>>,
 }
 
-impl Default for Output {
-    fn default() -> Output {
-        Output {
-            free: null_mut(),
-            busy: null_mut(),
-            blocked: false,
-            held: Vec::new(),
-        }
-    }
+// SAFETY: the raw pointers are nginx chains of the request pool; they are
+// only followed on the worker's event-loop thread (the pump, the write event
+// handler, and x-wsgiorg.flush, which checks its thread before locking).
+unsafe impl Send for Output {}
+
+/// The response's output, shared by the pump and `x-wsgiorg.flush`.
+pub type SharedOutput = Arc<Mutex<Output>>;
+
+pub fn shared() -> SharedOutput {
+    Arc::new(Mutex::new(Output {
+        free: null_mut(),
+        busy: null_mut(),
+        queue: null_mut(),
+        queue_last: null_mut(),
+        queued_bytes: 0,
+        queued_buffers: 0,
+        blocked: false,
+        held: Vec::new(),
+    }))
+}
+
+/// Locks the output; a panic elsewhere cannot leave it unusable.
+pub fn lock(output: &SharedOutput) -> MutexGuard<'_, Output> {
+    output
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Output {
@@ -54,36 +87,44 @@ impl Output {
     /// Drops the references to bytes objects nginx is done with. Call with
     /// the GIL held (the `py` token proves it).
     pub fn release_sent(&mut self, _py: Python<'_>) {
-        if self.busy.is_null() {
+        if self.busy.is_null() && self.queue.is_null() {
             self.held.clear();
         }
     }
 
-    /// Drops every reference, with the GIL held; for the end of the request.
+    /// Forgets every buffer and drops every reference, with the GIL held;
+    /// for the end of the request.
     pub fn release_all(&mut self, _py: Python<'_>) {
         self.held.clear();
+        self.free = null_mut();
+        self.busy = null_mut();
+        self.queue = null_mut();
+        self.queue_last = null_mut();
     }
 
     pub fn holds_python(&self) -> bool {
         !self.held.is_empty()
     }
 
-    /// Sends the first `len` bytes of `chunk` down the filter chain, `flush`
-    /// set so no filter holds them.
+    /// True when a batched response has queued enough to pass it on.
+    pub fn batch_full(&self) -> bool {
+        self.queued_bytes >= BATCH_BYTES || self.queued_buffers >= BATCH_BUFFERS
+    }
+
+    /// Queues the first `len` bytes of `chunk` (not copied).
     ///
     /// # Safety
     /// `r` must be the live request this output belongs to.
-    pub unsafe fn send_bytes(
+    pub unsafe fn queue(
         &mut self,
         r: *mut ngx_http_request_t,
         chunk: Bound<'_, PyBytes>,
         len: usize,
-        flush: bool,
-    ) -> ngx_int_t {
+    ) -> Result<(), ()> {
         let data = &chunk.as_bytes()[..len];
         let cl = ngx_chain_get_free_buf((*r).pool, &mut self.free);
         if cl.is_null() {
-            return NGX_ERROR as ngx_int_t;
+            return Err(());
         }
         let b = (*cl).buf;
         // A recycled buffer keeps its old flags: start from a clean one.
@@ -91,14 +132,46 @@ impl Output {
         let start = data.as_ptr() as *mut u8;
         (*b).start = start;
         (*b).pos = start;
-        (*b).last = start.add(data.len());
+        (*b).last = start.add(len);
         (*b).end = (*b).last;
         (*b).set_memory(1);
-        (*b).set_flush(flush as u32);
         (*b).tag = tag();
         (*cl).next = null_mut();
+        if self.queue.is_null() {
+            self.queue = cl;
+        } else {
+            (*self.queue_last).next = cl;
+        }
+        self.queue_last = cl;
+        self.queued_bytes += len;
+        self.queued_buffers += 1;
         self.held.push(chunk.unbind());
-        self.send(r, cl)
+        Ok(())
+    }
+
+    /// Passes the queue to the filters; with `flush`, marked so that no
+    /// filter holds it back (an empty queue then sends a flush alone).
+    ///
+    /// # Safety
+    /// `r` must be the live request this output belongs to.
+    pub unsafe fn send_queue(&mut self, r: *mut ngx_http_request_t, flush: bool) -> ngx_int_t {
+        if self.queue.is_null() {
+            if !flush {
+                return NGX_OK as ngx_int_t;
+            }
+            let rc = ngx_http_send_special(r, NGX_HTTP_FLUSH as _);
+            self.blocked = rc == NGX_AGAIN as ngx_int_t;
+            return rc;
+        }
+        if flush {
+            (*(*self.queue_last).buf).set_flush(1);
+        }
+        let out = self.queue;
+        self.queue = null_mut();
+        self.queue_last = null_mut();
+        self.queued_bytes = 0;
+        self.queued_buffers = 0;
+        self.send(r, out)
     }
 
     /// Passes `out` (null: only what nginx holds) to the output filters and
@@ -112,6 +185,9 @@ impl Output {
         mut out: *mut ngx_chain_t,
     ) -> ngx_int_t {
         let rc = ngx_http_output_filter(r, out);
+        if rc == NGX_ERROR as ngx_int_t {
+            return rc;
+        }
         self.blocked = rc == NGX_AGAIN as ngx_int_t;
         ngx_chain_update_chains((*r).pool, &mut self.free, &mut self.busy, &mut out, tag());
         rc

@@ -20,6 +20,7 @@ use crate::errlog::ErrorLog;
 use crate::flush::Flush;
 use crate::input;
 use crate::interp;
+use crate::output;
 use crate::response::{self, type_name, StartResponse};
 use crate::resume;
 
@@ -43,7 +44,7 @@ enum Next {
 /// # Safety
 /// `r` must be a live request owned by this module, with its context.
 pub unsafe fn start(r: *mut ngx_http_request_t) {
-    let Some(ctx) = ctx::get(r) else {
+    let Some(ctx) = ctx::get(r).filter(|ctx| ctx.state == State::ReadingBody) else {
         ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR as _);
         return;
     };
@@ -112,7 +113,7 @@ unsafe fn call_app(
 
     let errors = Bound::new(py, ErrorLog::new(ctx.log)).map_err(raised)?;
     ctx.errors = Some(errors.clone().unbind());
-    let flush = Bound::new(py, Flush::new(r)).map_err(raised)?;
+    let flush = Bound::new(py, Flush::new(r, ctx.output.clone())).map_err(raised)?;
     ctx.flush = Some(flush.clone().unbind());
     let (input, body_len) = input::wsgi_input(py, r).map_err(raised)?;
     let extras = Extras {
@@ -155,13 +156,17 @@ fn one_item_length(result: &Bound<'_, PyAny>) -> Option<usize> {
 /// # Safety
 /// `r` must be the live request `ctx` belongs to, with the app called.
 unsafe fn produce(py: Python<'_>, r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> Next {
-    ctx.output.release_sent(py);
+    output::lock(&ctx.output).release_sent(py);
     let (mut bytes, mut chunks) = (0usize, 0usize);
     loop {
-        if ctx.output.must_wait() {
+        if output::lock(&ctx.output).must_wait() {
             return Next::Suspend;
         }
         if bytes >= TURN_BYTES || chunks >= TURN_CHUNKS {
+            // What is queued goes on now: the next turn may be a while.
+            if output::lock(&ctx.output).send_queue(r, false) == NGX_ERROR as ngx_int_t {
+                return client_gone(py, ctx);
+            }
             return Next::Yield;
         }
         let chunk = match next_chunk(py, ctx) {
@@ -192,8 +197,17 @@ unsafe fn produce(py: Python<'_>, r: *mut ngx_http_request_t, ctx: &mut RequestC
             ctx.remaining = Some(remaining - len as u64);
         }
         let flush = !ctx.buffering || ctx.flush.as_ref().is_some_and(|f| f.get().take_pending());
-        if len > 0 && ctx.output.send_bytes(r, chunk, len, flush) == NGX_ERROR as ngx_int_t {
-            return client_gone(py, ctx);
+        if len > 0 {
+            let mut out = output::lock(&ctx.output);
+            let rc = match out.queue(r, chunk, len) {
+                Err(()) => NGX_ERROR as ngx_int_t,
+                Ok(()) if flush || out.batch_full() => out.send_queue(r, flush),
+                Ok(()) => NGX_OK as ngx_int_t,
+            };
+            drop(out);
+            if rc == NGX_ERROR as ngx_int_t {
+                return client_gone(py, ctx);
+            }
         }
         bytes += len;
         if ctx.remaining == Some(0) {
@@ -299,6 +313,10 @@ unsafe fn finish(py: Python<'_>, r: *mut ngx_http_request_t, ctx: &mut RequestCt
             content_length(r)
         );
         return Next::Finish(NGX_ERROR as _);
+    }
+    // The queue goes first; the last buffer then flushes every filter.
+    if output::lock(&ctx.output).send_queue(r, false) == NGX_ERROR as ngx_int_t {
+        return client_gone(py, ctx);
     }
     Next::Finish(ngx_http_send_special(r, NGX_HTTP_LAST as _))
 }

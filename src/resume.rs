@@ -11,6 +11,7 @@ use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
 
 use crate::ctx::{self, State};
+use crate::output;
 use crate::pump;
 
 /// Waits for the client's socket to become writable, within send_timeout.
@@ -69,6 +70,11 @@ extern "C" fn on_write(r: *mut ngx_http_request_t) {
                 abort(r);
                 return;
             };
+            if ctx.state != State::Suspended {
+                // Only a suspended response waits for this event; any other
+                // state has handed the request back to nginx already.
+                return;
+            }
             if (*wev).timedout() != 0 {
                 ngx_log_error!(
                     NGX_LOG_INFO,
@@ -86,7 +92,14 @@ extern "C" fn on_write(r: *mut ngx_http_request_t) {
                 suspend(r);
                 return;
             }
-            if ctx.output.send(r, std::ptr::null_mut()) == NGX_ERROR as ngx_int_t {
+            // The lock is released before anything that may end the request:
+            // the context's cleanup takes it again.
+            let (rc, must_wait) = {
+                let mut out = output::lock(&ctx.output);
+                let rc = out.send(r, std::ptr::null_mut());
+                (rc, out.must_wait())
+            };
+            if rc == NGX_ERROR as ngx_int_t {
                 ngx_log_error!(
                     NGX_LOG_INFO,
                     (*c).log,
@@ -96,7 +109,7 @@ extern "C" fn on_write(r: *mut ngx_http_request_t) {
                 ngx_http_finalize_request(r, NGX_ERROR as _);
                 return;
             }
-            if ctx.output.must_wait() {
+            if must_wait {
                 suspend(r);
                 return;
             }
