@@ -395,8 +395,8 @@ def write_results(args, chosen, results):
         "",
         f"Slow-client case: {args.slow_clients} clients each read a 50 MiB streamed response (64 KiB chunks) at "
         f"1 MiB/s for {args.slow_seconds} s; the figure is the peak RSS of all the server's processes over "
-        "their RSS before the clients came. A server that runs one request at a time per process (uWSGI, "
-        "gunicorn sync, bjoern) serves these clients one after another, so it sends less in the same time.",
+        "their RSS before the clients came; the MiB sent in that time shows how many of the clients a server "
+        "kept going at once (uWSGI and gunicorn run one request at a time per process).",
         "",
         "## Configurations",
         "",

@@ -106,10 +106,10 @@ unsafe fn call_app(
     let params = Module::location_conf(&*r)
         .map(|lc| lc.params.as_slice())
         .unwrap_or(&[]);
-    let name = spec.display();
+    // Error messages are only formatted when there is an error.
     let app = interp::app(py, ctx.app, spec)
-        .map_err(|e| (e, format!("wsgi: cannot load app \"{name}\"")))?;
-    let raised = |e: PyErr| (e, format!("wsgi: app \"{name}\" raised"));
+        .map_err(|e| (e, format!("wsgi: cannot load app \"{}\"", spec.display())))?;
+    let raised = |e: PyErr| (e, format!("wsgi: app \"{}\" raised", spec.display()));
 
     let errors = Bound::new(py, ErrorLog::new(ctx.log)).map_err(raised)?;
     ctx.errors = Some(errors.clone().unbind());
