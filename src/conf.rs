@@ -280,6 +280,16 @@ unsafe fn reject(cf: *mut ngx_conf_t, directive: &str, message: &str) -> *mut c_
     NGX_CONF_ERROR
 }
 
+/// The directive's one argument, or what the handler must return.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed.
+unsafe fn single_arg(cf: *mut ngx_conf_t, directive: &str) -> Result<String, *mut c_char> {
+    args(cf)
+        .map(|a| a.into_iter().next().unwrap_or_default())
+        .map_err(|e| reject(cf, directive, &e))
+}
+
 extern "C" fn set_wsgi_pass(
     cf: *mut ngx_conf_t,
     _cmd: *mut ngx_command_t,
@@ -292,9 +302,9 @@ extern "C" fn set_wsgi_pass(
         if loc.app.is_some() {
             return c"is duplicate".as_ptr() as *mut c_char;
         }
-        let arg = match args(cf) {
-            Ok(a) => a.into_iter().next().unwrap_or_default(),
-            Err(e) => return reject(cf, "wsgi_pass", &e),
+        let arg = match single_arg(cf, "wsgi_pass") {
+            Ok(arg) => arg,
+            Err(rc) => return rc,
         };
         let mut spec = match AppSpec::parse(&arg) {
             Ok(spec) => spec,
@@ -428,9 +438,9 @@ extern "C" fn set_python_home(
         if main.python_home.is_some() {
             return c"is duplicate".as_ptr() as *mut c_char;
         }
-        let dir = match args(cf) {
-            Ok(a) => a.into_iter().next().unwrap_or_default(),
-            Err(e) => return reject(cf, "wsgi_python_home", &e),
+        let dir = match single_arg(cf, "wsgi_python_home") {
+            Ok(dir) => dir,
+            Err(rc) => return rc,
         };
         let full = resolve(cf, &dir);
         if let Err(e) = crate::interp::check_python_home(&full) {

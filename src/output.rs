@@ -27,6 +27,12 @@ use crate::ngx_http_wsgi_module;
 const BATCH_BYTES: usize = 64 * 1024;
 const BATCH_BUFFERS: usize = 256;
 
+/// # Safety
+/// `r` must be a live request.
+unsafe fn is_blocked(r: *mut ngx_http_request_t, rc: ngx_int_t) -> bool {
+    rc == NGX_AGAIN as ngx_int_t || (*(*r).connection).buffered() != 0
+}
+
 /// The module's buffer tag: nginx returns buffers with this tag to our free list.
 fn tag() -> *mut std::ffi::c_void {
     addr_of!(ngx_http_wsgi_module) as *mut _
@@ -40,8 +46,11 @@ pub struct Output {
     queue_last: *mut ngx_chain_t,
     queued_bytes: usize,
     queued_buffers: usize,
-    /// The last filter call could not write everything (NGX_AGAIN): the
-    /// client's socket is full and a write event will come.
+    /// After the last filter call, nginx could not pass everything on: the
+    /// write filter said NGX_AGAIN (the socket is full), or the connection
+    /// is marked buffered (an HTTP/2 stream whose frames wait for the
+    /// connection or its flow-control window). Either way a write event
+    /// will come once output moves.
     blocked: bool,
     /// The bytes objects that queued and busy buffers point into.
     held: Vec<Py<PyBytes>>,
@@ -160,7 +169,7 @@ impl Output {
                 return NGX_OK as ngx_int_t;
             }
             let rc = ngx_http_send_special(r, NGX_HTTP_FLUSH as _);
-            self.blocked = rc == NGX_AGAIN as ngx_int_t;
+            self.blocked = is_blocked(r, rc);
             return rc;
         }
         if flush {
@@ -188,7 +197,7 @@ impl Output {
         if rc == NGX_ERROR as ngx_int_t {
             return rc;
         }
-        self.blocked = rc == NGX_AGAIN as ngx_int_t;
+        self.blocked = is_blocked(r, rc);
         ngx_chain_update_chains((*r).pool, &mut self.free, &mut self.busy, &mut out, tag());
         rc
     }
