@@ -57,6 +57,21 @@ subtest 'a slow reader suspends the iterable instead of buffering the response' 
     $ngx->stop;
 };
 
+subtest 'HTTP/2: a slow reader suspends the iterable too (stream and connection flow control)' => sub {
+    my $ngx = NginxRunner->new(
+        listen_opts => 'sndbuf=16k',
+        server => 'http2 on; location /big { wsgi_pass streaming:big_stream; }',
+    );
+    # 2000 chunks (125 MiB) the app could produce in a fraction of a second;
+    # the client takes 10 MiB/s for 2 s.
+    system("curl -s --http2-prior-knowledge --limit-rate 10M -m 2 -o /dev/null "
+           . "'http://127.0.0.1:$ngx->{port}/big?2000'");
+    ok($ngx->wait_log(qr/big_stream: close\(\) after \d+ chunks/, 3), 'close() called');
+    my ($chunks) = $ngx->error_log =~ /big_stream: close\(\) after (\d+) chunks/;
+    cmp_ok($chunks // 2000, '<', 1000, "the app produced what the client took, not all ($chunks of 2000 chunks)");
+    $ngx->stop;
+};
+
 subtest 'a client that disconnects mid-stream: the iterable is closed, info in error_log' => sub {
     my $ngx = NginxRunner->new(
         listen_opts => 'sndbuf=16k',
