@@ -1,7 +1,9 @@
 //! Request → WSGI environ (PEP 3333): CGI variables, HTTP_* headers, and the
 //! `wsgi.*` keys. Byte strings from the request become latin-1 `str`.
 
+use std::collections::HashMap;
 use std::ffi::c_char;
+use std::sync::Mutex;
 
 use ngx::ffi::{
     ngx_connection_local_sockaddr, ngx_http_complex_value, ngx_http_request_t, ngx_inet_get_port,
@@ -252,40 +254,67 @@ unsafe fn add_http_headers(
     mut part: *const ngx_list_part_t,
     underscores: bool,
 ) -> PyResult<()> {
-    let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
+    // (lower-case name, value) of each header to pass, in request order.
+    let mut headers: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
     while !part.is_null() {
         let elts =
             std::slice::from_raw_parts((*part).elts as *const ngx_table_elt_t, (*part).nelts);
         for h in elts {
-            if h.hash == 0 {
+            if h.hash == 0 || h.lowcase_key.is_null() {
                 continue;
             }
-            let name = bytes(&h.key);
-            if !underscores && name.contains(&b'_') {
-                continue;
-            }
-            if name.eq_ignore_ascii_case(b"content-type")
-                || name.eq_ignore_ascii_case(b"content-length")
+            // nginx keeps a lower-case copy of every request header name.
+            let name = std::slice::from_raw_parts(h.lowcase_key, h.key.len);
+            if (!underscores && name.contains(&b'_'))
+                || name == b"content-type"
+                || name == b"content-length"
             {
                 continue;
             }
-            let key = cgi_name(name);
-            let value = bytes(&h.value);
-            match seen.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, joined)) => {
-                    let sep: &[u8] = if key == "HTTP_COOKIE" { b"; " } else { b", " };
-                    joined.extend_from_slice(sep);
-                    joined.extend_from_slice(value);
-                }
-                None => seen.push((key, value.to_vec())),
-            }
+            headers.push((name, bytes(&h.value)));
         }
         part = (*part).next;
     }
-    for (key, value) in seen {
-        env.set_item(key, latin1(py, &value)?)?;
+    for (i, &(name, value)) in headers.iter().enumerate() {
+        if headers[..i].iter().any(|(n, _)| *n == name) {
+            continue; // joined into the first one
+        }
+        let key = header_key(py, name)?;
+        let mut repeats = headers[i + 1..]
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .peekable();
+        if repeats.peek().is_none() {
+            env.set_item(key, latin1(py, value)?)?;
+            continue;
+        }
+        let sep: &[u8] = if name == b"cookie" { b"; " } else { b", " };
+        let mut joined = value.to_vec();
+        for (_, more) in repeats {
+            joined.extend_from_slice(sep);
+            joined.extend_from_slice(more);
+        }
+        env.set_item(key, latin1(py, &joined)?)?;
     }
     Ok(())
+}
+
+/// Interned `HTTP_*` keys by lower-case header name: the same few headers
+/// come with every request. Bounded, so odd names cannot grow it.
+static HEADER_KEYS: Mutex<Option<HashMap<Vec<u8>, Py<PyString>>>> = Mutex::new(None);
+const HEADER_KEYS_MAX: usize = 256;
+
+fn header_key<'py>(py: Python<'py>, name: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    let mut cache = HEADER_KEYS.lock().unwrap_or_else(|p| p.into_inner());
+    let cache = cache.get_or_insert_with(HashMap::new);
+    if let Some(key) = cache.get(name) {
+        return Ok(key.bind(py).clone());
+    }
+    let key = PyString::intern(py, &cgi_name(name));
+    if cache.len() < HEADER_KEYS_MAX {
+        cache.insert(name.to_vec(), key.clone().unbind());
+    }
+    Ok(key)
 }
 
 /// `X-Forwarded-For` → `HTTP_X_FORWARDED_FOR`.

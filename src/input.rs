@@ -6,9 +6,43 @@ use std::io;
 use ngx::ffi::{ngx_buf_t, ngx_http_request_t};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyType};
+use pyo3::types::{PyBytes, PyList, PyType};
 
 static BYTES_IO: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+static EMPTY: PyOnceLock<Py<EmptyInput>> = PyOnceLock::new();
+
+/// `wsgi.input` of a request without a body: every read is at its end.
+#[pyclass(module = "ngx_wsgi", frozen)]
+pub struct EmptyInput;
+
+#[pymethods]
+impl EmptyInput {
+    #[pyo3(signature = (size = -1))]
+    fn read<'py>(&self, py: Python<'py>, size: isize) -> Bound<'py, PyBytes> {
+        let _ = size;
+        PyBytes::new(py, b"")
+    }
+
+    #[pyo3(signature = (size = -1))]
+    fn readline<'py>(&self, py: Python<'py>, size: isize) -> Bound<'py, PyBytes> {
+        let _ = size;
+        PyBytes::new(py, b"")
+    }
+
+    #[pyo3(signature = (hint = -1))]
+    fn readlines<'py>(&self, py: Python<'py>, hint: isize) -> Bound<'py, PyList> {
+        let _ = hint;
+        PyList::empty(py)
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&self) -> Option<Py<PyAny>> {
+        None
+    }
+}
 
 /// The body as a readable binary stream, and its length.
 ///
@@ -20,6 +54,11 @@ pub unsafe fn wsgi_input<'py>(
 ) -> PyResult<(Bound<'py, PyAny>, usize)> {
     let bufs = body_buffers(r);
     let len: usize = bufs.iter().map(|b| buf_len(*b)).sum();
+    if len == 0 {
+        // Most requests have no body: they share one stateless empty stream.
+        let empty = EMPTY.get_or_try_init(py, || Py::new(py, EmptyInput))?;
+        return Ok((empty.bind(py).clone().into_any(), 0));
+    }
     let mut failure = None;
     let body = PyBytes::new_with(py, len, |dst| {
         let mut at = 0;

@@ -98,3 +98,14 @@ logged
  qr/\[error\] .*: \*\d+ second line, client/,
  qr/\[error\] .*: \*\d+ third line, client/,
  qr/\[error\] .*: \*\d+ unterminated, client/]
+
+
+
+=== TEST 7: without a body, every wsgi.input method is at the end of the stream
+--- config
+location /input { wsgi_pass pep3333:input_calls; }
+location /iter { wsgi_pass pep3333:input_iter; }
+--- request eval
+["GET /input", "GET /iter"]
+--- response_body eval
+["b''\nb''\nb''\nb''\n[]\nb''\n", "\n"]
