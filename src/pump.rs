@@ -269,7 +269,8 @@ unsafe fn send_header(
     let head = ctx.start_response.as_ref().and_then(|sr| {
         let mut sr = sr.bind(py).try_borrow_mut().ok()?;
         sr.headers_sent = true;
-        sr.head.clone()
+        // Once sent, the head is nginx's: start_response keeps only the flag.
+        sr.head.take()
     });
     let Some(head) = head else {
         let e = PyRuntimeError::new_err("the app did not call start_response() before its body");

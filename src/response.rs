@@ -42,7 +42,7 @@ impl StartResponse {
             // Too late to change the response: re-raise the app's exception.
             Some(exc) if this.headers_sent => return Err(PyErr::from_value(exc.get_item(1)?)),
             Some(_) => {}
-            None if this.head.is_some() => {
+            None if this.head.is_some() || this.headers_sent => {
                 return Err(PyRuntimeError::new_err(
                     "start_response() called a second time without exc_info",
                 ))
