@@ -8,8 +8,8 @@ use pyo3::prelude::*;
 /// The request's log, or null once the request is gone.
 struct LogTarget(*mut ngx_log_t);
 
-// SAFETY: the pointer is only dereferenced by `ErrorLog` methods, which run
-// with the GIL held on the worker's event-loop thread, where nginx logs.
+// SAFETY: the pointer is only dereferenced by `ErrorLog` methods with the
+// GIL held, and only on the worker's event-loop thread (log_line checks).
 unsafe impl Send for LogTarget {}
 // SAFETY: as above.
 unsafe impl Sync for LogTarget {}
@@ -38,7 +38,10 @@ impl ErrorLog {
     }
 
     fn log_line(&self, line: &str) {
-        let log = if self.target.0.is_null() {
+        // The request's log handler reads the request: only the event-loop
+        // thread may use it. A line from another thread (an app's own
+        // thread) goes to the worker's log.
+        let log = if self.target.0.is_null() || !crate::interp::on_event_loop() {
             ngx::log::ngx_cycle_log().as_ptr()
         } else {
             self.target.0

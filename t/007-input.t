@@ -109,3 +109,15 @@ location /iter { wsgi_pass pep3333:input_iter; }
 ["GET /input", "GET /iter"]
 --- response_body eval
 ["b''\nb''\nb''\nb''\n[]\nb''\n", "\n"]
+
+
+
+=== TEST 8: wsgi.errors written from an app's own thread goes to the worker's log
+--- config
+location /thread { wsgi_pass pep3333:errors_from_thread; }
+--- request
+GET /thread
+--- response_body
+done
+--- error_log eval
+qr/\[error\] \d+#\d+: line from an app thread$/

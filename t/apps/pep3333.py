@@ -179,3 +179,13 @@ validated_generator = validator(_generator)
 validated_lines = validator(_lines)
 validated_errors = validator(_errors)
 validated_environ = validator(environ_json)
+
+
+def errors_from_thread(environ, start_response):
+    """wsgi.errors written from a thread of the app's own."""
+    import threading
+    errors = environ["wsgi.errors"]
+    t = threading.Thread(target=lambda: errors.write("line from an app thread\n"))
+    t.start()
+    t.join()
+    return _text(start_response, "done\n")
