@@ -70,10 +70,7 @@ pub unsafe fn drive(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
 /// As for `start`. `ctx` is not used after a Finish: finalizing may free it.
 unsafe fn settle(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, next: Next) {
     match next {
-        Next::Suspend => {
-            ctx.state = State::Suspended;
-            resume::suspend(r);
-        }
+        Next::Suspend => resume::suspend_or_end(r, ctx),
         Next::Yield => {
             ctx.state = State::Suspended;
             resume::yield_turn(r);

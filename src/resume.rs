@@ -10,28 +10,39 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
 
-use crate::ctx::{self, State};
+use crate::ctx::{self, RequestCtx, State};
 use crate::output;
 use crate::pump;
 
+/// Suspends the response until the client can take more; ends the request
+/// when the write event cannot be armed.
+///
+/// # Safety
+/// `r` must be the live request `ctx` belongs to, owned by this module.
+pub unsafe fn suspend_or_end(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
+    ctx.state = State::Suspended;
+    if !suspend(r) {
+        ctx.state = State::Done;
+        ngx_http_finalize_request(r, NGX_ERROR as _);
+    }
+}
+
 /// Waits for the client's socket to become writable, within send_timeout.
+/// False when the write event cannot be armed.
 ///
 /// # Safety
 /// `r` must be a live request owned by this module.
-pub unsafe fn suspend(r: *mut ngx_http_request_t) {
+unsafe fn suspend(r: *mut ngx_http_request_t) -> bool {
     let c = (*r).connection;
     let wev = (*c).write;
     (*r).write_event_handler = Some(on_write);
     let Some(clcf) = NgxHttpCoreModule::location_conf(&*(*r).main) else {
-        abort(r);
-        return;
+        return false;
     };
     if (*wev).delayed() == 0 {
         ngx_add_timer(wev, clcf.send_timeout);
     }
-    if ngx_handle_write_event(wev, clcf.send_lowat) != NGX_OK as ngx_int_t {
-        abort(r);
-    }
+    ngx_handle_write_event(wev, clcf.send_lowat) == NGX_OK as ngx_int_t
 }
 
 /// Gives the event loop a turn and continues right after it. The event goes
@@ -48,15 +59,6 @@ pub unsafe fn yield_turn(r: *mut ngx_http_request_t) {
     );
 }
 
-/// # Safety
-/// `r` must be a live request owned by this module.
-unsafe fn abort(r: *mut ngx_http_request_t) {
-    if let Some(ctx) = ctx::get(r) {
-        ctx.state = State::Done;
-    }
-    ngx_http_finalize_request(r, NGX_ERROR as _);
-}
-
 /// The write event of a suspended request: time out, or push what nginx
 /// holds and, once it is all out, pump again.
 extern "C" fn on_write(r: *mut ngx_http_request_t) {
@@ -67,7 +69,7 @@ extern "C" fn on_write(r: *mut ngx_http_request_t) {
             let c = (*r).connection;
             let wev = (*c).write;
             let Some(ctx) = ctx::get(r) else {
-                abort(r);
+                ngx_http_finalize_request(r, NGX_ERROR as _);
                 return;
             };
             if ctx.state != State::Suspended {
@@ -89,7 +91,7 @@ extern "C" fn on_write(r: *mut ngx_http_request_t) {
             }
             if (*wev).delayed() != 0 {
                 // limit_rate: nginx wakes us when the delay is over.
-                suspend(r);
+                suspend_or_end(r, ctx);
                 return;
             }
             // The lock is released before anything that may end the request:
@@ -110,7 +112,7 @@ extern "C" fn on_write(r: *mut ngx_http_request_t) {
                 return;
             }
             if must_wait {
-                suspend(r);
+                suspend_or_end(r, ctx);
                 return;
             }
             if (*wev).timer_set() != 0 {
