@@ -5,6 +5,8 @@
 # Both install what is missing on Debian 12 first (scripts/install-deps).
 
 PREFIX := $(CURDIR)/target/nginx
+# rustup's cargo, when the shell has not put it on PATH.
+export PATH := $(PATH):$(HOME)/.cargo/bin
 export PYO3_PYTHON ?= /usr/bin/python3.11
 export TEST_NGINX_BINARY := $(PREFIX)/sbin/nginx
 export TEST_NGINX_LOAD_MODULES := $(PREFIX)/modules/ngx_http_wsgi_module.so
