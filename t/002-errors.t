@@ -246,3 +246,115 @@ GET /missing
 --- error_code: 500
 --- error_log
 AttributeError: module 'failing' has no attribute 'no_such_app'
+
+
+
+=== TEST 15.1: start_response with the wrong shapes (dict): 500 and a message that says so
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /shape { wsgi_pass failing:bad_shapes; }
+--- request
+GET /shape?dict
+--- error_code: 500
+--- response_body_unlike: never sent
+--- error_log
+TypeError: response headers must be a list of (name, value) tuples, not dict
+
+
+
+=== TEST 15.2: start_response with the wrong shapes (triple): 500 and a message that says so
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /shape { wsgi_pass failing:bad_shapes; }
+--- request
+GET /shape?triple
+--- error_code: 500
+--- response_body_unlike: never sent
+--- error_log
+TypeError: response header ('A', 'b', 'c') is not a (name, value) tuple
+
+
+
+=== TEST 15.3: start_response with the wrong shapes (bytes-value): 500 and a message that says so
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /shape { wsgi_pass failing:bad_shapes; }
+--- request
+GET /shape?bytes-value
+--- error_code: 500
+--- response_body_unlike: never sent
+--- error_log
+TypeError: response header value must be a str, not bytes (b'raw')
+
+
+
+=== TEST 15.4: start_response with the wrong shapes (bytes-status): 500 and a message that says so
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /shape { wsgi_pass failing:bad_shapes; }
+--- request
+GET /shape?bytes-status
+--- error_code: 500
+--- response_body_unlike: never sent
+--- error_log
+TypeError: status must be a str such as '200 OK', not bytes
+
+
+
+=== TEST 15.5: start_response with the wrong shapes (wide): 500 and a message that says so
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /shape { wsgi_pass failing:bad_shapes; }
+--- request
+GET /shape?wide
+--- error_code: 500
+--- response_body_unlike: never sent
+--- error_log
+ValueError: response header "X-Wide" has a character outside latin-1 ('☺') at position 0 of its value
+
+
+
+=== TEST 15.6: start_response with the wrong shapes (bad-length): 500 and a message that says so
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /shape { wsgi_pass failing:bad_shapes; }
+--- request
+GET /shape?bad-length
+--- error_code: 500
+--- response_body_unlike: never sent
+--- error_log
+ValueError: response header Content-Length has a value that is not a number: "ten"
+
+
+
+=== TEST 15.7: start_response with the wrong shapes (write-str): 500 and a message that says so
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /shape { wsgi_pass failing:bad_shapes; }
+--- request
+GET /shape?write-str
+--- error_code: 500
+--- response_body_unlike: never sent
+--- error_log
+TypeError: write() takes bytes, not str
+
+
+
+=== TEST 16: after all of those, the worker still serves
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /shape { wsgi_pass failing:bad_shapes; }
+location /ok { wsgi_pass failing:ok; }
+--- request eval
+["GET /shape?dict", "GET /shape?triple", "GET /shape?bytes-value", "GET /shape?bytes-status",
+ "GET /shape?wide", "GET /shape?bad-length", "GET /shape?write-str", "GET /ok"]
+--- error_code eval
+[500, 500, 500, 500, 500, 500, 500, 200]

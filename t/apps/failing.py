@@ -79,3 +79,18 @@ def exc_info_replaces(environ, start_response):
 def ok(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"still serving\n"]
+
+
+def bad_shapes(environ, start_response):
+    """start_response called with the wrong types, chosen by QUERY_STRING."""
+    cases = {
+        "dict": lambda: start_response("200 OK", {"Content-Type": "text/plain"}),
+        "triple": lambda: start_response("200 OK", [("A", "b", "c")]),
+        "bytes-value": lambda: start_response("200 OK", [("X-Bytes", b"raw")]),
+        "bytes-status": lambda: start_response(b"200 OK", []),
+        "wide": lambda: start_response("200 OK", [("X-Wide", "\u263a")]),
+        "bad-length": lambda: start_response("200 OK", [("Content-Length", "ten")]),
+        "write-str": lambda: start_response("200 OK", [])("text"),
+    }
+    cases[environ["QUERY_STRING"]]()
+    return [b"never sent\n"]
