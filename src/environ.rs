@@ -16,12 +16,44 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple};
 
 use crate::conf::Param;
 
-static FILE_WRAPPER: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static WSGI_VERSION: PyOnceLock<Py<PyTuple>> = PyOnceLock::new();
+/// The keys every environ has with the same value, for http and for https:
+/// each request starts from a copy (one table copy instead of ten inserts).
+static TEMPLATES: PyOnceLock<[Py<PyDict>; 2]> = PyOnceLock::new();
+
+fn template(py: Python<'_>, https: bool) -> PyResult<&Bound<'_, PyDict>> {
+    let templates = TEMPLATES.get_or_try_init(py, || -> PyResult<_> {
+        Ok([
+            new_template(py, false)?.unbind(),
+            new_template(py, true)?.unbind(),
+        ])
+    })?;
+    Ok(templates[https as usize].bind(py))
+}
+
+fn new_template(py: Python<'_>, https: bool) -> PyResult<Bound<'_, PyDict>> {
+    // Sized for the whole environ: copies keep the table's size.
+    let env = new_dict(py, 40)?;
+    env.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
+    env.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
+    env.set_item(
+        intern!(py, "wsgi.url_scheme"),
+        if https { "https" } else { "http" },
+    )?;
+    env.set_item(intern!(py, "wsgi.multithread"), false)?;
+    // SAFETY: ngx_process is set once, before workers start; read-only here.
+    let multiprocess = unsafe { ngx_process != NGX_PROCESS_SINGLE as ngx::ffi::ngx_uint_t };
+    env.set_item(intern!(py, "wsgi.multiprocess"), multiprocess)?;
+    env.set_item(intern!(py, "wsgi.run_once"), false)?;
+    env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
+    env.set_item(intern!(py, "wsgi.asynchronous"), true)?;
+    let file_wrapper = py.import("wsgiref.util")?.getattr("FileWrapper")?;
+    env.set_item(intern!(py, "wsgi.file_wrapper"), file_wrapper)?;
+    Ok(env)
+}
 
 extern "C" {
     // CPython's presized dict constructor: exported by libpython 3.x, not
@@ -83,13 +115,12 @@ pub unsafe fn build<'py>(
     r: *mut ngx_http_request_t,
     extras: Extras<'py, '_>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let env = new_dict(py, 40)?;
-    let set = |key: &Bound<'py, PyString>, value: &[u8]| env.set_item(key, latin1(py, value)?);
     let c = (*r).connection;
     let https = !(*c).ssl.is_null();
+    let env = template(py, https)?.copy()?;
+    let set = |key: &Bound<'py, PyString>, value: &[u8]| env.set_item(key, latin1(py, value)?);
 
     set(intern!(py, "REQUEST_METHOD"), bytes(&(*r).method_name))?;
-    env.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
     set(intern!(py, "PATH_INFO"), bytes(&(*r).uri))?;
     set(intern!(py, "QUERY_STRING"), bytes(&(*r).args))?;
     set(intern!(py, "REQUEST_URI"), bytes(&(*r).unparsed_uri))?;
@@ -155,33 +186,9 @@ pub unsafe fn build<'py>(
     let underscores = cscf.underscores_in_headers != 0;
     add_http_headers(py, &env, &hi.headers.part, underscores)?;
 
-    env.set_item(
-        intern!(py, "wsgi.version"),
-        WSGI_VERSION.get_or_try_init(py, || PyTuple::new(py, [1, 0]).map(Bound::unbind))?,
-    )?;
-    env.set_item(
-        intern!(py, "wsgi.url_scheme"),
-        if https {
-            intern!(py, "https")
-        } else {
-            intern!(py, "http")
-        },
-    )?;
     env.set_item(intern!(py, "wsgi.input"), extras.input)?;
     env.set_item(intern!(py, "wsgi.errors"), extras.errors)?;
-    env.set_item(intern!(py, "wsgi.multithread"), false)?;
-    env.set_item(
-        intern!(py, "wsgi.multiprocess"),
-        ngx_process != NGX_PROCESS_SINGLE as ngx::ffi::ngx_uint_t,
-    )?;
-    env.set_item(intern!(py, "wsgi.run_once"), false)?;
-    env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
-    env.set_item(intern!(py, "wsgi.asynchronous"), true)?;
     env.set_item(intern!(py, "x-wsgiorg.flush"), extras.flush)?;
-    env.set_item(
-        intern!(py, "wsgi.file_wrapper"),
-        FILE_WRAPPER.import(py, "wsgiref.util", "FileWrapper")?,
-    )?;
     apply_params(py, r, &env, extras.params)?;
     Ok(env)
 }

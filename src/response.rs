@@ -189,8 +189,15 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Why `name: value` must not be sent, if it must not.
 pub fn check_header(name: &str, value: &str) -> Result<(), String> {
-    let is_tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-    if name.is_empty() || !name.chars().all(is_tchar) {
+    let is_tchar = |b: u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.'
+            )
+            || matches!(b, b'^' | b'_' | b'`' | b'|' | b'~')
+    };
+    if name.is_empty() || !name.bytes().all(is_tchar) {
         return Err(format!(
             "response header name {name:?} is not a valid HTTP token"
         ));
@@ -200,11 +207,15 @@ pub fn check_header(name: &str, value: &str) -> Result<(), String> {
             "response header {name:?} is hop-by-hop; a WSGI app must not send it (PEP 3333)"
         ));
     }
-    if let Some((i, c)) = value
-        .chars()
-        .enumerate()
-        .find(|&(_, c)| c > '\u{ff}' || (c < ' ' && c != '\t') || c == '\u{7f}')
+    let bad = |c: char| c > '\u{ff}' || (c < ' ' && c != '\t') || c == '\u{7f}';
+    // Most values are printable ASCII: one pass over the bytes says so.
+    if value
+        .bytes()
+        .all(|b| (b' '..0x7f).contains(&b) || b == b'\t')
     {
+        return Ok(());
+    }
+    if let Some((i, c)) = value.chars().enumerate().find(|&(_, c)| bad(c)) {
         let kind = if c > '\u{ff}' {
             "a character outside latin-1"
         } else {
