@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::ffi::c_char;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
 use ngx::ffi::{
@@ -282,11 +283,13 @@ unsafe fn add_http_headers(
         }
         part = (*part).next;
     }
+    let mut keys = HEADER_KEYS.lock().unwrap_or_else(|p| p.into_inner());
+    let keys = keys.get_or_insert_with(HashMap::default);
     for (i, &(name, value)) in headers.iter().enumerate() {
         if headers[..i].iter().any(|(n, _)| *n == name) {
             continue; // joined into the first one
         }
-        let key = header_key(py, name)?;
+        let key = header_key(py, keys, name);
         let mut repeats = headers[i + 1..]
             .iter()
             .filter(|(n, _)| *n == name)
@@ -308,20 +311,42 @@ unsafe fn add_http_headers(
 
 /// Interned `HTTP_*` keys by lower-case header name: the same few headers
 /// come with every request. Bounded, so odd names cannot grow it.
-static HEADER_KEYS: Mutex<Option<HashMap<Vec<u8>, Py<PyString>>>> = Mutex::new(None);
+type HeaderKeys = HashMap<Vec<u8>, Py<PyString>, BuildHasherDefault<Fnv>>;
+static HEADER_KEYS: Mutex<Option<HeaderKeys>> = Mutex::new(None);
 const HEADER_KEYS_MAX: usize = 256;
 
-fn header_key<'py>(py: Python<'py>, name: &[u8]) -> PyResult<Bound<'py, PyString>> {
-    let mut cache = HEADER_KEYS.lock().unwrap_or_else(|p| p.into_inner());
-    let cache = cache.get_or_insert_with(HashMap::new);
+fn header_key<'py>(py: Python<'py>, cache: &mut HeaderKeys, name: &[u8]) -> Bound<'py, PyString> {
     if let Some(key) = cache.get(name) {
-        return Ok(key.bind(py).clone());
+        return key.bind(py).clone();
     }
     let key = PyString::intern(py, &cgi_name(name));
     if cache.len() < HEADER_KEYS_MAX {
         cache.insert(name.to_vec(), key.clone().unbind());
     }
-    Ok(key)
+    key
+}
+
+/// FNV-1a: header names are short and come from a bounded cache, so a
+/// simple hash beats the default SipHash here.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
 }
 
 /// `X-Forwarded-For` → `HTTP_X_FORWARDED_FOR`.
