@@ -1,5 +1,6 @@
 //! `wsgi.input` over the request body nginx has read: its memory buffers and
-//! its temp file, gathered into one bytes object behind an `io.BytesIO`.
+//! its temp file, gathered into one bytes object behind an `io.BytesIO`; a
+//! request without a body gets a shared, stateless empty stream.
 
 use std::io;
 
