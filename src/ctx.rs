@@ -57,7 +57,6 @@ pub struct RequestCtx {
     pub buffering: bool,
     /// Content-Length known from the iterable (a one-item list).
     pub known_length: Option<usize>,
-    pub header_sent: bool,
     /// Body bytes the app's Content-Length still allows.
     pub remaining: Option<u64>,
     pub output: SharedOutput,
@@ -76,7 +75,6 @@ impl RequestCtx {
             flush: None,
             buffering: false,
             known_length: None,
-            header_sent: false,
             remaining: None,
             output: output::shared(),
         }

@@ -4,8 +4,8 @@
 
 use ngx::ffi::{
     ngx_http_finalize_request, ngx_http_request_t, ngx_http_send_header, ngx_http_send_special,
-    ngx_int_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST, NGX_LOG_ERR, NGX_LOG_INFO,
-    NGX_LOG_WARN, NGX_OK,
+    ngx_int_t, ngx_log_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST, NGX_LOG_ERR,
+    NGX_LOG_INFO, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::ngx_log_error;
@@ -51,7 +51,7 @@ pub unsafe fn start(r: *mut ngx_http_request_t) {
     ctx.state = State::Running;
     let next = Python::attach(|py| match call_app(py, r, ctx) {
         Ok(()) => produce(py, r, ctx),
-        Err((e, what)) => fail(py, ctx, &e, &what),
+        Err((e, what)) => fail(py, r, ctx, &e, &what),
     });
     settle(r, ctx, next);
 }
@@ -169,14 +169,14 @@ unsafe fn produce(py: Python<'_>, r: *mut ngx_http_request_t, ctx: &mut RequestC
         let chunk = match next_chunk(py, ctx) {
             Ok(Some(chunk)) => chunk,
             Ok(None) => return finish(py, r, ctx),
-            Err(e) => return fail(py, ctx, &e, "wsgi: the app's response iterable raised"),
+            Err(e) => return fail(py, r, ctx, &e, "wsgi: the app's response iterable raised"),
         };
         chunks += 1;
         let mut len = chunk.as_bytes().len();
         if len == 0 {
             continue;
         }
-        if !ctx.header_sent {
+        if (*r).header_sent() == 0 {
             if let Some(next) = send_header(py, r, ctx) {
                 return next;
             }
@@ -271,13 +271,18 @@ unsafe fn send_header(
     });
     let Some(head) = head else {
         let e = PyRuntimeError::new_err("the app did not call start_response() before its body");
-        return Some(fail(py, ctx, &e, "wsgi: the app broke the WSGI protocol"));
+        return Some(fail(
+            py,
+            r,
+            ctx,
+            &e,
+            "wsgi: the app broke the WSGI protocol",
+        ));
     };
     if response::apply(r, &head, ctx.known_length).is_err() {
         ctx.close_iterable(py);
         return Some(Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _));
     }
-    ctx.header_sent = true;
     ctx.remaining = head.content_length;
     ctx.buffering = response::buffering_override(&head)
         .unwrap_or_else(|| Module::location_conf(&*r).is_some_and(|lc| lc.buffering == 1));
@@ -296,7 +301,7 @@ unsafe fn send_header(
 /// `r` must be the live request `ctx` belongs to.
 unsafe fn finish(py: Python<'_>, r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> Next {
     ctx.close_iterable(py);
-    if !ctx.header_sent {
+    if (*r).header_sent() == 0 {
         // Nothing was sent: the body is empty unless the app said otherwise.
         ctx.known_length.get_or_insert(0);
         if let Some(next) = send_header(py, r, ctx) {
@@ -321,29 +326,42 @@ unsafe fn finish(py: Python<'_>, r: *mut ngx_http_request_t, ctx: &mut RequestCt
 
 /// Writing to the client failed (it went away): close the iterable and end.
 fn client_gone(py: Python<'_>, ctx: &mut RequestCtx) -> Next {
-    ngx_log_error!(
-        NGX_LOG_INFO,
-        ctx.log,
-        "wsgi: the client connection is gone; closing the response iterable"
-    );
+    log_client_gone(ctx.log);
     ctx.close_iterable(py);
     Next::Finish(NGX_ERROR as _)
+}
+
+/// What error_log says, at info level as nginx has it, when a client left
+/// mid-response.
+pub fn log_client_gone(log: *mut ngx_log_t) {
+    ngx_log_error!(
+        NGX_LOG_INFO,
+        log,
+        "wsgi: the client connection is gone; closing the response iterable"
+    );
 }
 
 /// The app failed: log the traceback, close the iterable, and answer 500 or,
 /// once the header is out, abort the response so the client cannot take a
 /// truncated body for a whole one.
-fn fail(py: Python<'_>, ctx: &mut RequestCtx, err: &PyErr, what: &str) -> Next {
-    if ctx.header_sent {
+///
+/// # Safety
+/// `r` must be the live request `ctx` belongs to.
+unsafe fn fail(
+    py: Python<'_>,
+    r: *mut ngx_http_request_t,
+    ctx: &mut RequestCtx,
+    err: &PyErr,
+    what: &str,
+) -> Next {
+    let next = if (*r).header_sent() != 0 {
         let what = format!("{what} after the response header was sent; aborting the response");
         interp::log_exception(py, err, ctx.log, NGX_LOG_ERR as _, &what);
-    } else {
-        interp::log_exception(py, err, ctx.log, NGX_LOG_ERR as _, what);
-    }
-    ctx.close_iterable(py);
-    if ctx.header_sent {
         Next::Finish(NGX_ERROR as _)
     } else {
+        interp::log_exception(py, err, ctx.log, NGX_LOG_ERR as _, what);
         Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _)
-    }
+    };
+    ctx.close_iterable(py);
+    next
 }

@@ -102,11 +102,7 @@ extern "C" fn on_write(r: *mut ngx_http_request_t) {
                 (rc, out.must_wait())
             };
             if rc == NGX_ERROR as ngx_int_t {
-                ngx_log_error!(
-                    NGX_LOG_INFO,
-                    (*c).log,
-                    "wsgi: the client connection is gone; closing the response iterable"
-                );
+                pump::log_client_gone((*c).log);
                 ctx.state = State::Done;
                 ngx_http_finalize_request(r, NGX_ERROR as _);
                 return;
