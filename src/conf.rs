@@ -9,12 +9,12 @@ use std::ptr::addr_of;
 
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_t, ngx_flag_t, ngx_http_compile_complex_value,
-    ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_http_module_t, ngx_int_t,
-    ngx_module_t, ngx_pcalloc, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG,
-    NGX_CONF_TAKE1, NGX_CONF_TAKE23, NGX_CONF_UNSET, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF,
-    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
-    NGX_LOG_EMERG, NGX_OK,
+    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_t, ngx_flag_t,
+    ngx_http_compile_complex_value, ngx_http_compile_complex_value_t, ngx_http_complex_value_t,
+    ngx_http_module_t, ngx_int_t, ngx_module_t, ngx_msec_t, ngx_pcalloc, ngx_str_t, ngx_uint_t,
+    NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE23,
+    NGX_CONF_UNSET, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{
     HttpModule, HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError,
@@ -109,6 +109,51 @@ pub struct MainConf {
     pub python_home: Option<String>,
     /// Every app named by a `wsgi_pass`; locations refer to them by index.
     pub apps: Vec<AppSpec>,
+    /// Every `wsgi_threads N` with N > 0: each is a pool of threads in every
+    /// worker, shared by the locations that inherit it.
+    pub pools: Vec<PoolSpec>,
+}
+
+/// One `wsgi_threads N [max_queue=M];`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSpec {
+    pub threads: usize,
+    /// Requests that may wait for a free thread; more get 503 at once.
+    pub max_queue: usize,
+}
+
+/// Upper bounds that catch typos (`wsgi_threads 6400`) at `nginx -t`.
+const MAX_THREADS: usize = 4096;
+const DEFAULT_MAX_QUEUE: usize = 1024;
+
+impl PoolSpec {
+    /// Parses the arguments of `wsgi_threads`; `None` for 0 (inline).
+    pub fn parse(args: &[String]) -> Result<Option<PoolSpec>, String> {
+        let threads = args.first().map(String::as_str).unwrap_or("");
+        let threads: usize = threads
+            .parse()
+            .ok()
+            .filter(|&n| n <= MAX_THREADS)
+            .ok_or_else(|| {
+                format!("invalid number of threads \"{threads}\"; expected 0 to {MAX_THREADS}")
+            })?;
+        let mut max_queue = DEFAULT_MAX_QUEUE;
+        for arg in &args[1..] {
+            let value = arg.strip_prefix("max_queue=").ok_or_else(|| {
+                format!("invalid parameter \"{arg}\"; expected \"max_queue=NUMBER\"")
+            })?;
+            max_queue = value
+                .parse()
+                .map_err(|_| format!("invalid max_queue value \"{value}\""))?;
+        }
+        if threads == 0 {
+            if args.len() > 1 {
+                return Err("max_queue= needs a number of threads above 0".to_owned());
+            }
+            return Ok(None);
+        }
+        Ok(Some(PoolSpec { threads, max_queue }))
+    }
 }
 
 /// One `wsgi_param NAME VALUE [if_not_empty];`.
@@ -131,6 +176,18 @@ pub struct LocConf {
     params_set: bool,
     /// `wsgi_buffering`: an ngx_flag_t that nginx's flag slot sets.
     pub buffering: ngx_flag_t,
+    /// `wsgi_threads`: unset (None), inline (Some(None)), or the index of a
+    /// pool in `MainConf::pools`.
+    threads: Option<Option<usize>>,
+    /// `wsgi_queue_timeout`: how long a request may wait for a free thread.
+    pub queue_timeout: ngx_msec_t,
+}
+
+impl LocConf {
+    /// The pool this location's requests run on; None: inline.
+    pub fn pool(&self) -> Option<usize> {
+        self.threads.flatten()
+    }
 }
 
 impl Default for LocConf {
@@ -140,6 +197,8 @@ impl Default for LocConf {
             params: Vec::new(),
             params_set: false,
             buffering: NGX_CONF_UNSET as ngx_flag_t,
+            threads: None,
+            queue_timeout: NGX_CONF_UNSET_MSEC,
         }
     }
 }
@@ -159,9 +218,23 @@ impl Merge for LocConf {
                 prev.buffering
             };
         }
+        if self.threads.is_none() {
+            self.threads = Some(prev.threads.flatten());
+        }
+        if self.queue_timeout == NGX_CONF_UNSET_MSEC {
+            self.queue_timeout = if prev.queue_timeout == NGX_CONF_UNSET_MSEC {
+                DEFAULT_QUEUE_TIMEOUT
+            } else {
+                prev.queue_timeout
+            };
+        }
         Ok(())
     }
 }
+
+/// nginx's NGX_CONF_UNSET_MSEC, a cast bindgen does not carry over.
+const NGX_CONF_UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
+const DEFAULT_QUEUE_TIMEOUT: ngx_msec_t = 60_000;
 
 pub struct Module;
 
@@ -193,7 +266,7 @@ pub static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     merge_loc_conf: Some(Module::merge_loc_conf),
 };
 
-pub static mut COMMANDS: [ngx_command_t; 6] = [
+pub static mut COMMANDS: [ngx_command_t; 8] = [
     ngx_command_t {
         name: ngx_string!("wsgi_pass"),
         type_: (NGX_HTTP_LOC_CONF | NGX_HTTP_LIF_CONF | NGX_CONF_TAKE1) as ngx_uint_t,
@@ -234,6 +307,24 @@ pub static mut COMMANDS: [ngx_command_t; 6] = [
         set: Some(ngx_conf_set_flag_slot),
         conf: NGX_HTTP_LOC_CONF_OFFSET,
         offset: std::mem::offset_of!(LocConf, buffering),
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("wsgi_threads"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12)
+            as ngx_uint_t,
+        set: Some(set_threads),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: 0,
+        post: std::ptr::null_mut(),
+    },
+    ngx_command_t {
+        name: ngx_string!("wsgi_queue_timeout"),
+        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1)
+            as ngx_uint_t,
+        set: Some(ngx_conf_set_msec_slot),
+        conf: NGX_HTTP_LOC_CONF_OFFSET,
+        offset: std::mem::offset_of!(LocConf, queue_timeout),
         post: std::ptr::null_mut(),
     },
     ngx_command_t::empty(),
@@ -333,6 +424,33 @@ extern "C" fn set_wsgi_pass(
             return NGX_CONF_ERROR;
         };
         clcf.handler = Some(crate::handler::content_handler);
+    }
+    NGX_CONF_OK
+}
+
+extern "C" fn set_threads(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in set_wsgi_pass; `conf` is this module's location
+    // configuration at the directive's level.
+    unsafe {
+        let loc = &mut *(conf as *mut LocConf);
+        if loc.threads.is_some() {
+            return c"is duplicate".as_ptr() as *mut c_char;
+        }
+        let spec = match args(cf).and_then(|a| PoolSpec::parse(&a)) {
+            Ok(spec) => spec,
+            Err(e) => return reject(cf, "wsgi_threads", &e),
+        };
+        let Some(main) = Module::main_conf_mut(&*cf) else {
+            return NGX_CONF_ERROR;
+        };
+        loc.threads = Some(spec.map(|spec| {
+            main.pools.push(spec);
+            main.pools.len() - 1
+        }));
     }
     NGX_CONF_OK
 }
@@ -474,6 +592,37 @@ mod tests {
         let spec = AppSpec::parse("apps/hello.py:app").unwrap();
         assert_eq!(spec.source, AppSource::File("apps/hello.py".into()));
         assert_eq!(spec.display(), "apps/hello.py:app");
+    }
+
+    #[test]
+    fn thread_pools() {
+        let parse =
+            |a: &[&str]| PoolSpec::parse(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(parse(&["0"]), Ok(None));
+        assert_eq!(
+            parse(&["8"]),
+            Ok(Some(PoolSpec {
+                threads: 8,
+                max_queue: DEFAULT_MAX_QUEUE
+            }))
+        );
+        assert_eq!(
+            parse(&["8", "max_queue=0"]),
+            Ok(Some(PoolSpec {
+                threads: 8,
+                max_queue: 0
+            }))
+        );
+        for bad in [
+            &["x"][..],
+            &["-1"],
+            &["5000"],
+            &["8", "queue=3"],
+            &["8", "max_queue=x"],
+            &["0", "max_queue=3"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -4,35 +4,46 @@
 //!
 //! ```text
 //! ReadingBody ─▶ Running ─▶ Suspended ─┐   (client not writable: wait for
-//!                   ▲                  │    the write event, send_timeout)
-//!                   └──────────────────┘
-//!                   │
-//!                   ▼
+//!      │            ▲                  │    the write event, send_timeout)
+//!      │            └──────────────────┘
+//!      ▼            │
+//!   Queued ─────────┘ (thread mode: waiting for a free pool thread,
+//!      │               within wsgi_queue_timeout)
+//!      ▼            ▼
 //!                 Done   (finalized: exactly one ngx_http_finalize_request)
 //! ```
 //!
+//! Inline, the app runs on the event loop and the context holds its Python
+//! objects. In thread mode a pool thread holds them, and the context holds
+//! the hand-off to that thread; the event loop never takes the GIL for it.
+//!
 //! The context is allocated from the request pool with a cleanup handler,
 //! so its `Drop` runs on every exit: normal end, app error, client abort,
-//! timeout. Drop calls the iterable's `close()` if it has not been called
-//! and releases every Python reference, with the GIL held.
+//! timeout. Inline, Drop calls the iterable's `close()` if it has not been
+//! called and releases every Python reference, with the GIL held; in thread
+//! mode it tells the pool thread to stop, which then closes the iterable.
 
-use ngx::ffi::{ngx_http_request_t, ngx_log_t, NGX_LOG_ERR};
-use pyo3::intern;
+use std::sync::Arc;
+
+use ngx::ffi::{ngx_del_timer, ngx_event_t, ngx_http_request_t, ngx_log_t};
 use pyo3::prelude::*;
-use pyo3::types::{PyIterator, PyList, PyTuple};
 
+use crate::call::{BodyLimit, Call};
 use crate::conf::Module;
-use crate::errlog::ErrorLog;
+use crate::errlog::{ErrorLog, LogTo};
 use crate::flush::Flush;
+use crate::handoff::Handoff;
 use crate::interp;
-use crate::output::{self, SharedOutput};
-use crate::response::StartResponse;
+use crate::output::{self, Kept, SharedOutput};
+use crate::pool;
 use ngx::http::HttpModule;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     /// nginx is reading the request body; the app has not been called.
     ReadingBody,
+    /// Thread mode: waiting for a free pool thread.
+    Queued,
     /// The app runs, or its iterable is being pumped.
     Running,
     /// Output is busy; waiting for the client's write event.
@@ -47,103 +58,101 @@ pub struct RequestCtx {
     pub log: *mut ngx_log_t,
     /// Index of the app in the main configuration.
     pub app: usize,
-    /// What the app returned; `close()` is called on it exactly once.
-    pub iterable: Option<Py<PyAny>>,
-    pub iterator: Option<Py<PyIterator>>,
-    pub start_response: Option<Py<StartResponse>>,
-    pub errors: Option<Py<ErrorLog>>,
-    pub flush: Option<Py<Flush>>,
     /// Chunks may wait in nginx's filters (`wsgi_buffering`, X-Accel-Buffering).
     pub buffering: bool,
-    /// Content-Length known from the iterable (a one-item list).
-    pub known_length: Option<usize>,
-    /// Body bytes the app's Content-Length still allows.
-    pub remaining: Option<u64>,
     pub output: SharedOutput,
+    pub mode: Mode,
+}
+
+pub enum Mode {
+    Inline(Inline),
+    Thread(ThreadLink),
+}
+
+/// What an app running on the event loop owns.
+#[derive(Default)]
+pub struct Inline {
+    pub call: Option<Call>,
+    pub errors: Option<Py<ErrorLog>>,
+    pub flush: Option<Py<Flush>>,
+    pub limit: BodyLimit,
+    /// The bytes objects nginx's buffers point into.
+    pub kept: Kept,
+}
+
+/// A request whose app runs on a pool thread.
+pub struct ThreadLink {
+    /// Index of the pool in the main configuration.
+    pub pool: usize,
+    pub handoff: Arc<Handoff>,
+    /// wsgi_queue_timeout while queued; afterwards it keeps a worker that
+    /// shuts down gracefully waiting for the app.
+    pub timer: ngx_event_t,
 }
 
 impl RequestCtx {
-    pub fn new(log: *mut ngx_log_t, app: usize) -> RequestCtx {
+    pub fn new(log: *mut ngx_log_t, app: usize, mode: Mode) -> RequestCtx {
         RequestCtx {
             state: State::ReadingBody,
             log,
             app,
-            iterable: None,
-            iterator: None,
-            start_response: None,
-            errors: None,
-            flush: None,
             buffering: false,
-            known_length: None,
-            remaining: None,
             output: output::shared(),
+            mode,
         }
     }
+}
 
-    /// Calls the iterable's `close()` if it has one and it was not called;
-    /// an exception from it is logged.
-    pub fn close_iterable(&mut self, py: Python<'_>) {
-        self.iterator = None;
-        let Some(iterable) = self.iterable.take() else {
-            return;
-        };
-        let iterable = iterable.bind(py);
-        // Lists and tuples, the common case, have no close(): skip the
-        // lookup, which would raise and clear an AttributeError.
-        if iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>() {
-            return;
-        }
-        match iterable.getattr_opt(intern!(py, "close")) {
-            Ok(Some(close)) => {
-                if let Err(e) = close.call0() {
-                    interp::log_exception(
-                        py,
-                        &e,
-                        self.log,
-                        NGX_LOG_ERR as _,
-                        "wsgi: close() of the response iterable raised",
-                    );
-                }
-            }
-            Ok(None) => {}
-            Err(e) => interp::log_exception(
-                py,
-                &e,
-                self.log,
-                NGX_LOG_ERR as _,
-                "wsgi: looking up close() raised",
-            ),
+impl Inline {
+    /// Closes the iterable (once) and logs what close() raises.
+    pub fn close(&mut self, py: Python<'_>, log: *mut ngx_log_t) {
+        if let Some(call) = self.call.as_mut() {
+            call.close(py, &LogTo::Request(log));
         }
     }
 
     fn holds_python(&self) -> bool {
-        self.iterable.is_some()
-            || self.iterator.is_some()
-            || self.start_response.is_some()
+        self.call.is_some()
             || self.errors.is_some()
             || self.flush.is_some()
-            || output::lock(&self.output).holds_python()
+            || !self.kept.is_empty()
     }
 }
 
 impl Drop for RequestCtx {
     fn drop(&mut self) {
-        if !self.holds_python() || !interp::ready() {
-            return;
-        }
-        Python::attach(|py| {
-            self.close_iterable(py);
-            if let Some(errors) = self.errors.take() {
-                if let Ok(mut e) = errors.bind(py).try_borrow_mut() {
-                    e.detach();
+        let log = self.log;
+        match &mut self.mode {
+            Mode::Thread(link) => {
+                link.handoff.end_request();
+                if link.timer.timer_set() != 0 {
+                    // SAFETY: the timer was armed by this module on this
+                    // event, which lives in this context until here.
+                    unsafe { ngx_del_timer(&mut link.timer) };
+                }
+                if self.state == State::Queued {
+                    pool::withdraw(link.pool, &link.handoff);
                 }
             }
-            if let Some(flush) = self.flush.take() {
-                flush.get().detach();
+            Mode::Inline(inline) => {
+                if !inline.holds_python() || !interp::ready() {
+                    return;
+                }
+                Python::attach(|py| {
+                    inline.close(py, log);
+                    inline.call = None;
+                    if let Some(errors) = inline.errors.take() {
+                        if let Ok(mut e) = errors.bind(py).try_borrow_mut() {
+                            e.detach();
+                        }
+                    }
+                    if let Some(flush) = inline.flush.take() {
+                        flush.get().detach();
+                    }
+                    inline.kept.clear();
+                });
             }
-            self.start_response = None;
-            output::lock(&self.output).release_all(py);
-        });
+        }
     }
 }
 

@@ -1,30 +1,63 @@
-//! `wsgi.errors`: a text stream whose lines go to nginx's error_log, with the
-//! request's context while the request lives and the worker's log after.
+//! Where a request's messages go (`LogTo`), and `wsgi.errors`: a text
+//! stream whose lines go to nginx's error_log, with the request's context
+//! while the request lives and the worker's log after.
 
-use ngx::ffi::{ngx_log_t, NGX_LOG_ERR};
+use std::sync::Arc;
+
+use ngx::ffi::{ngx_log_t, ngx_uint_t, NGX_LOG_ERR};
 use ngx::ngx_log_error;
 use pyo3::prelude::*;
 
-/// The request's log, or null once the request is gone.
-struct LogTarget(*mut ngx_log_t);
+use crate::handoff::Handoff;
 
-// SAFETY: the pointer is only dereferenced by `ErrorLog` methods with the
-// GIL held, and only on the worker's event-loop thread (log_line checks).
-unsafe impl Send for LogTarget {}
+/// Where messages about one request go. The request's log (whose handler
+/// adds client, server and request line) reads the request, so only the
+/// event-loop thread may write to it: a pool thread hands its messages to
+/// the loop, and any other thread writes to the worker's log.
+pub enum LogTo {
+    /// The request's log, used on the event-loop thread.
+    Request(*mut ngx_log_t),
+    /// A request whose app runs on a pool thread: the loop logs for it.
+    Loop(Arc<Handoff>),
+    /// The worker's log, once the request is gone.
+    Worker,
+}
+
+// SAFETY: the request's log is only dereferenced on the event-loop thread
+// (`write` checks), where the request it belongs to lives.
+unsafe impl Send for LogTo {}
 // SAFETY: as above.
-unsafe impl Sync for LogTarget {}
+unsafe impl Sync for LogTo {}
+
+impl LogTo {
+    pub fn write(&self, level: ngx_uint_t, text: &str) {
+        match self {
+            LogTo::Request(log) if crate::interp::on_event_loop() => {
+                ngx_log_error!(level, *log, "{}", text);
+            }
+            LogTo::Loop(handoff) => handoff.log(level, text),
+            _ => worker_log(level, text),
+        }
+    }
+}
+
+/// Writes to the worker's log; safe from any thread, as nginx's own thread
+/// pools do.
+pub fn worker_log(level: ngx_uint_t, text: &str) {
+    ngx_log_error!(level, ngx::log::ngx_cycle_log().as_ptr(), "{}", text);
+}
 
 #[pyclass(module = "ngx_wsgi")]
 pub struct ErrorLog {
-    target: LogTarget,
+    target: LogTo,
     /// Text written after the last newline, logged at the next one or flush().
     partial: String,
 }
 
 impl ErrorLog {
-    pub fn new(log: *mut ngx_log_t) -> ErrorLog {
+    pub fn new(target: LogTo) -> ErrorLog {
         ErrorLog {
-            target: LogTarget(log),
+            target,
             partial: String::new(),
         }
     }
@@ -34,19 +67,12 @@ impl ErrorLog {
     /// worker's log.
     pub fn detach(&mut self) {
         self.flush();
-        self.target = LogTarget(std::ptr::null_mut());
+        self.target = LogTo::Worker;
     }
 
     fn log_line(&self, line: &str) {
-        // The request's log handler reads the request: only the event-loop
-        // thread may use it. A line from another thread (an app's own
-        // thread) goes to the worker's log.
-        let log = if self.target.0.is_null() || !crate::interp::on_event_loop() {
-            ngx::log::ngx_cycle_log().as_ptr()
-        } else {
-            self.target.0
-        };
-        ngx_log_error!(NGX_LOG_ERR, log, "{}", line.trim_end_matches('\r'));
+        self.target
+            .write(NGX_LOG_ERR as _, line.trim_end_matches('\r'));
     }
 }
 

@@ -45,41 +45,83 @@ impl EmptyInput {
     }
 }
 
-/// The body as a readable binary stream, and its length.
+/// The length of the body nginx has read.
+///
+/// # Safety
+/// `r` must be a live request whose body nginx has finished reading.
+pub unsafe fn body_len(r: *mut ngx_http_request_t) -> usize {
+    body_buffers(r).iter().map(|b| buf_len(*b)).sum()
+}
+
+/// The body as a readable binary stream, copied straight from nginx's
+/// buffers into one bytes object (inline mode).
 ///
 /// # Safety
 /// `r` must be a live request whose body nginx has finished reading.
 pub unsafe fn wsgi_input<'py>(
     py: Python<'py>,
     r: *mut ngx_http_request_t,
-) -> PyResult<(Bound<'py, PyAny>, usize)> {
-    let bufs = body_buffers(r);
-    let len: usize = bufs.iter().map(|b| buf_len(*b)).sum();
+    len: usize,
+) -> PyResult<Bound<'py, PyAny>> {
     if len == 0 {
-        // Most requests have no body: they share one stateless empty stream.
-        let empty = EMPTY.get_or_try_init(py, || Py::new(py, EmptyInput))?;
-        return Ok((empty.bind(py).clone().into_any(), 0));
+        return empty(py);
     }
     let mut failure = None;
     let body = PyBytes::new_with(py, len, |dst| {
-        let mut at = 0;
-        for b in &bufs {
-            let n = buf_len(*b);
-            if let Err(e) = copy_buf(*b, &mut dst[at..at + n]) {
-                failure = Some(e);
-                break;
-            }
-            at += n;
-        }
+        failure = gather(r, dst).err();
         Ok(())
     })?;
     if let Some(e) = failure {
-        return Err(pyo3::exceptions::PyOSError::new_err(format!(
-            "reading the request body's temp file failed: {e}"
-        )));
+        return Err(read_failed(e));
     }
-    let stream = BYTES_IO.import(py, "io", "BytesIO")?.call1((body,))?;
-    Ok((stream, len))
+    BYTES_IO.import(py, "io", "BytesIO")?.call1((body,))
+}
+
+/// The body, copied out of nginx's buffers and temp file, for an app that
+/// runs on a pool thread: it must not touch the request.
+///
+/// # Safety
+/// `r` must be a live request whose body nginx has finished reading.
+pub unsafe fn read_body(r: *mut ngx_http_request_t, len: usize) -> io::Result<Vec<u8>> {
+    let mut body = vec![0; len];
+    gather(r, &mut body)?;
+    Ok(body)
+}
+
+/// `wsgi.input` over a body `read_body` copied.
+pub fn stream(py: Python<'_>, body: Vec<u8>) -> PyResult<Bound<'_, PyAny>> {
+    if body.is_empty() {
+        return empty(py);
+    }
+    BYTES_IO
+        .import(py, "io", "BytesIO")?
+        .call1((PyBytes::new(py, &body),))
+}
+
+/// Most requests have no body: they share one stateless empty stream.
+fn empty(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    let empty = EMPTY.get_or_try_init(py, || Py::new(py, EmptyInput))?;
+    Ok(empty.bind(py).clone().into_any())
+}
+
+fn read_failed(e: io::Error) -> PyErr {
+    pyo3::exceptions::PyOSError::new_err(format!(
+        "reading the request body's temp file failed: {e}"
+    ))
+}
+
+/// Copies the body into `dst`, which is as long as the body.
+///
+/// # Safety
+/// `r` must be a live request whose body nginx has finished reading.
+unsafe fn gather(r: *mut ngx_http_request_t, dst: &mut [u8]) -> io::Result<()> {
+    let mut at = 0;
+    for b in body_buffers(r) {
+        let n = buf_len(b);
+        copy_buf(b, &mut dst[at..at + n])?;
+        at += n;
+    }
+    Ok(())
 }
 
 /// # Safety

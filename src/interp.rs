@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyModule};
 
 use crate::conf::{AppSource, AppSpec, MainConf};
+use crate::errlog::LogTo;
 
 /// The interpreter the module was built for: sys.executable when no
 /// virtualenv is configured.
@@ -81,7 +82,7 @@ pub fn start(main: &MainConf, log: *mut ngx_log_t) {
             log_exception(
                 py,
                 &e,
-                log,
+                &LogTo::Worker,
                 NGX_LOG_ALERT as _,
                 "wsgi: setting up sys.path failed",
             )
@@ -97,7 +98,7 @@ pub fn start(main: &MainConf, log: *mut ngx_log_t) {
 
 /// Runs the app's atexit hooks when the worker exits. The interpreter is not
 /// finalized: that would wait for non-daemon threads an app may have left.
-pub fn stop(log: *mut ngx_log_t) {
+pub fn stop() {
     if !ready() {
         return;
     }
@@ -106,7 +107,13 @@ pub fn stop(log: *mut ngx_log_t) {
             .import("atexit")
             .and_then(|m| m.call_method0("_run_exitfuncs"));
         if let Err(e) = run {
-            log_exception(py, &e, log, NGX_LOG_ERR as _, "wsgi: atexit hook failed");
+            log_exception(
+                py,
+                &e,
+                &LogTo::Worker,
+                NGX_LOG_ERR as _,
+                "wsgi: atexit hook failed",
+            );
         }
     });
 }
@@ -182,6 +189,9 @@ fn status(status: ffi::PyStatus) -> Result<(), String> {
 }
 
 fn prepare(py: Python<'_>, main: &MainConf) -> PyResult<()> {
+    // threading names the thread that first imports it the main thread:
+    // that must be nginx's, not a pool thread that imports an app.
+    py.import("threading")?;
     let sys_path = py.import("sys")?.getattr("path")?.cast_into::<PyList>()?;
     for (i, dir) in main.python_path.iter().enumerate() {
         sys_path.insert(i, dir)?;
@@ -238,29 +248,23 @@ fn load_file<'py>(py: Python<'py>, name: &str, path: &str) -> PyResult<Bound<'py
     Ok(module.cast_into::<PyModule>()?)
 }
 
-/// Writes `err` with its traceback to `log`, split into lines that fit
-/// nginx's error message limit.
-pub fn log_exception(
-    py: Python<'_>,
-    err: &PyErr,
-    log: *mut ngx_log_t,
-    level: ngx_uint_t,
-    what: &str,
-) {
+/// Writes `err` with its traceback, under the heading `what`, split into
+/// messages that fit nginx's error message limit.
+pub fn log_exception(py: Python<'_>, err: &PyErr, log: &LogTo, level: ngx_uint_t, what: &str) {
     let text = format_exception(py, err);
     let mut message = String::with_capacity(1024);
     message.push_str(what);
     message.push_str(":\n");
     for line in text.lines() {
         if message.len() + line.len() > 1800 && !message.is_empty() {
-            ngx_log_error!(level, log, "{}", message.trim_end());
+            log.write(level, message.trim_end());
             message.clear();
         }
         message.push_str(line);
         message.push('\n');
     }
     if !message.is_empty() {
-        ngx_log_error!(level, log, "{}", message.trim_end());
+        log.write(level, message.trim_end());
     }
 }
 

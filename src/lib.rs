@@ -2,10 +2,12 @@
 //! nginx worker processes.
 //!
 //! Data flow, one file per step: `conf` (directives) → `handler` (content
-//! handler, body read) → `environ` + `input` + `errlog` (what the app gets) →
-//! `pump` (call the app, drive its iterable) → `response` (status, headers) →
-//! `output` (buffers into the filter chain) → `resume` (suspend while the
-//! client is slow). `ctx` holds a request's state; `interp` owns CPython.
+//! handler, body read) → `cgi` + `environ` + `input` + `errlog` (what the app gets) → `call` (the
+//! app and its body) driven inline by `pump`, or on a thread (`pool`,
+//! `producer`) handing chunks over (`handoff`, `wakeup`) to `relay` on the
+//! event loop → `response` (status, headers) → `output` (buffers into the
+//! filter chain) → `resume` (suspend while the client is slow). `ctx` holds
+//! a request's state; `interp` owns CPython.
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,18 +20,25 @@ use ngx::ffi::{
 use ngx::http::HttpModuleMainConf;
 use ngx::ngx_log_error;
 
+mod call;
+mod cgi;
 mod conf;
 mod ctx;
 mod environ;
 mod errlog;
 mod flush;
 mod handler;
+mod handoff;
 mod input;
 mod interp;
 mod output;
+mod pool;
+mod producer;
 mod pump;
+mod relay;
 mod response;
 mod resume;
+mod wakeup;
 
 // The unit-test executable has no nginx to link against: there, nothing
 // exports the module, so the linker drops every path into nginx's symbols.
@@ -58,6 +67,18 @@ extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             if !main.apps.is_empty() {
                 interp::start(main, (*cycle).log);
             }
+            if interp::ready() && !main.pools.is_empty() {
+                match wakeup::start(cycle) {
+                    Ok(()) => pool::start(&main.pools, &main.apps, (*cycle).log),
+                    Err(e) => {
+                        ngx_log_error!(
+                            NGX_LOG_ALERT,
+                            (*cycle).log,
+                            "wsgi: thread pools cannot start: {e}"
+                        );
+                    }
+                }
+            }
         }
     }
     // A Python that cannot start is logged and answered with 500s: failing
@@ -66,8 +87,12 @@ extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
 }
 
 extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
-    // SAFETY: nginx passes the live cycle.
-    interp::stop(unsafe { (*cycle).log });
+    // SAFETY: nginx passes the live cycle, on the event-loop thread.
+    unsafe {
+        pool::stop((*cycle).log);
+        wakeup::stop();
+    }
+    interp::stop();
 }
 
 /// Runs `f` for request `r`; a Rust panic is logged and ends the request

@@ -1,22 +1,23 @@
 //! Chunks → nginx buffers → the output filter chain.
 //!
 //! A `bytes` chunk is handed to nginx without copying: the buffer points into
-//! the bytes object, which stays referenced until nginx has sent it (its
-//! buffer is back on the free list) or the request ends.
+//! the bytes object, which whoever runs the app keeps (`Kept`) until nginx
+//! has sent it (`done` counts buffers in order) or the request ends.
 //!
 //! Chunks are queued, then passed to the filters: at once with `flush` set
 //! (the default), or, when the response may be batched (`wsgi_buffering`),
 //! once 64 KiB or 256 chunks are queued, at an explicit flush, and at the end.
-//! The output is shared with `x-wsgiorg.flush`, which must push the queue
-//! too, behind a mutex; neither side holds it while the app runs.
+//! Inline, the output is shared with `x-wsgiorg.flush`, which must push the
+//! queue too, behind a mutex; neither side holds it while the app runs.
 
+use std::collections::VecDeque;
 use std::ptr::{addr_of, null_mut};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ngx::ffi::{
-    ngx_chain_get_free_buf, ngx_chain_t, ngx_chain_update_chains, ngx_http_output_filter,
-    ngx_http_request_t, ngx_http_send_special, ngx_int_t, NGX_AGAIN, NGX_ERROR, NGX_HTTP_FLUSH,
-    NGX_OK,
+    ngx_buf_t, ngx_chain_get_free_buf, ngx_chain_t, ngx_chain_update_chains,
+    ngx_http_output_filter, ngx_http_request_t, ngx_http_send_special, ngx_int_t, NGX_AGAIN,
+    NGX_ERROR, NGX_HTTP_FLUSH, NGX_OK,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -52,8 +53,10 @@ pub struct Output {
     /// connection or its flow-control window). Either way a write event
     /// will come once output moves.
     blocked: bool,
-    /// The bytes objects that queued and busy buffers point into.
-    held: Vec<Py<PyBytes>>,
+    /// Buffers queued or passed to the filters and not yet done, in order.
+    in_flight: VecDeque<*mut ngx_buf_t>,
+    /// How many buffers nginx is done with, since the response began.
+    done: u64,
 }
 
 // SAFETY: the raw pointers are nginx chains of the request pool; they are
@@ -73,7 +76,8 @@ pub fn shared() -> SharedOutput {
         queued_bytes: 0,
         queued_buffers: 0,
         blocked: false,
-        held: Vec::new(),
+        in_flight: VecDeque::new(),
+        done: 0,
     }))
 }
 
@@ -93,26 +97,10 @@ impl Output {
         !self.busy.is_null() && self.blocked
     }
 
-    /// Drops the references to bytes objects nginx is done with. Call with
-    /// the GIL held (the `py` token proves it).
-    pub fn release_sent(&mut self, _py: Python<'_>) {
-        if self.busy.is_null() && self.queue.is_null() {
-            self.held.clear();
-        }
-    }
-
-    /// Forgets every buffer and drops every reference, with the GIL held;
-    /// for the end of the request.
-    pub fn release_all(&mut self, _py: Python<'_>) {
-        self.held.clear();
-        self.free = null_mut();
-        self.busy = null_mut();
-        self.queue = null_mut();
-        self.queue_last = null_mut();
-    }
-
-    pub fn holds_python(&self) -> bool {
-        !self.held.is_empty()
+    /// How many of the buffers queued so far nginx is done with: the data
+    /// of the first `done()` chunks may be released.
+    pub fn done(&self) -> u64 {
+        self.done
     }
 
     /// True when a batched response has queued enough to pass it on.
@@ -120,17 +108,17 @@ impl Output {
         self.queued_bytes >= BATCH_BYTES || self.queued_buffers >= BATCH_BUFFERS
     }
 
-    /// Queues the first `len` bytes of `chunk` (not copied).
+    /// Queues `len` bytes at `data` (not copied) as the next buffer.
     ///
     /// # Safety
-    /// `r` must be the live request this output belongs to.
+    /// `r` must be the live request this output belongs to; the bytes must
+    /// stay valid until `done()` counts this buffer or the request ends.
     pub unsafe fn queue(
         &mut self,
         r: *mut ngx_http_request_t,
-        chunk: Bound<'_, PyBytes>,
+        data: *const u8,
         len: usize,
     ) -> Result<(), ()> {
-        let data = &chunk.as_bytes()[..len];
         let cl = ngx_chain_get_free_buf((*r).pool, &mut self.free);
         if cl.is_null() {
             return Err(());
@@ -138,7 +126,7 @@ impl Output {
         let b = (*cl).buf;
         // A recycled buffer keeps its old flags: start from a clean one.
         std::ptr::write_bytes(b, 0, 1);
-        let start = data.as_ptr() as *mut u8;
+        let start = data as *mut u8;
         (*b).start = start;
         (*b).pos = start;
         (*b).last = start.add(len);
@@ -154,7 +142,7 @@ impl Output {
         self.queue_last = cl;
         self.queued_bytes += len;
         self.queued_buffers += 1;
-        self.held.push(chunk.unbind());
+        self.in_flight.push_back(b);
         Ok(())
     }
 
@@ -199,6 +187,62 @@ impl Output {
         }
         self.blocked = is_blocked(r, rc);
         ngx_chain_update_chains((*r).pool, &mut self.free, &mut self.busy, &mut out, tag());
+        self.count_done();
         rc
+    }
+
+    /// nginx sends buffers in order and keeps the unsent ones on `busy`,
+    /// oldest first: every buffer before busy's first is done.
+    ///
+    /// # Safety
+    /// `busy` must be this output's chain, after ngx_chain_update_chains.
+    unsafe fn count_done(&mut self) {
+        let first_busy = if self.busy.is_null() {
+            null_mut()
+        } else {
+            (*self.busy).buf
+        };
+        let queued = self.queued_buffers;
+        while self.in_flight.len() > queued {
+            if self.in_flight.front() == Some(&first_busy) {
+                break;
+            }
+            self.in_flight.pop_front();
+            self.done += 1;
+        }
+    }
+}
+
+/// The bytes objects a response's buffers point into, oldest first; each
+/// is dropped once nginx is done with its buffer. Dropped without the GIL
+/// (on the event loop, in thread mode), a reference is released by the next
+/// thread that takes the GIL.
+#[derive(Default)]
+pub struct Kept {
+    chunks: VecDeque<Py<PyBytes>>,
+    /// How many were released before the first of `chunks`.
+    released: u64,
+}
+
+impl Kept {
+    pub fn push(&mut self, chunk: Py<PyBytes>) {
+        self.chunks.push_back(chunk);
+    }
+
+    /// Releases the chunks of the first `done` buffers.
+    pub fn release_upto(&mut self, done: u64) {
+        while self.released < done && self.chunks.pop_front().is_some() {
+            self.released += 1;
+        }
+    }
+
+    /// Releases all: nginx points into none of them any more.
+    pub fn clear(&mut self) {
+        self.released += self.chunks.len() as u64;
+        self.chunks.clear();
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
     }
 }

@@ -4,10 +4,16 @@
 
 use std::collections::VecDeque;
 
-use ngx::ffi::{ngx_http_request_t, ngx_list_push, ngx_pnalloc, ngx_str_t, ngx_table_elt_t};
+use ngx::ffi::{
+    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push, ngx_pnalloc, ngx_str_t,
+    ngx_table_elt_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_OK,
+};
+use ngx::http::HttpModuleLocationConf;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+use crate::conf::Module;
 
 /// A status and headers that passed the checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -229,7 +235,7 @@ pub fn check_header(name: &str, value: &str) -> Result<(), String> {
 }
 
 /// What the app's `X-Accel-Buffering: yes|no` asks for, if it sent one.
-pub fn buffering_override(head: &Head) -> Option<bool> {
+fn buffering_override(head: &Head) -> Option<bool> {
     let (_, value) = head
         .headers
         .iter()
@@ -241,11 +247,35 @@ pub fn buffering_override(head: &Head) -> Option<bool> {
     }
 }
 
+/// Copies `head` into `headers_out` and sends the header. `Ok(buffering)`
+/// when the body follows (whether chunks may wait in nginx's filters);
+/// `Err(rc)` when the request ends here: a header-only response (HEAD, 204,
+/// 304) or an error, to be finalized with `rc`.
+///
+/// # Safety
+/// `r` must be a live request whose header has not been sent.
+pub unsafe fn send_head(
+    r: *mut ngx_http_request_t,
+    head: &Head,
+    known_length: Option<usize>,
+) -> Result<bool, ngx_int_t> {
+    if apply(r, head, known_length).is_err() {
+        return Err(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
+    }
+    let buffering = buffering_override(head)
+        .unwrap_or_else(|| Module::location_conf(&*r).is_some_and(|lc| lc.buffering == 1));
+    let rc = ngx_http_send_header(r);
+    if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
+        return Err(rc);
+    }
+    Ok(buffering)
+}
+
 /// Copies `head` into the request's `headers_out`.
 ///
 /// # Safety
 /// `r` must be a live request whose header has not been sent.
-pub unsafe fn apply(
+unsafe fn apply(
     r: *mut ngx_http_request_t,
     head: &Head,
     known_length: Option<usize>,

@@ -10,9 +10,10 @@ use ngx::ffi::{
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
 
-use crate::ctx::{self, RequestCtx, State};
+use crate::ctx::{self, Mode, RequestCtx, State};
 use crate::output;
 use crate::pump;
+use crate::relay;
 
 /// Suspends the response until the client can take more; ends the request
 /// when the write event cannot be armed.
@@ -60,8 +61,9 @@ pub unsafe fn yield_turn(r: *mut ngx_http_request_t) {
 }
 
 /// The write event of a suspended request: time out, or push what nginx
-/// holds and, once it is all out, pump again.
-extern "C" fn on_write(r: *mut ngx_http_request_t) {
+/// holds and, once it is all out, produce more: inline, pump the iterable;
+/// in thread mode, relay what the pool thread handed over.
+pub extern "C" fn on_write(r: *mut ngx_http_request_t) {
     crate::guard(r, || {
         // SAFETY: nginx calls the write event handler with the live request
         // this module set it on; the request is owned by this module.
@@ -114,7 +116,10 @@ extern "C" fn on_write(r: *mut ngx_http_request_t) {
             if (*wev).timer_set() != 0 {
                 ngx_del_timer(wev);
             }
-            pump::drive(r, ctx);
+            match ctx.mode {
+                Mode::Inline(_) => pump::drive(r, ctx),
+                Mode::Thread(_) => relay::relay(r, ctx),
+            }
         }
     });
 }

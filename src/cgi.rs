@@ -1,0 +1,302 @@
+//! Request → CGI variables: what PEP 3333's environ takes from the request,
+//! read from nginx's structures on the event loop into one owned buffer.
+//! The environ is built from it in either mode: inline at once, or later on
+//! a pool thread, which must not touch the request.
+
+use ngx::ffi::{
+    ngx_connection_local_sockaddr, ngx_http_complex_value, ngx_http_request_t, ngx_inet_get_port,
+    ngx_int_t, ngx_list_part_t, ngx_str_t, ngx_table_elt_t, NGX_OK,
+};
+use ngx::http::{HttpModuleServerConf, NgxHttpCoreModule};
+
+use crate::conf::Param;
+
+/// The CGI variables the module sets from the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Known {
+    RequestMethod,
+    PathInfo,
+    QueryString,
+    RequestUri,
+    ServerProtocol,
+    ContentType,
+    ContentLength,
+    ServerName,
+    ServerPort,
+    RemoteAddr,
+    RemotePort,
+    Https,
+}
+
+/// A variable's name: known, a request header's lower-case name (becomes
+/// `HTTP_*`), or a `wsgi_param` name. Spans index `Vars::text`.
+#[derive(Debug, Clone, Copy)]
+enum Name {
+    Known(Known),
+    Header(u32, u32),
+    Param(u32, u32),
+}
+
+/// A variable's name as `Vars::iter` gives it.
+pub enum VarName<'a> {
+    Known(Known),
+    Header(&'a [u8]),
+    Param(&'a str),
+}
+
+/// The variables in the order they are set: a later one with the same
+/// name wins (a `wsgi_param` overrides what the module set).
+#[derive(Debug, Default)]
+pub struct Vars {
+    text: Vec<u8>,
+    items: Vec<(Name, u32, u32)>,
+    /// The request came over TLS.
+    pub https: bool,
+}
+
+impl Vars {
+    fn span(&mut self, bytes: &[u8]) -> (u32, u32) {
+        let start = self.text.len() as u32;
+        self.text.extend_from_slice(bytes);
+        (start, self.text.len() as u32)
+    }
+
+    fn set(&mut self, name: Known, value: &[u8]) {
+        let (start, end) = self.span(value);
+        self.items.push((Name::Known(name), start, end));
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (VarName<'_>, &[u8])> {
+        self.items.iter().map(|&(name, start, end)| {
+            let text = |s: u32, e: u32| &self.text[s as usize..e as usize];
+            let name = match name {
+                Name::Known(k) => VarName::Known(k),
+                Name::Header(s, e) => VarName::Header(text(s, e)),
+                // Param names come from the configuration, which is UTF-8.
+                Name::Param(s, e) => VarName::Param(std::str::from_utf8(text(s, e)).unwrap_or("")),
+            };
+            (name, text(start, end))
+        })
+    }
+}
+
+/// # Safety
+/// `s` must point at `len` readable bytes, or be empty.
+unsafe fn bytes(s: &ngx_str_t) -> &[u8] {
+    if s.len == 0 || s.data.is_null() {
+        &[]
+    } else {
+        std::slice::from_raw_parts(s.data, s.len)
+    }
+}
+
+/// Reads the CGI variables of `r`, whose body (of `body_len` bytes) has been
+/// read, and its location's `wsgi_param`s.
+///
+/// # Safety
+/// `r` must be a live main request; `params` from its location.
+pub unsafe fn collect(
+    r: *mut ngx_http_request_t,
+    body_len: usize,
+    params: &[Param],
+) -> Result<Vars, String> {
+    let c = (*r).connection;
+    let mut vars = Vars {
+        text: Vec::with_capacity(1024),
+        items: Vec::with_capacity(32),
+        https: !(*c).ssl.is_null(),
+    };
+    vars.set(Known::RequestMethod, bytes(&(*r).method_name));
+    vars.set(Known::PathInfo, bytes(&(*r).uri));
+    vars.set(Known::QueryString, bytes(&(*r).args));
+    vars.set(Known::RequestUri, bytes(&(*r).unparsed_uri));
+    let protocol = bytes(&(*r).http_protocol);
+    vars.set(
+        Known::ServerProtocol,
+        if protocol.is_empty() {
+            b"HTTP/0.9"
+        } else {
+            protocol
+        },
+    );
+
+    let hi = &(*r).headers_in;
+    if !hi.content_type.is_null() {
+        vars.set(Known::ContentType, bytes(&(*hi.content_type).value));
+    }
+    if hi.content_length_n >= 0 || hi.chunked() != 0 {
+        vars.set(Known::ContentLength, body_len.to_string().as_bytes());
+    }
+
+    // SERVER_NAME: the server block's name, as uwsgi_params has it; a
+    // catch-all server has none, then the Host the client asked for.
+    let cscf = NgxHttpCoreModule::server_conf(&*r).ok_or("no server configuration")?;
+    let server_name = bytes(&cscf.server_name);
+    let server_name = if server_name.is_empty() || server_name == b"_" {
+        bytes(&hi.server)
+    } else {
+        server_name
+    };
+    vars.set(Known::ServerName, server_name);
+    let local_port = if ngx_connection_local_sockaddr(c, std::ptr::null_mut(), 0) == 0 {
+        ngx_inet_get_port((*c).local_sockaddr)
+    } else {
+        0
+    };
+    let server_port = match local_port {
+        // A unix socket has no port: give the scheme's, for URL building.
+        0 if vars.https => 443,
+        0 => 80,
+        p => p,
+    };
+    vars.set(Known::ServerPort, server_port.to_string().as_bytes());
+    vars.set(Known::RemoteAddr, bytes(&(*c).addr_text));
+    vars.set(
+        Known::RemotePort,
+        ngx_inet_get_port((*c).sockaddr).to_string().as_bytes(),
+    );
+    if vars.https {
+        vars.set(Known::Https, b"on");
+    }
+
+    add_http_headers(
+        &mut vars,
+        &hi.headers.part,
+        cscf.underscores_in_headers != 0,
+    );
+    apply_params(r, &mut vars, params)?;
+    Ok(vars)
+}
+
+/// Adds each request header (an `HTTP_*` variable); repeated headers are
+/// joined with ", " (Cookie with "; ", as HTTP/2 splits it). Content-Type
+/// and Content-Length appear only as CONTENT_TYPE and CONTENT_LENGTH. A
+/// name with "_" is passed only under `underscores_in_headers on`:
+/// otherwise `X_User` could pose as `X-User`, which maps to the same key.
+///
+/// # Safety
+/// `part` must be the first part of a live ngx_list_t of ngx_table_elt_t.
+unsafe fn add_http_headers(vars: &mut Vars, mut part: *const ngx_list_part_t, underscores: bool) {
+    // (lower-case name, value) of each header to pass, in request order.
+    let mut headers: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
+    while !part.is_null() {
+        let elts =
+            std::slice::from_raw_parts((*part).elts as *const ngx_table_elt_t, (*part).nelts);
+        for h in elts {
+            if h.hash == 0 || h.lowcase_key.is_null() {
+                continue;
+            }
+            // nginx keeps a lower-case copy of every request header name.
+            let name = std::slice::from_raw_parts(h.lowcase_key, h.key.len);
+            if (!underscores && name.contains(&b'_'))
+                || name == b"content-type"
+                || name == b"content-length"
+            {
+                continue;
+            }
+            headers.push((name, bytes(&h.value)));
+        }
+        part = (*part).next;
+    }
+    for (i, &(name, value)) in headers.iter().enumerate() {
+        if headers[..i].iter().any(|(n, _)| *n == name) {
+            continue; // joined into the first one
+        }
+        let (name_start, name_end) = vars.span(name);
+        let start = vars.text.len() as u32;
+        vars.text.extend_from_slice(value);
+        let sep: &[u8] = if name == b"cookie" { b"; " } else { b", " };
+        for (_, more) in headers[i + 1..].iter().filter(|(n, _)| *n == name) {
+            vars.text.extend_from_slice(sep);
+            vars.text.extend_from_slice(more);
+        }
+        let end = vars.text.len() as u32;
+        vars.items
+            .push((Name::Header(name_start, name_end), start, end));
+    }
+}
+
+/// Adds the location's `wsgi_param`s, which override what the module set.
+/// A `SCRIPT_NAME` (the prefix an app is mounted under) is cut from the
+/// front of `PATH_INFO`, unless a `wsgi_param` sets `PATH_INFO` too.
+///
+/// # Safety
+/// `r` must be a live request; `params` from its location's configuration.
+unsafe fn apply_params(
+    r: *mut ngx_http_request_t,
+    vars: &mut Vars,
+    params: &[Param],
+) -> Result<(), String> {
+    let mut script_name: Option<Vec<u8>> = None;
+    let mut path_info_set = false;
+    for param in params {
+        let mut value = ngx_str_t::empty();
+        if ngx_http_complex_value(r, param.value, &mut value) != NGX_OK as ngx_int_t {
+            return Err(format!("evaluating wsgi_param {} failed", param.name));
+        }
+        let mut value = bytes(&value);
+        if param.if_not_empty && value.is_empty() {
+            continue;
+        }
+        match param.name.as_str() {
+            "SCRIPT_NAME" => {
+                // SCRIPT_NAME never ends in "/": the "/" starts PATH_INFO.
+                while let [rest @ .., b'/'] = value {
+                    value = rest;
+                }
+                script_name = Some(value.to_vec());
+            }
+            "PATH_INFO" => path_info_set = true,
+            _ => {}
+        }
+        let (name_start, name_end) = vars.span(param.name.as_bytes());
+        let (start, end) = vars.span(value);
+        vars.items
+            .push((Name::Param(name_start, name_end), start, end));
+    }
+    if let (Some(prefix), false) = (script_name, path_info_set) {
+        if let Some(rest) = mounted_path(bytes(&(*r).uri), &prefix) {
+            vars.set(Known::PathInfo, rest);
+        }
+    }
+    Ok(())
+}
+
+/// The part of `path` after the mount point `prefix`, if `path` is under it.
+fn mounted_path<'a>(path: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    let rest = path.strip_prefix(prefix)?;
+    (rest.is_empty() || rest[0] == b'/').then_some(rest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{mounted_path, Known, VarName, Vars};
+
+    #[test]
+    fn mount_points() {
+        assert_eq!(mounted_path(b"/app/x/y", b"/app"), Some(&b"/x/y"[..]));
+        assert_eq!(mounted_path(b"/app", b"/app"), Some(&b""[..]));
+        assert_eq!(mounted_path(b"/application", b"/app"), None);
+        assert_eq!(mounted_path(b"/other", b"/app"), None);
+        assert_eq!(mounted_path(b"/x", b""), Some(&b"/x"[..]));
+    }
+
+    #[test]
+    fn later_values_win() {
+        let mut vars = Vars::default();
+        vars.set(Known::PathInfo, b"/app/x");
+        vars.set(Known::QueryString, b"a=1");
+        vars.set(Known::PathInfo, b"/x");
+        let last_path = vars
+            .iter()
+            .filter(|(n, _)| matches!(n, VarName::Known(Known::PathInfo)))
+            .last()
+            .map(|(_, v)| v);
+        assert_eq!(last_path, Some(&b"/x"[..]));
+        let names: Vec<bool> = vars
+            .iter()
+            .map(|(n, _)| matches!(n, VarName::Known(Known::PathInfo)))
+            .collect();
+        assert_eq!(names, [true, false, true]);
+    }
+}

@@ -1,0 +1,301 @@
+//! The hand-off between a pool thread running an app (`wsgi_threads`) and
+//! the event loop sending its response: one per request, behind a mutex.
+//!
+//! ```text
+//! pool thread ── head, chunks, flushes, log lines, end ──▶ event loop
+//!             ◀── blocked, buffers done, stop ───────────
+//! ```
+//!
+//! Chunks are not copied: a chunk is a pointer into a bytes object that the
+//! pool thread keeps (`output::Kept`) until the loop reports nginx done
+//! with its buffer, or the request ended. The pool thread asks the app for
+//! the next chunk only while the loop's output is not blocked and fewer
+//! than `MAX_CHUNKS` / `MAX_BYTES` wait here, so a slow client costs a
+//! waiting thread and a bounded amount of memory.
+//!
+//! The loop is woken through `wakeup` when there is news and the request is
+//! not already on the loop's list; the thread waits on a condition variable,
+//! without the GIL.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_uint_t};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::errlog;
+use crate::output::Kept;
+use crate::response::Head;
+use crate::wakeup;
+
+/// What may wait in the hand-off before the app is asked for more.
+const MAX_CHUNKS: usize = 128;
+const MAX_BYTES: usize = 256 * 1024;
+
+/// A chunk for nginx: `len` bytes at `data`, inside a bytes object that the
+/// pool thread keeps alive until nginx is done with it.
+pub struct Chunk {
+    pub data: *const u8,
+    pub len: usize,
+    /// The app flushed right after this chunk.
+    pub flush: bool,
+}
+
+/// How the app's response ended.
+pub enum End {
+    /// The body is complete: send the last buffer.
+    Complete,
+    /// Finalize the request with this code (500 before the header went out,
+    /// NGX_ERROR to abort after).
+    Fail(ngx_int_t),
+}
+
+/// What the loop takes from the hand-off in one go.
+#[derive(Default)]
+pub struct News {
+    pub logs: Vec<(ngx_uint_t, String)>,
+    /// The response header, and the body length a one-item list gives.
+    pub head: Option<(Head, Option<usize>)>,
+    pub chunks: VecDeque<Chunk>,
+    /// An explicit flush after the last of `chunks` (or with none).
+    pub flush: bool,
+    pub end: Option<End>,
+}
+
+struct Shared {
+    /// Pool thread → loop.
+    news: News,
+    queued_bytes: usize,
+    /// Bytes objects nginx may still point into when the app is done: they
+    /// are dropped with the hand-off, after the request.
+    leftovers: Option<Kept>,
+    /// Loop → pool thread: nginx cannot take more output now.
+    blocked: bool,
+    /// Loop → pool thread: how many chunks nginx is done with.
+    done: u64,
+    /// The request is over (finalized, or the client is gone): the app is
+    /// to stop; nothing it sent is referenced by nginx any more.
+    stopped: bool,
+    /// A pool thread took the request from the queue.
+    started: bool,
+    /// The request left the queue before a thread took it.
+    cancelled: bool,
+    /// The request is on the loop's list of requests with news.
+    posted: bool,
+    /// The pool thread waits for room (worth a notification).
+    waiting: bool,
+    /// The request while it lives; only the event loop follows it.
+    request: *mut ngx_http_request_t,
+}
+
+pub struct Handoff {
+    shared: Mutex<Shared>,
+    room: Condvar,
+}
+
+// SAFETY: the raw pointers (the request, chunk data) are only followed on
+// the event-loop thread while the request lives; the pool thread only
+// stores and compares them. Everything else is behind the mutex.
+unsafe impl Send for Handoff {}
+// SAFETY: as above.
+unsafe impl Sync for Handoff {}
+
+/// The pool thread's view after waiting for room.
+pub enum Room {
+    /// Ask the app for the next chunk.
+    Go,
+    /// The request is over: close the iterable.
+    Stop,
+}
+
+impl Handoff {
+    pub fn new(r: *mut ngx_http_request_t) -> Arc<Handoff> {
+        Arc::new(Handoff {
+            shared: Mutex::new(Shared {
+                news: News::default(),
+                queued_bytes: 0,
+                leftovers: None,
+                blocked: false,
+                done: 0,
+                stopped: false,
+                started: false,
+                cancelled: false,
+                posted: false,
+                waiting: false,
+                request: r,
+            }),
+            room: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Puts the request on the loop's list, once until the loop looks.
+    fn post(self: &Arc<Self>, shared: &mut Shared) {
+        if !shared.posted && !shared.request.is_null() {
+            shared.posted = true;
+            wakeup::post(self.clone());
+        }
+    }
+
+    // --- the pool thread's side ---
+
+    /// A pool thread takes the request; false if it left the queue already.
+    pub fn start(&self) -> bool {
+        let mut shared = self.lock();
+        shared.started = !shared.cancelled && !shared.stopped;
+        shared.started
+    }
+
+    /// Waits, without the GIL, until the app may produce the next chunk;
+    /// drops the bytes objects nginx is done with.
+    pub fn wait_for_room(&self, py: Python<'_>, kept: &mut Kept) -> Room {
+        let (stopped, done) = {
+            let shared = self.lock();
+            if !shared.stopped && !Self::full(&shared) {
+                (false, shared.done)
+            } else {
+                drop(shared);
+                py.detach(|| {
+                    let mut shared = self.lock();
+                    while !shared.stopped && Self::full(&shared) {
+                        shared.waiting = true;
+                        shared = self.room.wait(shared).unwrap_or_else(|p| p.into_inner());
+                    }
+                    shared.waiting = false;
+                    (shared.stopped, shared.done)
+                })
+            }
+        };
+        if stopped {
+            kept.clear();
+            return Room::Stop;
+        }
+        kept.release_upto(done);
+        Room::Go
+    }
+
+    fn full(shared: &Shared) -> bool {
+        shared.blocked || shared.news.chunks.len() >= MAX_CHUNKS || shared.queued_bytes >= MAX_BYTES
+    }
+
+    /// Hands over the response header.
+    pub fn send_head(self: &Arc<Self>, head: Head, known_length: Option<usize>) {
+        let mut shared = self.lock();
+        shared.news.head = Some((head, known_length));
+        self.post(&mut shared);
+    }
+
+    /// Hands over the first `len` bytes of `chunk`, which the caller keeps
+    /// alive (in `Kept`) until nginx is done with them.
+    pub fn send_chunk(self: &Arc<Self>, chunk: &Bound<'_, PyBytes>, len: usize, flush: bool) {
+        let mut shared = self.lock();
+        if shared.stopped {
+            return;
+        }
+        shared.news.chunks.push_back(Chunk {
+            data: chunk.as_bytes().as_ptr(),
+            len,
+            flush,
+        });
+        shared.queued_bytes += len;
+        self.post(&mut shared);
+    }
+
+    /// `x-wsgiorg.flush()` after the header: what was sent so far goes out.
+    /// False when the request is over.
+    pub fn flush(self: &Arc<Self>) -> bool {
+        let mut shared = self.lock();
+        if shared.stopped {
+            return false;
+        }
+        match shared.news.chunks.back_mut() {
+            Some(last) => last.flush = true,
+            None => shared.news.flush = true,
+        }
+        self.post(&mut shared);
+        true
+    }
+
+    /// A line for the request's error_log; once the request is gone, for
+    /// the worker's.
+    pub fn log(self: &Arc<Self>, level: ngx_uint_t, text: &str) {
+        let mut shared = self.lock();
+        if shared.request.is_null() {
+            drop(shared);
+            errlog::worker_log(level, text);
+            return;
+        }
+        shared.news.logs.push((level, text.to_owned()));
+        self.post(&mut shared);
+    }
+
+    /// The app is done. The bytes objects nginx may still point into stay
+    /// with the hand-off, which the request holds until it ends.
+    pub fn finish(self: &Arc<Self>, end: End, kept: Kept) {
+        let mut shared = self.lock();
+        if shared.stopped {
+            drop(shared);
+            drop(kept);
+            return;
+        }
+        shared.news.end = Some(end);
+        shared.leftovers = Some(kept);
+        self.post(&mut shared);
+    }
+
+    // --- the event loop's side ---
+
+    /// The live request, if any. Loop only.
+    pub fn request(&self) -> *mut ngx_http_request_t {
+        self.lock().request
+    }
+
+    /// Takes the news: log lines always; output only when nginx can take
+    /// it (`take_output`).
+    pub fn take(&self, take_output: bool) -> News {
+        let mut shared = self.lock();
+        shared.posted = false;
+        if take_output {
+            shared.queued_bytes = 0;
+            return std::mem::take(&mut shared.news);
+        }
+        News {
+            logs: std::mem::take(&mut shared.news.logs),
+            ..News::default()
+        }
+    }
+
+    /// Tells the pool thread how nginx's output stands.
+    pub fn report(&self, blocked: bool, done: u64) {
+        let mut shared = self.lock();
+        shared.blocked = blocked;
+        shared.done = done;
+        if shared.waiting {
+            self.room.notify_one();
+        }
+    }
+
+    /// The queue timeout: true if the request had not been taken by a
+    /// thread, which now never will.
+    pub fn cancel_if_queued(&self) -> bool {
+        let mut shared = self.lock();
+        shared.cancelled = !shared.started;
+        shared.cancelled
+    }
+
+    /// The request is over (the pool cleanup runs): nginx holds none of its
+    /// buffers any more, and the app is to stop at its next chunk.
+    pub fn end_request(&self) {
+        let mut shared = self.lock();
+        shared.request = std::ptr::null_mut();
+        shared.stopped = true;
+        shared.news.chunks.clear();
+        if shared.waiting {
+            self.room.notify_one();
+        }
+    }
+}

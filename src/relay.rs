@@ -1,0 +1,240 @@
+//! Thread mode, the event loop's side: queue the request for a pool thread,
+//! pass what the thread hands over to nginx's output filters, and tell the
+//! thread how the output stands. The loop never takes the GIL here.
+//!
+//! Chunks that arrived together go to the filters together, flushed after
+//! the last: none waits for a later one (the app already produced them),
+//! and a fast app's small chunks share one write.
+
+use std::sync::Arc;
+
+use ngx::ffi::{
+    ngx_add_timer, ngx_event_t, ngx_http_finalize_request, ngx_http_request_t,
+    ngx_http_run_posted_requests, ngx_http_send_special, ngx_int_t, NGX_ERROR,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST, NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ALERT,
+    NGX_LOG_ERR,
+};
+use ngx::http::HttpModuleLocationConf;
+use ngx::ngx_log_error;
+
+use crate::cgi;
+use crate::conf::Module;
+use crate::ctx::{self, Mode, RequestCtx, State};
+use crate::handoff::{End, Handoff, News};
+use crate::input;
+use crate::output;
+use crate::pool::{self, Job, Refused};
+use crate::pump::log_client_gone;
+use crate::response;
+use crate::resume;
+
+/// The request body is read: copy what the app needs out of the request
+/// and queue it for a thread of the location's pool, within
+/// `wsgi_queue_timeout`.
+///
+/// # Safety
+/// `r` must be a live request owned by this module; `ctx` its context.
+pub unsafe fn submit(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
+    let Some(lc) = Module::location_conf(&*r) else {
+        return end(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR as _);
+    };
+    let Mode::Thread(link) = &mut ctx.mode else {
+        return end(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR as _);
+    };
+    let body_len = input::body_len(r);
+    let prepared = cgi::collect(r, body_len, &lc.params).and_then(|vars| {
+        input::read_body(r, body_len)
+            .map(|body| (vars, body))
+            .map_err(|e| format!("reading the request body's temp file failed: {e}"))
+    });
+    let (vars, body) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            ngx_log_error!(NGX_LOG_ERR, ctx.log, "wsgi: {e}");
+            return end(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR as _);
+        }
+    };
+    let job = Job {
+        handoff: link.handoff.clone(),
+        vars,
+        body,
+        app: ctx.app,
+    };
+    match pool::submit(link.pool, job) {
+        Ok(()) => {}
+        Err(Refused::Full(spec)) => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                ctx.log,
+                "wsgi: all {} threads are busy and {} requests wait for one (wsgi_threads {} max_queue={}); answering 503",
+                spec.threads,
+                spec.max_queue,
+                spec.threads,
+                spec.max_queue
+            );
+            return end(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE as _);
+        }
+        Err(Refused::NoThreads) => {
+            ngx_log_error!(
+                NGX_LOG_ALERT,
+                ctx.log,
+                "wsgi: the location's thread pool has no running thread in this worker (see the worker's start-up messages)"
+            );
+            return end(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE as _);
+        }
+    }
+    ctx.state = State::Queued;
+    link.timer.handler = Some(on_timer);
+    link.timer.data = r.cast();
+    link.timer.log = ctx.log;
+    ngx_add_timer(&mut link.timer, lc.queue_timeout);
+}
+
+/// Finalizes the request; `ctx` is not used after.
+///
+/// # Safety
+/// `r` must be a live request owned by this module; `ctx` its context.
+unsafe fn end(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, rc: ngx_int_t) {
+    ctx.state = State::Done;
+    ngx_http_finalize_request(r, rc);
+}
+
+/// The request's timer: wsgi_queue_timeout while it waits for a thread;
+/// once a thread has it, a timer that keeps a gracefully exiting worker
+/// alive until the app is done (nginx exits when no timer is left).
+extern "C" fn on_timer(ev: *mut ngx_event_t) {
+    // SAFETY: relay::submit set `data` to the request; the timer is deleted
+    // when the request's context is dropped, so the request is live.
+    let r = unsafe { (*ev).data as *mut ngx_http_request_t };
+    crate::guard(r, || unsafe {
+        let c = (*r).connection;
+        let Some(ctx) = ctx::get(r) else {
+            return;
+        };
+        let Mode::Thread(link) = &mut ctx.mode else {
+            return;
+        };
+        let Some(lc) = Module::location_conf(&*r) else {
+            return;
+        };
+        if ctx.state == State::Queued && link.handoff.cancel_if_queued() {
+            pool::withdraw(link.pool, &link.handoff);
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                ctx.log,
+                "wsgi: no thread was free within wsgi_queue_timeout ({} ms); answering 503",
+                lc.queue_timeout
+            );
+            end(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE as _);
+        } else {
+            ngx_add_timer(ev, lc.queue_timeout);
+        }
+        ngx_http_run_posted_requests(c);
+    });
+}
+
+/// The wake-up handler found news for this request.
+pub fn on_news(handoff: &Arc<Handoff>) {
+    let r = handoff.request();
+    if r.is_null() {
+        return;
+    }
+    crate::guard(r, || unsafe {
+        // SAFETY: the hand-off points at the request until the request's
+        // context is dropped, which clears it; this is the loop thread.
+        let c = (*r).connection;
+        if let Some(ctx) = ctx::get(r) {
+            relay(r, ctx);
+        }
+        ngx_http_run_posted_requests(c);
+    });
+}
+
+/// Passes the thread's news to nginx: log lines, the header, chunks, the
+/// end; then reports how the output stands, and suspends while it is
+/// blocked (the write event calls this again).
+///
+/// # Safety
+/// `r` must be a live request owned by this module; `ctx` its context,
+/// not used after a finalize.
+pub unsafe fn relay(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
+    let Mode::Thread(link) = &ctx.mode else {
+        return;
+    };
+    let handoff = link.handoff.clone();
+    if ctx.state == State::Done || ctx.state == State::ReadingBody {
+        return;
+    }
+    let blocked = output::lock(&ctx.output).must_wait();
+    let news = handoff.take(!blocked);
+    for (level, text) in &news.logs {
+        ngx_log_error!(*level, ctx.log, "{}", text);
+    }
+    if blocked {
+        return; // suspended: the write event brings us back
+    }
+    ctx.state = State::Running;
+    if let Some(rc) = deliver(r, ctx, news) {
+        return end(r, ctx, rc);
+    }
+    let (blocked, done) = {
+        let out = output::lock(&ctx.output);
+        (out.must_wait(), out.done())
+    };
+    handoff.report(blocked, done);
+    if blocked {
+        resume::suspend_or_end(r, ctx);
+    }
+}
+
+/// Sends the header and chunks in `news`; `Some(rc)` when the request is
+/// to be finalized with `rc`.
+///
+/// # Safety
+/// As for `relay`.
+unsafe fn deliver(
+    r: *mut ngx_http_request_t,
+    ctx: &mut RequestCtx,
+    news: News,
+) -> Option<ngx_int_t> {
+    if let Some((head, known_length)) = news.head {
+        if (*r).header_sent() == 0 {
+            match response::send_head(r, &head, known_length) {
+                Ok(buffering) => ctx.buffering = buffering,
+                // Header-only or failed: the context's end stops the app.
+                Err(rc) => return Some(rc),
+            }
+        }
+    }
+    let mut out = output::lock(&ctx.output);
+    let mut flush = news.flush;
+    for chunk in &news.chunks {
+        // SAFETY (of the pointer): the pool thread keeps the bytes object
+        // until `done()` counts this buffer or the request ends.
+        if out.queue(r, chunk.data, chunk.len).is_err() {
+            return Some(NGX_ERROR as _);
+        }
+        flush |= !ctx.buffering || chunk.flush;
+        if !flush && out.batch_full() && out.send_queue(r, false) == NGX_ERROR as ngx_int_t {
+            return Some(gone(ctx));
+        }
+    }
+    if flush && out.send_queue(r, true) == NGX_ERROR as ngx_int_t {
+        return Some(gone(ctx));
+    }
+    match news.end? {
+        End::Fail(rc) => Some(rc),
+        End::Complete => {
+            // The queue goes first; the last buffer then flushes every filter.
+            if out.send_queue(r, false) == NGX_ERROR as ngx_int_t {
+                return Some(gone(ctx));
+            }
+            Some(ngx_http_send_special(r, NGX_HTTP_LAST as _))
+        }
+    }
+}
+
+fn gone(ctx: &RequestCtx) -> ngx_int_t {
+    log_client_gone(ctx.log);
+    NGX_ERROR as _
+}
