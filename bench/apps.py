@@ -5,9 +5,14 @@
 /stream  a generator of 100 x 1 KiB chunks, no Content-Length
 /1m      one 1 MiB bytes object with Content-Length
 /slow    a generator of 50 MiB in 64 KiB chunks (the slow-client case)
+/sleep50 sleeps 50 ms, then 12 bytes (bench/threads.py: an app that waits on
+         I/O); its X-Multithread header is environ["wsgi.multithread"]
 """
 
+import time
+
 HELLO = b"Hello, world!"
+SLEPT = b"slept 50 ms\n"
 TEN_K = b"x" * 10240
 ONE_M = b"m" * (1 << 20)
 KIB = b"s" * 1024
@@ -40,6 +45,11 @@ def application(environ, start_response):
     if path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return _stream()
+    if path == "/sleep50":
+        time.sleep(0.05)
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(SLEPT))),
+                                  ("X-Multithread", str(environ["wsgi.multithread"]))])
+        return [SLEPT]
     if path == "/slow":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return _slow()

@@ -9,11 +9,16 @@ core 1 from /proc/stat x 10^6 / req/s), the figure that still means something
 when one wrk thread is the bottleneck. Status and body size are checked
 before each cell, and wrk's non-2xx and socket-error counts after each run.
 
+ngx_wsgi runs twice: inline (the default: the app runs on the worker's own
+thread) and in thread mode (`wsgi_threads 4`), so the cost of the hand-off
+to a pool thread shows next to the inline figures.
+
 The slow-client case: 200 clients each read a 50 MiB streamed response at
 1 MiB/s; the peak RSS of the server's processes (all of them, nginx
 included) over their idle RSS is reported.
 
-Writes bench/RESULTS.md. Run `make bench`, or after it:
+Writes bench/RESULTS.md (keeping the section bench/threads.py adds). Run
+`make bench`, or after it:
     bench/run.py [--quick] [--only NAME,...] [--runs 3] [--seconds 10]
 """
 
@@ -41,6 +46,7 @@ VENV = os.path.join(ROOT, "target", "bench-venv")
 WORK = os.path.join(ROOT, "target", "bench", "run")
 SERVER_CORE, CLIENT_CORE = "1", "0"
 FRONT, BACK = 18100, 18101  # nginx's port, the app server's port
+THREADS = 4  # the pool of the "ngx_wsgi-threads" variant; see servers()
 CASES = {  # name: (path, expected body size)
     "hello": ("/hello", 13),
     "10k": ("/10k", 10240),
@@ -49,7 +55,7 @@ CASES = {  # name: (path, expected body size)
 }
 
 
-def nginx_conf(name, http_body):
+def nginx_conf(name, http_body, work=WORK):
     user = "user root;" if os.geteuid() == 0 else ""
     return f"""
 load_module {MODULE};
@@ -57,8 +63,8 @@ load_module {MODULE};
 daemon off;
 master_process on;
 worker_processes 1;
-error_log {WORK}/{name}.error.log error;
-pid {WORK}/{name}.pid;
+error_log {work}/{name}.error.log error;
+pid {work}/{name}.pid;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
@@ -85,8 +91,9 @@ class Server:
     cases it serves (a case it does not serve is left blank)."""
 
     def __init__(self, name, label, nginx=None, app=None, port=FRONT, cases=None, path_prefix="",
-                 backend_port=None, backend_socket=None):
+                 backend_port=None, backend_socket=None, work=WORK):
         self.name, self.label = name, label
+        self.work = work  # where its nginx.conf, logs and pid file go
         self.nginx_http = nginx  # http{} body, or None when there is no nginx
         self.app_cmd = app       # command of the app server, or None
         self.port = port
@@ -109,11 +116,11 @@ class Server:
         pin = ["taskset", "-c", SERVER_CORE]
         if self.app_cmd:
             self.procs.append(subprocess.Popen(pin + self.app_cmd, cwd=BENCH, start_new_session=True,
-                                               stdout=subprocess.DEVNULL, stderr=open(f"{WORK}/{self.name}.app.log", "w")))
+                                               stdout=subprocess.DEVNULL, stderr=open(f"{self.work}/{self.name}.app.log", "w")))
         if self.nginx_http:
-            conf = os.path.join(WORK, f"{self.name}.conf")
+            conf = os.path.join(self.work, f"{self.name}.conf")
             with open(conf, "w") as f:
-                f.write(nginx_conf(self.name, self.nginx_http))
+                f.write(nginx_conf(self.name, self.nginx_http, self.work))
             self.procs.append(subprocess.Popen(pin + [NGINX, "-p", PREFIX, "-c", conf], start_new_session=True))
         wait_port(self.port)
         if self.backend_port:
@@ -182,6 +189,16 @@ def servers():
         listen 127.0.0.1:{FRONT} backlog=4096;
         location / {{ wsgi_pass apps:application; }}
     }}"""
+    # Thread mode: the same app on a pool of 4 Python threads in the worker.
+    # For these cases (CPU-bound, no waiting) the GIL lets one thread run at a
+    # time, so the column measures what the hand-off to a pool thread and back
+    # costs, not more parallelism; 4 keeps a queue (50 clients) so a thread
+    # always has the next request, without 50 threads contending for the GIL.
+    wsgi_threads = f"""    wsgi_python_path {BENCH};
+    server {{
+        listen 127.0.0.1:{FRONT} backlog=4096;
+        location / {{ wsgi_threads {THREADS}; wsgi_pass apps:application; }}
+    }}"""
     wsgi_buffered = f"""    wsgi_python_path {BENCH};
     server {{
         listen 127.0.0.1:{FRONT} backlog=4096;
@@ -207,6 +224,7 @@ def servers():
         location / {{ root {static}; }}
     }}"""),
         Server("ngx_wsgi", "ngx_wsgi (this module)", nginx=wsgi),
+        Server("ngx_wsgi-threads", f"ngx_wsgi, `wsgi_threads {THREADS}`", nginx=wsgi_threads),
         Server("ngx_wsgi-buffered", "ngx_wsgi, `wsgi_buffering on`", cases=["stream"], nginx=wsgi_buffered),
         Server("uwsgi", "nginx → uwsgi_pass (unix) → uWSGI, 1 process",
                app=[os.path.join(VENV, "bin", "uwsgi"), "--socket", sock, "--chmod-socket=666",
@@ -250,21 +268,42 @@ def cpu_sample():
     raise RuntimeError("no per-core line in /proc/stat")
 
 
-def wrk(port, path, seconds, conns):
-    before = cpu_sample()
-    out = subprocess.run(["taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s",
-                          "--latency", f"http://127.0.0.1:{port}{path}"],
-                         capture_output=True, text=True, check=True).stdout
-    after = cpu_sample()
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
-    p99_ms = float(p99.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[p99.group(2)]
+def wrk_cmd(port, path, seconds, conns, timeout=None):
+    """wrk with one thread on the client core; `timeout` (s) raises wrk's 2 s
+    default, beyond which a response is counted as a timeout and left out of
+    the latency figures."""
+    return (["taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency"]
+            + ([f"--timeout={timeout}s"] if timeout else []) + [f"http://127.0.0.1:{port}{path}"])
+
+
+def parse_wrk(out):
+    """wrk's figures: req/s, completed requests, p50 and p99 in ms, and the
+    socket timeouts. Raises on a non-2xx response and on connect, read and
+    write errors."""
+    def ms(pct):
+        m = re.search(pct + r"%\s+([\d.]+)(us|ms|s)\b", out)
+        return float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)] if m else float("nan")
+
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if bad or (errors and any(int(x) for x in errors.groups()[:3])):
         raise RuntimeError(f"wrk saw failures:\n{out}")
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "p50_ms": ms("50"),
+        "p99_ms": ms("99"),
+        "timeouts": int(errors.group(4)) if errors else 0,
+    }
+
+
+def wrk(port, path, seconds, conns):
+    before = cpu_sample()
+    out = subprocess.run(wrk_cmd(port, path, seconds, conns), capture_output=True, text=True, check=True).stdout
+    after = cpu_sample()
+    r = parse_wrk(out)
     busy = (after[0] - before[0]) / max(1, after[1] - before[1])
-    return rps, p99_ms, busy * 1e6 / rps if rps else float("nan")
+    return r["rps"], r["p99_ms"], busy * 1e6 / r["rps"] if r["rps"] else float("nan")
 
 
 async def slow_reader(port, path, rate, seconds, counter):
@@ -396,7 +435,8 @@ def write_results(args, chosen, results):
         f"Slow-client case: {args.slow_clients} clients each read a 50 MiB streamed response (64 KiB chunks) at "
         f"1 MiB/s for {args.slow_seconds} s; the figure is the peak RSS of all the server's processes over "
         "their RSS before the clients came; the MiB sent in that time shows how many of the clients a server "
-        "kept going at once (uWSGI and gunicorn run one request at a time per process).",
+        "kept going at once (uWSGI and gunicorn run one request at a time per process; ngx_wsgi with "
+        f"`wsgi_threads {THREADS}`, one per thread).",
         "",
         "## Configurations",
         "",
@@ -404,9 +444,30 @@ def write_results(args, chosen, results):
     for s in chosen:
         lines += [f"**{s.label}** (`{s.name}`)", "", "```", s.describe(), "```", ""]
     lines += ["The app is `bench/apps.py` for every server.", ""]
+    # Sections other scripts wrote (bench/threads.py) stay, after the table.
+    kept = SECTION.findall(open(args.output).read()) if os.path.exists(args.output) else []
     with open(args.output, "w") as f:
-        f.write("\n".join(lines))
+        f.write("\n".join(lines) + "".join("\n" + block for block in kept))
     print(f"wrote {args.output}")
+
+
+SECTION = re.compile(r"<!-- begin (?:\S+) -->\n.*?<!-- end (?:\S+) -->\n", re.S)
+
+
+def write_section(path, name, text):
+    """Puts `text` into `path` (bench/RESULTS.md) as section NAME, between
+    marker comments: it replaces what an earlier run wrote there and leaves
+    the rest of the file alone; run.py keeps such sections when it rewrites
+    its table."""
+    block = f"<!-- begin {name} -->\n{text.rstrip()}\n<!-- end {name} -->\n"
+    old = open(path).read() if os.path.exists(path) else ""
+    mine = re.compile(rf"<!-- begin {re.escape(name)} -->\n.*?<!-- end {re.escape(name)} -->\n", re.S)
+    if mine.search(old):
+        new = mine.sub(lambda _: block, old, count=1)
+    else:
+        new = old.rstrip("\n") + "\n\n" + block if old else block
+    with open(path, "w") as f:
+        f.write(new)
 
 
 if __name__ == "__main__":

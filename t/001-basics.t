@@ -82,15 +82,17 @@ location /wsgi {
 }
 --- request
 GET /wsgi
---- response_body
-wsgi.version=(1, 0)
+--- response_body eval
+# True in thread mode (t/threads/).
+"wsgi.version=(1, 0)
 wsgi.url_scheme='http'
-wsgi.multithread=False
+wsgi.multithread=" . ($ENV{TEST_NGINX_WSGI_THREADS} ? "True" : "False") . "
 wsgi.multiprocess=True
 wsgi.run_once=False
 wsgi.input_terminated=True
 wsgi.input.read=b''
 wsgi.errors.write=True
+"
 
 
 

@@ -102,7 +102,52 @@ location / {
 
 
 
-=== TEST 10: a python home that exists but holds no Python: the worker logs it and answers 500, it is not respawned
+=== TEST 10: wsgi_threads takes a number of threads
+--- config
+location / { wsgi_threads many; wsgi_pass app; }
+--- must_die
+--- error_log
+"wsgi_threads": invalid number of threads "many"; expected 0 to 4096
+
+
+
+=== TEST 11: wsgi_threads: an unknown parameter
+--- config
+location / { wsgi_threads 8 queue=3; wsgi_pass app; }
+--- must_die
+--- error_log
+"wsgi_threads": invalid parameter "queue=3"; expected "max_queue=NUMBER"
+
+
+
+=== TEST 12: wsgi_threads: max_queue without threads
+--- config
+location / { wsgi_threads 0 max_queue=3; wsgi_pass app; }
+--- must_die
+--- error_log
+"wsgi_threads": max_queue= needs a number of threads above 0
+
+
+
+=== TEST 13: wsgi_threads twice at one level
+--- config
+location / { wsgi_threads 2; wsgi_threads 4; wsgi_pass app; }
+--- must_die
+--- error_log
+"wsgi_threads" directive is duplicate
+
+
+
+=== TEST 14: wsgi_queue_timeout takes a time
+--- config
+location / { wsgi_queue_timeout soon; wsgi_pass app; }
+--- must_die
+--- error_log
+"wsgi_queue_timeout" directive invalid value
+
+
+
+=== TEST 15: a python home that exists but holds no Python: the worker logs it and answers 500, it is not respawned
 --- main_config
 --- http_config
 wsgi_python_home $TEST_NGINX_SERVER_ROOT/html/fake-python;

@@ -21,7 +21,7 @@ location /env { wsgi_pass pep3333:environ_json; }
 --- request
 GET /env/x?a=1&b=%20
 --- response_body_like eval
-qr/^\{"HTTP_CONNECTION": "close", "HTTP_HOST": "localhost", "PATH_INFO": "\/env\/x", "QUERY_STRING": "a=1&b=%20", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "\d+", "REQUEST_METHOD": "GET", "REQUEST_URI": "\/env\/x\?a=1&b=%20", "SCRIPT_NAME": "", "SERVER_NAME": "localhost", "SERVER_PORT": "$ENV{TEST_NGINX_SERVER_PORT}", "SERVER_PROTOCOL": "HTTP\/1.1", "wsgi.asynchronous": true, "wsgi.errors": "ErrorLog", "wsgi.file_wrapper": "type", "wsgi.input": "EmptyInput", "wsgi.input_terminated": true, "wsgi.multiprocess": false, "wsgi.multithread": false, "wsgi.run_once": false, "wsgi.url_scheme": "http", "wsgi.version": \[1, 0\], "x-wsgiorg.flush": "Flush"\}\n\z/
+qr/^\{"HTTP_CONNECTION": "close", "HTTP_HOST": "localhost", "PATH_INFO": "\/env\/x", "QUERY_STRING": "a=1&b=%20", "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "\d+", "REQUEST_METHOD": "GET", "REQUEST_URI": "\/env\/x\?a=1&b=%20", "SCRIPT_NAME": "", "SERVER_NAME": "localhost", "SERVER_PORT": "$ENV{TEST_NGINX_SERVER_PORT}", "SERVER_PROTOCOL": "HTTP\/1.1", "wsgi.asynchronous": true, "wsgi.errors": "ErrorLog", "wsgi.file_wrapper": "type", "wsgi.input": "EmptyInput", "wsgi.input_terminated": true, "wsgi.multiprocess": false, "wsgi.multithread": ${\($ENV{TEST_NGINX_WSGI_THREADS} ? "true" : "false")}, "wsgi.run_once": false, "wsgi.url_scheme": "http", "wsgi.version": \[1, 0\], "x-wsgiorg.flush": "Flush"\}\n\z/
 
 
 

@@ -112,7 +112,7 @@ location /iter { wsgi_pass pep3333:input_iter; }
 
 
 
-=== TEST 8: wsgi.errors written from an app's own thread goes to the worker's log
+=== TEST 8: wsgi.errors written from an app's own thread goes to the worker's log (inline), or to the request's (thread mode: the event loop logs it)
 --- config
 location /thread { wsgi_pass pep3333:errors_from_thread; }
 --- request
@@ -120,4 +120,6 @@ GET /thread
 --- response_body
 done
 --- error_log eval
-qr/\[error\] \d+#\d+: line from an app thread$/
+$ENV{TEST_NGINX_WSGI_THREADS}
+    ? qr/\[error\] \d+#\d+: \*\d+ line from an app thread, client: 127\.0\.0\.1, .*request: "GET \/thread HTTP\/1\.1"/
+    : qr/\[error\] \d+#\d+: line from an app thread$/

@@ -22,7 +22,8 @@ sub free_port {
     return $port;
 }
 
-# NginxRunner->new(server => '...', http => '...', listen_opts => 'sndbuf=16k')
+# NginxRunner->new(server => '...', http => '...', listen_opts => 'sndbuf=16k',
+#                  master => 1 (a master process: graceful quit, reload))
 sub new {
     my ($class, %args) = @_;
     my $self = bless { http => '', server => '', %args }, $class;
@@ -32,12 +33,14 @@ sub new {
     make_path("$self->{root}/conf", "$self->{root}/logs");
     my $listen = "127.0.0.1:$self->{port}" . ($args{listen_opts} ? " $args{listen_opts}" : "");
     my $user = $> == 0 ? "user root;" : "";
+    # Thread mode (see ThreadMode.pm): apps on a pool thread.
+    my $threads = $ENV{TEST_NGINX_WSGI_THREADS} ? "wsgi_threads $ENV{TEST_NGINX_WSGI_THREADS};" : "";
     open my $conf, '>', "$self->{root}/conf/nginx.conf" or die $!;
     print $conf <<"_EOC_";
 load_module $ENV{TEST_NGINX_LOAD_MODULES};
 $user
 daemon on;
-master_process off;
+master_process ${\ ($args{master} ? 'on' : 'off')};
 worker_processes 1;
 error_log logs/error.log info;
 pid logs/nginx.pid;
@@ -45,6 +48,7 @@ events { worker_connections 256; }
 http {
     access_log off;
     wsgi_python_path $ENV{TEST_NGINX_APPS};
+    $threads
     $self->{http}
     server {
         listen $listen;
@@ -74,6 +78,16 @@ sub stop {
 }
 
 sub DESTROY { $_[0]->stop }
+
+# The pids of the worker processes (the process itself without a master).
+sub worker_pids {
+    my ($self) = @_;
+    open my $f, '<', "$self->{root}/logs/nginx.pid" or return ();
+    chomp(my $pid = <$f>);
+    return ($pid) if !$self->{master};
+    my @children = grep { /^\d+$/ } split /\s+/, `cat /proc/$pid/task/*/children 2>/dev/null`;
+    return @children;
+}
 
 sub error_log {
     my ($self) = @_;

@@ -1,0 +1,176 @@
+# Thread mode (wsgi_threads): blocking apps run on pool threads, so one slow
+# request never stalls the worker. Concurrency, a static location that stays
+# fast while every thread sleeps, the bounded queue and its timeout,
+# thread-locals that persist, close() when the client leaves, graceful quit
+# with a request in flight, and an idle worker that uses no CPU. (The
+# streaming, flush, abort and slow-client tests run in thread mode too:
+# t/threads/.)
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use NginxRunner;
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+# Sends GET $path on a new connection; returns the socket.
+sub start_get {
+    my ($ngx, $path) = @_;
+    return $ngx->get($path);
+}
+
+# Reads a whole HTTP/1.1 "Connection: close" response; returns (status, body, seconds).
+sub finish_get {
+    my ($s, $started, $timeout) = @_;
+    my ($data) = NginxRunner::read_until($s, qr/\A(?!)/, $timeout // 10);
+    my ($status) = $data =~ m{\AHTTP/1\.1 (\d{3})};
+    my (undef, $body) = split /\r\n\r\n/, $data, 2;
+    return ($status // 0, $body // '', time - $started);
+}
+
+subtest 'eight requests to an app that sleeps 0.5 s take about 0.5 s in all, not 4 s' => sub {
+    my $ngx = NginxRunner->new(server => 'location /sleep { wsgi_threads 8; wsgi_pass threads:sleep; }');
+    my $start = time;
+    my @socks = map { start_get($ngx, '/sleep?0.5') } 1 .. 8;
+    my @results = map { [finish_get($_, $start)] } @socks;
+    my $took = time - $start;
+    is(scalar(grep { $_->[0] == 200 && $_->[1] eq "slept 0.50\n" } @results), 8, 'all eight answered');
+    cmp_ok($took, '<', 1.5, sprintf('in %.2f s', $took));
+    $ngx->stop;
+};
+
+subtest 'a static location on the same worker stays fast while every thread sleeps' => sub {
+    my $ngx = NginxRunner->new(server => '
+        location /sleep { wsgi_threads 4; wsgi_pass threads:sleep; }
+        location /static { return 200 "static\n"; }');
+    my $start = time;
+    my @sleepers = map { start_get($ngx, '/sleep?1.5') } 1 .. 6;  # 4 run, 2 queue
+    sleep 0.2;
+    my @latencies;
+    for (1 .. 10) {
+        my $t = time;
+        my ($status, $body) = finish_get(start_get($ngx, '/static'), $t);
+        push @latencies, time - $t if $status == 200 && $body eq "static\n";
+    }
+    is(scalar @latencies, 10, 'ten static responses');
+    my ($worst) = sort { $b <=> $a } @latencies;
+    cmp_ok($worst, '<', 0.2, sprintf('the slowest in %.1f ms', $worst * 1000));
+    my @results = map { [finish_get($_, $start)] } @sleepers;
+    is(scalar(grep { $_->[0] == 200 } @results), 6, 'the sleepers were all answered');
+    $ngx->stop;
+};
+
+subtest 'inline (wsgi_threads 0), a sleeping app does stall the static location' => sub {
+    my $ngx = NginxRunner->new(server => '
+        location /sleep { wsgi_pass threads:sleep; }
+        location /static { return 200 "static\n"; }');
+    my $sleeper = start_get($ngx, '/sleep?0.6');
+    sleep 0.1;
+    my $t = time;
+    my ($status) = finish_get(start_get($ngx, '/static'), $t);
+    my $took = time - $t;
+    is($status, 200, 'static answered');
+    cmp_ok($took, '>', 0.3, sprintf('only after the app (%.2f s): what thread mode avoids', $took));
+    finish_get($sleeper, $t);
+    $ngx->stop;
+};
+
+subtest 'the queue: max_queue full answers 503 at once; wsgi_queue_timeout answers 503 after the wait' => sub {
+    my $ngx = NginxRunner->new(server => '
+        location /sleep {
+            wsgi_threads 1 max_queue=1;
+            wsgi_queue_timeout 300ms;
+            wsgi_pass threads:sleep;
+        }');
+    my $start = time;
+    my $running = start_get($ngx, '/sleep?1');
+    sleep 0.1;
+    my $queued = start_get($ngx, '/sleep?1');
+    sleep 0.1;
+    my $t = time;
+    my ($full, undef, $full_took) = finish_get(start_get($ngx, '/sleep?1'), $t);
+    is($full, 503, 'the queue is full: 503');
+    cmp_ok($full_took, '<', 0.2, 'at once');
+    my ($timed_out, undef, $waited) = finish_get($queued, $start + 0.1);
+    is($timed_out, 503, 'the queued request timed out: 503');
+    cmp_ok($waited, '>', 0.25, sprintf('after %.2f s', $waited));
+    cmp_ok($waited, '<', 0.9, 'not after the running request');
+    my ($ok) = finish_get($running, $start);
+    is($ok, 200, 'the running request completes');
+    like($ngx->error_log, qr/\[error\] .*wsgi: all 1 threads are busy and 1 requests wait for one \(wsgi_threads 1 max_queue=1\); answering 503, client: /,
+        'error_log says why (queue full)');
+    like($ngx->error_log, qr/\[error\] .*wsgi: no thread was free within wsgi_queue_timeout \(300 ms\); answering 503, client: /,
+        'error_log says why (timeout)');
+    # The app the timed-out request would have run never ran.
+    my ($again) = finish_get(start_get($ngx, '/sleep?0.01'), time);
+    is($again, 200, 'the pool serves the next request');
+    $ngx->stop;
+};
+
+subtest 'a thread keeps its Python thread state: thread-locals persist between requests' => sub {
+    my $ngx = NginxRunner->new(server => 'location /state { wsgi_threads 1; wsgi_pass threads:thread_state; }');
+    my (undef, $first) = finish_get(start_get($ngx, '/state'), time);
+    my (undef, $second) = finish_get(start_get($ngx, '/state'), time);
+    like($first, qr/\A(\S+) 1 False\n\z/, 'first request: count 1, not the main thread');
+    my ($name) = $first =~ /\A(\S+)/;
+    is($second, "$name 2 False\n", 'second request: same thread, count 2');
+    $ngx->stop;
+};
+
+subtest 'a client that leaves mid-stream: the thread stops at its next chunk and close() runs' => sub {
+    # One thread, shared by both locations.
+    my $ngx = NginxRunner->new(
+        listen_opts => 'sndbuf=16k',
+        server => '
+            wsgi_threads 1;
+            location /endless { wsgi_pass threads:endless; }
+            location /sleep { wsgi_pass threads:sleep; }');
+    my $s = $ngx->get('/endless', rcvbuf => 16384);
+    my ($data) = NginxRunner::read_until($s, qr/\r\n\r\n.{4096}/s, 3);
+    like($data, qr/\AHTTP\/1\.1 200/, 'streaming');
+    close $s;
+    ok($ngx->wait_log(qr/\[error\] .*endless: close\(\) called/, 5), 'close() called after the client left');
+    my ($status) = finish_get(start_get($ngx, '/sleep?0.01'), time, 3);
+    is($status, 200, 'the thread is free for the next request');
+    $ngx->stop;
+};
+
+subtest 'nginx -s quit lets a request in flight finish, then the worker exits' => sub {
+    my $ngx = NginxRunner->new(master => 1, server => 'location /sleep { wsgi_threads 2; wsgi_pass threads:sleep; }');
+    my $start = time;
+    my $s = start_get($ngx, '/sleep?1');
+    sleep 0.3;
+    system($ENV{TEST_NGINX_BINARY}, '-p', "$ngx->{root}/", '-c', "$ngx->{root}/conf/nginx.conf", '-s', 'quit') == 0
+        or die "quit failed";
+    my ($status, $body) = finish_get($s, $start);
+    is($status, 200, 'the request in flight was answered');
+    is($body, "slept 1.00\n", 'in full');
+    my $gone = 0;
+    for (1 .. 100) {
+        if (!-e "$ngx->{root}/logs/nginx.pid") { $gone = 1; last; }
+        sleep 0.05;
+    }
+    ok($gone, 'nginx exited');
+    unlike($ngx->error_log, qr/\[alert\]|open socket/, 'no alert at exit');
+    $ngx->{stopped} = 1;
+};
+
+subtest 'an idle worker with a thread pool uses no CPU (no polling)' => sub {
+    my $ngx = NginxRunner->new(master => 1, server => 'location /sleep { wsgi_threads 16; wsgi_pass threads:sleep; }');
+    my (undef, $body) = finish_get(start_get($ngx, '/sleep?0.01'), time);
+    is($body, "slept 0.01\n", 'the pool works');
+    my ($worker) = $ngx->worker_pids;
+    ok($worker, "worker $worker");
+    my $cpu = sub {
+        open my $f, '<', "/proc/$worker/stat" or return 0;
+        my @f = split /\s+/, (<$f> =~ s/^.*\) //r);
+        return $f[11] + $f[12];  # utime + stime, in clock ticks
+    };
+    my $before = $cpu->();
+    sleep 2;
+    my $used = $cpu->() - $before;
+    cmp_ok($used, '<=', 2, "$used clock ticks in 2 s idle");
+    $ngx->stop;
+};
+
+done_testing;
