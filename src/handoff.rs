@@ -14,7 +14,10 @@
 //! waiting thread and a bounded amount of memory.
 //!
 //! The loop is woken through `wakeup` when there is news and the request is
-//! not already on the loop's list; the thread waits on a condition variable,
+//! not already on the loop's list: before the thread calls into the app
+//! again (where time may pass), at a flush, a log line and the end — so
+//! what the app produced between two calls travels in one wake-up and no
+//! block waits for the app. The thread waits on a condition variable,
 //! without the GIL.
 
 use std::collections::VecDeque;
@@ -150,11 +153,14 @@ impl Handoff {
         shared.started
     }
 
-    /// Waits, without the GIL, until the app may produce the next chunk;
-    /// drops the bytes objects nginx is done with.
-    pub fn wait_for_room(&self, py: Python<'_>, kept: &mut Kept) -> Room {
+    /// Sends the news on, then waits, without the GIL, until the app may
+    /// produce the next chunk; drops the bytes objects nginx is done with.
+    pub fn wait_for_room(self: &Arc<Self>, py: Python<'_>, kept: &mut Kept) -> Room {
         let (stopped, done) = {
-            let shared = self.lock();
+            let mut shared = self.lock();
+            if Self::has_news(&shared) {
+                self.post(&mut shared);
+            }
             if !shared.stopped && !Self::full(&shared) {
                 (false, shared.done)
             } else {
@@ -178,20 +184,23 @@ impl Handoff {
         Room::Go
     }
 
+    fn has_news(shared: &Shared) -> bool {
+        shared.news.head.is_some() || !shared.news.chunks.is_empty()
+    }
+
     fn full(shared: &Shared) -> bool {
         shared.blocked || shared.news.chunks.len() >= MAX_CHUNKS || shared.queued_bytes >= MAX_BYTES
     }
 
-    /// Hands over the response header.
-    pub fn send_head(self: &Arc<Self>, head: Head, known_length: Option<usize>) {
-        let mut shared = self.lock();
-        shared.news.head = Some((head, known_length));
-        self.post(&mut shared);
+    /// Hands over the response header (posted with what follows).
+    pub fn send_head(&self, head: Head, known_length: Option<usize>) {
+        self.lock().news.head = Some((head, known_length));
     }
 
     /// Hands over the first `len` bytes of `chunk`, which the caller keeps
-    /// alive (in `Kept`) until nginx is done with them.
-    pub fn send_chunk(self: &Arc<Self>, chunk: &Bound<'_, PyBytes>, len: usize, flush: bool) {
+    /// alive (in `Kept`) until nginx is done with them. Posted before the
+    /// app is called again.
+    pub fn send_chunk(&self, chunk: &Bound<'_, PyBytes>, len: usize, flush: bool) {
         let mut shared = self.lock();
         if shared.stopped {
             return;
@@ -202,7 +211,6 @@ impl Handoff {
             flush,
         });
         shared.queued_bytes += len;
-        self.post(&mut shared);
     }
 
     /// `x-wsgiorg.flush()` after the header: what was sent so far goes out.

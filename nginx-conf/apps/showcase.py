@@ -23,7 +23,8 @@ def environ_page(environ, start_response):
 <body>
 <h1>Hello from Python {sys.version.split()[0]} inside nginx</h1>
 <p>This page is a WSGI app running in an nginx worker through <code>wsgi_pass</code>.
-Try <a href="/stream">/stream</a> (chunks sent as they are produced) and
+Try <a href="/stream">/stream</a> (chunks sent as they are produced, by an
+app on a pool thread: <code>wsgi_threads</code>) and
 <a href="/?hello=world">a query string</a>.</p>
 <h2>The request's environ</h2>
 <table>
