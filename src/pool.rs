@@ -5,16 +5,19 @@
 //! requests; they wait for work without the GIL.
 
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use ngx::ffi::{ngx_log_t, NGX_LOG_ALERT, NGX_LOG_NOTICE};
+use ngx::ffi::{ngx_log_t, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_NOTICE};
 use ngx::ngx_log_error;
 use pyo3::prelude::*;
 
 use crate::cgi::Vars;
 use crate::conf::{AppSpec, PoolSpec};
-use crate::handoff::Handoff;
+use crate::errlog;
+use crate::handoff::{End, Handoff};
+use crate::output::Kept;
 use crate::producer;
 
 /// A request for a pool thread: everything the app needs, owned, so that
@@ -125,7 +128,16 @@ fn run_thread(pool: Arc<Pool>, apps: Arc<[AppSpec]>) {
     block_signals();
     Python::attach(|py| {
         while let Some(job) = py.detach(|| pool.next_job()) {
-            producer::run(py, job, &apps);
+            let handoff = job.handoff.clone();
+            // A bug here must not cost the thread, nor leave the request
+            // waiting for an answer that never comes.
+            if catch_unwind(AssertUnwindSafe(|| producer::run(py, job, &apps))).is_err() {
+                errlog::worker_log(
+                    NGX_LOG_ALERT as _,
+                    "wsgi: internal error (panic) on a pool thread",
+                );
+                handoff.finish(End::Fail(NGX_ERROR as _), Kept::default());
+            }
         }
     });
     let mut queue = pool.lock();

@@ -99,6 +99,10 @@ unsafe fn end(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, rc: ngx_int_t) {
     ngx_http_finalize_request(r, rc);
 }
 
+/// How often the timer of a request whose app runs comes back: it only has
+/// to exist (a graceful exit waits for timers), so rarely.
+const KEEP_WORKER_WAITING: ngx::ffi::ngx_msec_t = 60_000;
+
 /// The request's timer: wsgi_queue_timeout while it waits for a thread;
 /// once a thread has it, a timer that keeps a gracefully exiting worker
 /// alive until the app is done (nginx exits when no timer is left).
@@ -127,7 +131,7 @@ extern "C" fn on_timer(ev: *mut ngx_event_t) {
             );
             end(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE as _);
         } else {
-            ngx_add_timer(ev, lc.queue_timeout);
+            ngx_add_timer(ev, KEEP_WORKER_WAITING);
         }
         ngx_http_run_posted_requests(c);
     });
