@@ -50,6 +50,7 @@ bench: build
 	scripts/make-venv target/bench-venv bench/requirements.txt
 	/usr/bin/python3.11 bench/run.py $(BENCH_ARGS)
 	/usr/bin/python3.11 bench/streaming.py
+	/usr/bin/python3.11 bench/threads.py
 
 clean:
 	cargo clean

@@ -189,11 +189,14 @@ def servers():
         listen 127.0.0.1:{FRONT} backlog=4096;
         location / {{ wsgi_pass apps:application; }}
     }}"""
-    # Thread mode: the same app on a pool of 4 Python threads in the worker.
-    # For these cases (CPU-bound, no waiting) the GIL lets one thread run at a
-    # time, so the column measures what the hand-off to a pool thread and back
-    # costs, not more parallelism; 4 keeps a queue (50 clients) so a thread
-    # always has the next request, without 50 threads contending for the GIL.
+    # Thread mode: the same app on a pool of THREADS Python threads in the
+    # worker. These cases never wait, so the GIL lets one thread run at a time
+    # and the row shows what the hand-off to a pool thread and back costs, not
+    # parallelism. 4 is a small pool as people configure one: with 50 clients
+    # every thread always has a next request. Measured when this was written
+    # (hello / stream, µs per request): 1 thread 16.8 / 67, 4 and 16 threads
+    # 22 / 62, 64 threads 25 / 84 (more threads, more GIL hand-offs), so 4
+    # neither flatters nor penalises the mode.
     wsgi_threads = f"""    wsgi_python_path {BENCH};
     server {{
         listen 127.0.0.1:{FRONT} backlog=4096;
@@ -438,6 +441,18 @@ def write_results(args, chosen, results):
         "kept going at once (uWSGI and gunicorn run one request at a time per process; ngx_wsgi with "
         f"`wsgi_threads {THREADS}`, one per thread).",
         "",
+    ]
+    if any(s.name == "ngx_wsgi-threads" for s in chosen):
+        lines += [
+            f"`wsgi_threads {THREADS}`: the app runs on a pool thread and hands its chunks to the worker; chunks "
+            "that pile up while the worker is busy go out in one write, so a generator that never waits (stream) "
+            "costs about what it costs with `wsgi_buffering on`, where inline each chunk is its own write "
+            "(strace: ~3 against ~103 writev per stream response). The hand-off costs the CPU-bound cases "
+            "(hello, 10k) more per request than inline. Thread mode is for apps that wait (I/O, sleep): see "
+            "the thread-mode section below (`bench/threads.py`).",
+            "",
+        ]
+    lines += [
         "## Configurations",
         "",
     ]
