@@ -3,6 +3,9 @@
 //! The environ is built from it in either mode: inline at once, or later on
 //! a pool thread, which must not touch the request.
 
+use std::cell::Cell;
+use std::io::Write;
+
 use ngx::ffi::{
     ngx_connection_local_sockaddr, ngx_http_complex_value, ngx_http_request_t, ngx_inet_get_port,
     ngx_int_t, ngx_list_part_t, ngx_str_t, ngx_table_elt_t, NGX_OK,
@@ -66,6 +69,33 @@ impl Vars {
         self.items.push((Name::Known(name), start, end));
     }
 
+    /// Sets a number, formatted straight into the buffer.
+    fn set_number(&mut self, name: Known, value: impl std::fmt::Display) {
+        let start = self.text.len() as u32;
+        let _ = write!(self.text, "{value}");
+        self.items
+            .push((Name::Known(name), start, self.text.len() as u32));
+    }
+
+    /// Empty variables with the buffers of earlier ones, if this thread
+    /// recycled any: the inline path builds one set per request.
+    fn reuse(https: bool) -> Vars {
+        let mut vars = SPARE.with(|spare| spare.take()).unwrap_or_else(|| Vars {
+            text: Vec::with_capacity(1024),
+            items: Vec::with_capacity(32),
+            https,
+        });
+        vars.text.clear();
+        vars.items.clear();
+        vars.https = https;
+        vars
+    }
+
+    /// Keeps the buffers for the next `collect` on this thread.
+    pub fn recycle(self) {
+        SPARE.with(|spare| spare.set(Some(self)));
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = (VarName<'_>, &[u8])> {
         self.items.iter().map(|&(name, start, end)| {
             let text = |s: u32, e: u32| &self.text[s as usize..e as usize];
@@ -78,6 +108,10 @@ impl Vars {
             (name, text(start, end))
         })
     }
+}
+
+thread_local! {
+    static SPARE: Cell<Option<Vars>> = const { Cell::new(None) };
 }
 
 /// # Safety
@@ -101,11 +135,7 @@ pub unsafe fn collect(
     params: &[Param],
 ) -> Result<Vars, String> {
     let c = (*r).connection;
-    let mut vars = Vars {
-        text: Vec::with_capacity(1024),
-        items: Vec::with_capacity(32),
-        https: !(*c).ssl.is_null(),
-    };
+    let mut vars = Vars::reuse(!(*c).ssl.is_null());
     vars.set(Known::RequestMethod, bytes(&(*r).method_name));
     vars.set(Known::PathInfo, bytes(&(*r).uri));
     vars.set(Known::QueryString, bytes(&(*r).args));
@@ -125,7 +155,7 @@ pub unsafe fn collect(
         vars.set(Known::ContentType, bytes(&(*hi.content_type).value));
     }
     if hi.content_length_n >= 0 || hi.chunked() != 0 {
-        vars.set(Known::ContentLength, body_len.to_string().as_bytes());
+        vars.set_number(Known::ContentLength, body_len);
     }
 
     // SERVER_NAME: the server block's name, as uwsgi_params has it; a
@@ -149,12 +179,9 @@ pub unsafe fn collect(
         0 => 80,
         p => p,
     };
-    vars.set(Known::ServerPort, server_port.to_string().as_bytes());
+    vars.set_number(Known::ServerPort, server_port);
     vars.set(Known::RemoteAddr, bytes(&(*c).addr_text));
-    vars.set(
-        Known::RemotePort,
-        ngx_inet_get_port((*c).sockaddr).to_string().as_bytes(),
-    );
+    vars.set_number(Known::RemotePort, ngx_inet_get_port((*c).sockaddr));
     if vars.https {
         vars.set(Known::Https, b"on");
     }
@@ -176,43 +203,69 @@ pub unsafe fn collect(
 ///
 /// # Safety
 /// `part` must be the first part of a live ngx_list_t of ngx_table_elt_t.
-unsafe fn add_http_headers(vars: &mut Vars, mut part: *const ngx_list_part_t, underscores: bool) {
-    // (lower-case name, value) of each header to pass, in request order.
-    let mut headers: Vec<(&[u8], &[u8])> = Vec::with_capacity(16);
-    while !part.is_null() {
-        let elts =
-            std::slice::from_raw_parts((*part).elts as *const ngx_table_elt_t, (*part).nelts);
-        for h in elts {
-            if h.hash == 0 || h.lowcase_key.is_null() {
-                continue;
-            }
-            // nginx keeps a lower-case copy of every request header name.
-            let name = std::slice::from_raw_parts(h.lowcase_key, h.key.len);
-            if (!underscores && name.contains(&b'_'))
-                || name == b"content-type"
-                || name == b"content-length"
-            {
-                continue;
-            }
-            headers.push((name, bytes(&h.value)));
-        }
-        part = (*part).next;
+unsafe fn add_http_headers(vars: &mut Vars, part: *const ngx_list_part_t, underscores: bool) {
+    let passed = |&(name, _): &(&[u8], &[u8])| {
+        (underscores || !name.contains(&b'_'))
+            && name != b"content-type"
+            && name != b"content-length"
+    };
+    let headers = HeaderFields {
+        part,
+        index: 0,
+        _list: std::marker::PhantomData,
     }
-    for (i, &(name, value)) in headers.iter().enumerate() {
-        if headers[..i].iter().any(|(n, _)| *n == name) {
+    .filter(passed);
+    for (i, (name, value)) in headers.clone().enumerate() {
+        if headers.clone().take(i).any(|(n, _)| n == name) {
             continue; // joined into the first one
         }
         let (name_start, name_end) = vars.span(name);
         let start = vars.text.len() as u32;
         vars.text.extend_from_slice(value);
         let sep: &[u8] = if name == b"cookie" { b"; " } else { b", " };
-        for (_, more) in headers[i + 1..].iter().filter(|(n, _)| *n == name) {
+        for (_, more) in headers.clone().skip(i + 1).filter(|(n, _)| *n == name) {
             vars.text.extend_from_slice(sep);
             vars.text.extend_from_slice(more);
         }
         let end = vars.text.len() as u32;
         vars.items
             .push((Name::Header(name_start, name_end), start, end));
+    }
+}
+
+/// The request's header fields, as (lower-case name, value), in order.
+#[derive(Clone)]
+struct HeaderFields<'a> {
+    part: *const ngx_list_part_t,
+    index: usize,
+    _list: std::marker::PhantomData<&'a ngx_table_elt_t>,
+}
+
+impl<'a> Iterator for HeaderFields<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // SAFETY: `part` walks a live ngx_list_t of ngx_table_elt_t (see
+        // add_http_headers), whose parts hold `nelts` elements each.
+        unsafe {
+            while !self.part.is_null() {
+                let part = &*self.part;
+                if self.index >= part.nelts {
+                    self.part = part.next;
+                    self.index = 0;
+                    continue;
+                }
+                let h = &*(part.elts as *const ngx_table_elt_t).add(self.index);
+                self.index += 1;
+                if h.hash == 0 || h.lowcase_key.is_null() {
+                    continue;
+                }
+                // nginx keeps a lower-case copy of every request header name.
+                let name = std::slice::from_raw_parts(h.lowcase_key, h.key.len);
+                return Some((name, bytes(&h.value)));
+            }
+            None
+        }
     }
 }
 

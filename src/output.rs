@@ -15,9 +15,9 @@ use std::ptr::{addr_of, null_mut};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ngx::ffi::{
-    ngx_buf_t, ngx_chain_get_free_buf, ngx_chain_t, ngx_chain_update_chains,
-    ngx_http_output_filter, ngx_http_request_t, ngx_http_send_special, ngx_int_t, NGX_AGAIN,
-    NGX_ERROR, NGX_HTTP_FLUSH, NGX_OK,
+    ngx_chain_get_free_buf, ngx_chain_t, ngx_chain_update_chains, ngx_http_output_filter,
+    ngx_http_request_t, ngx_http_send_special, ngx_int_t, NGX_AGAIN, NGX_ERROR, NGX_HTTP_FLUSH,
+    NGX_OK,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -53,9 +53,9 @@ pub struct Output {
     /// connection or its flow-control window). Either way a write event
     /// will come once output moves.
     blocked: bool,
-    /// Buffers queued or passed to the filters and not yet done, in order.
-    in_flight: VecDeque<*mut ngx_buf_t>,
-    /// How many buffers nginx is done with, since the response began.
+    /// How many buffers were passed to the filters, since the response began.
+    passed: u64,
+    /// How many of them nginx is done with.
     done: u64,
 }
 
@@ -76,7 +76,7 @@ pub fn shared() -> SharedOutput {
         queued_bytes: 0,
         queued_buffers: 0,
         blocked: false,
-        in_flight: VecDeque::new(),
+        passed: 0,
         done: 0,
     }))
 }
@@ -142,7 +142,6 @@ impl Output {
         self.queue_last = cl;
         self.queued_bytes += len;
         self.queued_buffers += 1;
-        self.in_flight.push_back(b);
         Ok(())
     }
 
@@ -164,6 +163,7 @@ impl Output {
             (*(*self.queue_last).buf).set_flush(1);
         }
         let out = self.queue;
+        self.passed += self.queued_buffers as u64;
         self.queue = null_mut();
         self.queue_last = null_mut();
         self.queued_bytes = 0;
@@ -191,25 +191,19 @@ impl Output {
         rc
     }
 
-    /// nginx sends buffers in order and keeps the unsent ones on `busy`,
-    /// oldest first: every buffer before busy's first is done.
+    /// nginx sends buffers in order and keeps the ones not done on `busy`,
+    /// oldest first: all passed buffers but those on busy are done.
     ///
     /// # Safety
     /// `busy` must be this output's chain, after ngx_chain_update_chains.
     unsafe fn count_done(&mut self) {
-        let first_busy = if self.busy.is_null() {
-            null_mut()
-        } else {
-            (*self.busy).buf
-        };
-        let queued = self.queued_buffers;
-        while self.in_flight.len() > queued {
-            if self.in_flight.front() == Some(&first_busy) {
-                break;
-            }
-            self.in_flight.pop_front();
-            self.done += 1;
+        let mut busy = 0;
+        let mut cl = self.busy;
+        while !cl.is_null() {
+            busy += 1;
+            cl = (*cl).next;
         }
+        self.done = self.passed - busy;
     }
 }
 
@@ -219,30 +213,38 @@ impl Output {
 /// thread that takes the GIL.
 #[derive(Default)]
 pub struct Kept {
-    chunks: VecDeque<Py<PyBytes>>,
-    /// How many were released before the first of `chunks`.
+    /// The oldest; most responses are one chunk, which needs no deque.
+    first: Option<Py<PyBytes>>,
+    rest: VecDeque<Py<PyBytes>>,
+    /// How many were released before `first`.
     released: u64,
 }
 
 impl Kept {
     pub fn push(&mut self, chunk: Py<PyBytes>) {
-        self.chunks.push_back(chunk);
+        if self.first.is_none() {
+            self.first = Some(chunk);
+        } else {
+            self.rest.push_back(chunk);
+        }
     }
 
     /// Releases the chunks of the first `done` buffers.
     pub fn release_upto(&mut self, done: u64) {
-        while self.released < done && self.chunks.pop_front().is_some() {
+        while self.released < done && self.first.take().is_some() {
             self.released += 1;
+            self.first = self.rest.pop_front();
         }
     }
 
     /// Releases all: nginx points into none of them any more.
     pub fn clear(&mut self) {
-        self.released += self.chunks.len() as u64;
-        self.chunks.clear();
+        let n = self.first.take().map_or(0, |_| 1) + self.rest.len();
+        self.released += n as u64;
+        self.rest.clear();
     }
 
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
+        self.first.is_none()
     }
 }

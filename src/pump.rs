@@ -155,6 +155,7 @@ impl<'a> Pump<'a> {
             multithread: false,
         };
         let environ = environ::build(py, &vars, extras).map_err(raised)?;
+        vars.recycle();
         let call = self
             .inline
             .call

@@ -9,10 +9,10 @@
 use std::sync::Arc;
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_event_t, ngx_http_finalize_request, ngx_http_request_t,
-    ngx_http_run_posted_requests, ngx_http_send_special, ngx_int_t, NGX_ERROR,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST, NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ALERT,
-    NGX_LOG_ERR,
+    ngx_add_timer, ngx_event_flags, ngx_event_t, ngx_http_finalize_request, ngx_http_request_t,
+    ngx_http_run_posted_requests, ngx_http_send_special, ngx_int_t, ngx_uint_t, NGX_ERROR,
+    NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST,
+    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_USE_CLEAR_EVENT,
 };
 use ngx::http::HttpModuleLocationConf;
 use ngx::ngx_log_error;
@@ -84,6 +84,7 @@ pub unsafe fn submit(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
         }
     }
     ctx.state = State::Queued;
+    (*r).read_event_handler = Some(on_client_read);
     link.timer.handler = Some(on_timer);
     link.timer.data = r.cast();
     link.timer.log = ctx.log;
@@ -134,6 +135,48 @@ extern "C" fn on_timer(ev: *mut ngx_event_t) {
             ngx_add_timer(ev, KEEP_WORKER_WAITING);
         }
         ngx_http_run_posted_requests(c);
+    });
+}
+
+/// A read event while the app waits for a thread or runs: the client may
+/// have closed the connection. Like nginx's upstream module (without
+/// `proxy_ignore_client_abort`), the request then ends (499): a queued app
+/// never runs, a running one stops at its next chunk. A client that sends
+/// more (a pipelined request) is left alone.
+extern "C" fn on_client_read(r: *mut ngx_http_request_t) {
+    crate::guard(r, || unsafe {
+        // SAFETY: nginx calls the read event handler with the live request,
+        // which this module owns.
+        let c = (*r).connection;
+        let rev = (*c).read;
+        let closed = if (*c).error() != 0 {
+            true
+        } else if !(*r).stream.is_null() {
+            false // HTTP/2: a reset stream sets c->error
+        } else if (*rev).pending_eof() != 0 {
+            true
+        } else if ngx_event_flags & NGX_USE_CLEAR_EVENT as ngx_uint_t != 0 {
+            let mut byte = 0u8;
+            let n = libc::recv((*c).fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK);
+            n == 0
+                || (n < 0
+                    && !matches!(
+                        std::io::Error::last_os_error().raw_os_error(),
+                        Some(libc::EAGAIN) | Some(libc::EINTR)
+                    ))
+        } else {
+            false // level-triggered events: only a write tells
+        };
+        let Some(ctx) = ctx::get(r).filter(|ctx| closed && ctx.state != State::Done) else {
+            return;
+        };
+        (*c).set_error(1);
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            ctx.log,
+            "wsgi: the client closed the connection while the app waited for a thread or ran"
+        );
+        end(r, ctx, NGX_HTTP_CLIENT_CLOSED_REQUEST as _);
     });
 }
 

@@ -135,6 +135,35 @@ subtest 'a client that leaves mid-stream: the thread stops at its next chunk and
     $ngx->stop;
 };
 
+subtest 'a client that leaves while its request waits in the queue: the app never runs for it' => sub {
+    my $ngx = NginxRunner->new(server => 'location /sleep { wsgi_threads 1; wsgi_pass threads:sleep; }');
+    my $start = time;
+    my $running = start_get($ngx, '/sleep?0.8');
+    sleep 0.1;
+    my $leaving = start_get($ngx, '/sleep?0.33');
+    sleep 0.1;
+    close $leaving;
+    ok($ngx->wait_log(qr/\[info\] .*wsgi: the client closed the connection while the app waited for a thread or ran, client: .*GET \/sleep\?0\.33 /, 2),
+        'error_log says the client left (info)');
+    my ($status) = finish_get($running, $start);
+    is($status, 200, 'the running request completes');
+    my ($next) = finish_get(start_get($ngx, '/sleep?0.01'), time);
+    is($next, 200, 'the next request is served');
+    unlike($ngx->error_log, qr/sleep: start 0\.33/, 'the app never ran for the client that left');
+    $ngx->stop;
+};
+
+subtest 'a client that leaves while the app runs: the app learns it at its next chunk, close() runs' => sub {
+    my $ngx = NginxRunner->new(server => 'location /late { wsgi_threads 1; wsgi_pass threads:sleep_then_yield; }');
+    my $s = start_get($ngx, '/late');
+    sleep 0.15;
+    close $s;
+    ok($ngx->wait_log(qr/\[info\] .*wsgi: the client closed the connection/, 0.3), 'noticed at once, while the app sleeps');
+    unlike($ngx->error_log, qr/close\(\) called/, 'the app is still inside its sleep');
+    ok($ngx->wait_log(qr/sleep_then_yield: close\(\) called/, 2), 'close() runs after its next chunk');
+    $ngx->stop;
+};
+
 subtest 'nginx -s quit lets a request in flight finish, then the worker exits' => sub {
     my $ngx = NginxRunner->new(master => 1, server => 'location /sleep { wsgi_threads 2; wsgi_pass threads:sleep; }');
     my $start = time;

@@ -9,6 +9,7 @@ _local = threading.local()
 def sleep(environ, start_response):
     """Sleeps QUERY_STRING seconds, then says which thread it ran on."""
     seconds = float(environ.get("QUERY_STRING") or "0.5")
+    environ["wsgi.errors"].write("sleep: start %.2f\n" % seconds)
     time.sleep(seconds)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"slept %.2f\n" % seconds]
@@ -43,3 +44,23 @@ class _Closing:
 def endless(environ, start_response):
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
     return _Closing(environ)
+
+
+class _SleepThenYield:
+    """Sleeps 0.5 s before its only chunk; logs its close()."""
+
+    def __init__(self, environ):
+        self.errors = environ["wsgi.errors"]
+
+    def __iter__(self):
+        time.sleep(0.5)
+        yield b"late\n"
+
+    def close(self):
+        self.errors.write("sleep_then_yield: close() called\n")
+        self.errors.flush()
+
+
+def sleep_then_yield(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return _SleepThenYield(environ)
