@@ -204,37 +204,43 @@ pub unsafe fn collect(
 /// # Safety
 /// `part` must be the first part of a live ngx_list_t of ngx_table_elt_t.
 unsafe fn add_http_headers(vars: &mut Vars, part: *const ngx_list_part_t, underscores: bool) {
-    let passed = |&(name, _): &(&[u8], &[u8])| {
-        (underscores || !name.contains(&b'_'))
-            && name != b"content-type"
-            && name != b"content-length"
-    };
-    let headers = HeaderFields {
+    let fields = HeaderFields {
         part,
         index: 0,
         _list: std::marker::PhantomData,
-    }
-    .filter(passed);
-    for (i, (name, value)) in headers.clone().enumerate() {
-        if headers.clone().take(i).any(|(n, _)| n == name) {
-            continue; // joined into the first one
+    };
+    let first = vars.items.len();
+    for (name, value) in fields {
+        if (!underscores && name.contains(&b'_'))
+            || name == b"content-type"
+            || name == b"content-length"
+        {
+            continue;
+        }
+        let text = &vars.text;
+        let earlier = vars.items[first..].iter().position(
+            |&(n, _, _)| matches!(n, Name::Header(s, e) if &text[s as usize..e as usize] == name),
+        );
+        if let Some(i) = earlier {
+            // Repeated: the joined value replaces the first one's (rare).
+            let (_, start, end) = vars.items[first + i];
+            let joined = vars.text.len() as u32;
+            vars.text.extend_from_within(start as usize..end as usize);
+            vars.text
+                .extend_from_slice(if name == b"cookie" { b"; " } else { b", " });
+            vars.text.extend_from_slice(value);
+            vars.items[first + i].1 = joined;
+            vars.items[first + i].2 = vars.text.len() as u32;
+            continue;
         }
         let (name_start, name_end) = vars.span(name);
-        let start = vars.text.len() as u32;
-        vars.text.extend_from_slice(value);
-        let sep: &[u8] = if name == b"cookie" { b"; " } else { b", " };
-        for (_, more) in headers.clone().skip(i + 1).filter(|(n, _)| *n == name) {
-            vars.text.extend_from_slice(sep);
-            vars.text.extend_from_slice(more);
-        }
-        let end = vars.text.len() as u32;
+        let (start, end) = vars.span(value);
         vars.items
             .push((Name::Header(name_start, name_end), start, end));
     }
 }
 
 /// The request's header fields, as (lower-case name, value), in order.
-#[derive(Clone)]
 struct HeaderFields<'a> {
     part: *const ngx_list_part_t,
     index: usize,
