@@ -257,6 +257,11 @@ impl Handoff {
 
     // --- the event loop's side ---
 
+    /// Whether a pool thread has taken the request.
+    pub fn started(&self) -> bool {
+        self.lock().started
+    }
+
     /// The live request, if any. Loop only.
     pub fn request(&self) -> *mut ngx_http_request_t {
         self.lock().request

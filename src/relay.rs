@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_event_flags, ngx_event_t, ngx_http_finalize_request, ngx_http_request_t,
-    ngx_http_run_posted_requests, ngx_http_send_special, ngx_int_t, ngx_uint_t, NGX_ERROR,
-    NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST,
+    ngx_add_timer, ngx_event_flags, ngx_event_t, ngx_http_block_reading, ngx_http_finalize_request,
+    ngx_http_request_t, ngx_http_run_posted_requests, ngx_http_send_special, ngx_int_t, ngx_uint_t,
+    NGX_ERROR, NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST,
     NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_USE_CLEAR_EVENT,
 };
 use ngx::http::HttpModuleLocationConf;
@@ -165,17 +165,27 @@ extern "C" fn on_client_read(r: *mut ngx_http_request_t) {
                         Some(libc::EAGAIN) | Some(libc::EINTR)
                     ))
         } else {
-            false // level-triggered events: only a write tells
+            // Level-triggered events would report pending data every turn:
+            // stop watching, as nginx does; a failed write tells instead.
+            ngx_http_block_reading(r);
+            false
         };
         let Some(ctx) = ctx::get(r).filter(|ctx| closed && ctx.state != State::Done) else {
             return;
         };
+        let Mode::Thread(link) = &ctx.mode else {
+            return;
+        };
         (*c).set_error(1);
-        ngx_log_error!(
-            NGX_LOG_INFO,
-            ctx.log,
-            "wsgi: the client closed the connection while the app waited for a thread or ran"
-        );
+        if link.handoff.started() {
+            log_client_gone(ctx.log);
+        } else {
+            ngx_log_error!(
+                NGX_LOG_INFO,
+                ctx.log,
+                "wsgi: the client closed the connection while the request waited for a thread"
+            );
+        }
         end(r, ctx, NGX_HTTP_CLIENT_CLOSED_REQUEST as _);
     });
 }

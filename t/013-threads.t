@@ -143,7 +143,7 @@ subtest 'a client that leaves while its request waits in the queue: the app neve
     my $leaving = start_get($ngx, '/sleep?0.33');
     sleep 0.1;
     close $leaving;
-    ok($ngx->wait_log(qr/\[info\] .*wsgi: the client closed the connection while the app waited for a thread or ran, client: .*GET \/sleep\?0\.33 /, 2),
+    ok($ngx->wait_log(qr/\[info\] .*wsgi: the client closed the connection while the request waited for a thread, client: .*GET \/sleep\?0\.33 /, 2),
         'error_log says the client left (info)');
     my ($status) = finish_get($running, $start);
     is($status, 200, 'the running request completes');
@@ -158,7 +158,8 @@ subtest 'a client that leaves while the app runs: the app learns it at its next 
     my $s = start_get($ngx, '/late');
     sleep 0.15;
     close $s;
-    ok($ngx->wait_log(qr/\[info\] .*wsgi: the client closed the connection/, 0.3), 'noticed at once, while the app sleeps');
+    ok($ngx->wait_log(qr/\[info\] .*wsgi: the client connection is gone; closing the response iterable/, 0.3),
+        'noticed at once, while the app sleeps');
     unlike($ngx->error_log, qr/close\(\) called/, 'the app is still inside its sleep');
     ok($ngx->wait_log(qr/sleep_then_yield: close\(\) called/, 2), 'close() runs after its next chunk');
     $ngx->stop;
