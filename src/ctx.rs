@@ -90,6 +90,16 @@ pub struct ThreadLink {
     pub timer: ngx_event_t,
 }
 
+impl ThreadLink {
+    pub fn stop_timer(&mut self) {
+        if self.timer.timer_set() != 0 {
+            // SAFETY: the timer was armed by this module on this event,
+            // which lives in the request's context.
+            unsafe { ngx_del_timer(&mut self.timer) };
+        }
+    }
+}
+
 impl RequestCtx {
     pub fn new(log: *mut ngx_log_t, app: usize, mode: Mode) -> RequestCtx {
         RequestCtx {
@@ -124,15 +134,13 @@ impl Drop for RequestCtx {
         let log = self.log;
         match &mut self.mode {
             Mode::Thread(link) => {
-                link.handoff.end_request();
-                if link.timer.timer_set() != 0 {
-                    // SAFETY: the timer was armed by this module on this
-                    // event, which lives in this context until here.
-                    unsafe { ngx_del_timer(&mut link.timer) };
-                }
-                if self.state == State::Queued {
+                if !link.handoff.started() {
+                    // Still queued (the client left, or the worker is
+                    // forced down): the app must not run for it.
                     pool::withdraw(link.pool, &link.handoff);
                 }
+                link.handoff.end_request();
+                link.stop_timer();
             }
             Mode::Inline(inline) => {
                 if !inline.holds_python() || !interp::ready() {

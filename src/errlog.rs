@@ -41,10 +41,13 @@ impl LogTo {
     }
 }
 
-/// Writes to the worker's log; safe from any thread, as nginx's own thread
-/// pools do.
+/// Writes to the worker's log: at once on the event-loop thread; from
+/// another thread, through the event loop (nginx's log writers, syslog's
+/// among them, are not made for threads).
 pub fn worker_log(level: ngx_uint_t, text: &str) {
-    ngx_log_error!(level, ngx::log::ngx_cycle_log().as_ptr(), "{}", text);
+    if crate::interp::on_event_loop() || !crate::wakeup::log_later(level, text) {
+        ngx_log_error!(level, ngx::log::ngx_cycle_log().as_ptr(), "{}", text);
+    }
 }
 
 #[pyclass(module = "ngx_wsgi")]

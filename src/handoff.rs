@@ -77,8 +77,11 @@ struct Shared {
     blocked: bool,
     /// Loop → pool thread: how many chunks nginx is done with.
     done: u64,
-    /// The request is over (finalized, or the client is gone): the app is
-    /// to stop; nothing it sent is referenced by nginx any more.
+    /// The request was finalized: the app is to stop at its next chunk;
+    /// nginx may still send what it has.
+    cancelled_app: bool,
+    /// The request is over (its pool is being destroyed): nothing the app
+    /// sent is referenced by nginx any more.
     stopped: bool,
     /// A pool thread took the request from the queue.
     started: bool,
@@ -121,6 +124,7 @@ impl Handoff {
                 leftovers: None,
                 blocked: false,
                 done: 0,
+                cancelled_app: false,
                 stopped: false,
                 started: false,
                 cancelled: false,
@@ -149,30 +153,30 @@ impl Handoff {
     /// A pool thread takes the request; false if it left the queue already.
     pub fn start(&self) -> bool {
         let mut shared = self.lock();
-        shared.started = !shared.cancelled && !shared.stopped;
+        shared.started = !shared.cancelled && !shared.cancelled_app && !shared.stopped;
         shared.started
     }
 
     /// Sends the news on, then waits, without the GIL, until the app may
     /// produce the next chunk; drops the bytes objects nginx is done with.
     pub fn wait_for_room(self: &Arc<Self>, py: Python<'_>, kept: &mut Kept) -> Room {
-        let (stopped, done) = {
+        let (stopped, cancelled, done) = {
             let mut shared = self.lock();
             if Self::has_news(&shared) {
                 self.post(&mut shared);
             }
-            if !shared.stopped && !Self::full(&shared) {
-                (false, shared.done)
+            if !Self::must_wait(&shared) {
+                (shared.stopped, shared.cancelled_app, shared.done)
             } else {
                 drop(shared);
                 py.detach(|| {
                     let mut shared = self.lock();
-                    while !shared.stopped && Self::full(&shared) {
+                    while Self::must_wait(&shared) {
                         shared.waiting = true;
                         shared = self.room.wait(shared).unwrap_or_else(|p| p.into_inner());
                     }
                     shared.waiting = false;
-                    (shared.stopped, shared.done)
+                    (shared.stopped, shared.cancelled_app, shared.done)
                 })
             }
         };
@@ -181,7 +185,14 @@ impl Handoff {
             return Room::Stop;
         }
         kept.release_upto(done);
+        if cancelled {
+            return Room::Stop;
+        }
         Room::Go
+    }
+
+    fn must_wait(shared: &Shared) -> bool {
+        !shared.stopped && !shared.cancelled_app && Self::full(shared)
     }
 
     fn has_news(shared: &Shared) -> bool {
@@ -202,7 +213,7 @@ impl Handoff {
     /// app is called again.
     pub fn send_chunk(&self, chunk: &Bound<'_, PyBytes>, len: usize, flush: bool) {
         let mut shared = self.lock();
-        if shared.stopped {
+        if shared.stopped || shared.cancelled_app {
             return;
         }
         shared.news.chunks.push_back(Chunk {
@@ -217,7 +228,7 @@ impl Handoff {
     /// False when the request is over.
     pub fn flush(self: &Arc<Self>) -> bool {
         let mut shared = self.lock();
-        if shared.stopped {
+        if shared.stopped || shared.cancelled_app {
             return false;
         }
         match shared.news.chunks.back_mut() {
@@ -300,15 +311,31 @@ impl Handoff {
         shared.cancelled
     }
 
-    /// The request is over (the pool cleanup runs): nginx holds none of its
-    /// buffers any more, and the app is to stop at its next chunk.
-    pub fn end_request(&self) {
+    /// The request was finalized: the app is to stop at its next chunk
+    /// (what nginx holds of it stays until `end_request`).
+    pub fn cancel_app(&self) {
         let mut shared = self.lock();
-        shared.request = std::ptr::null_mut();
-        shared.stopped = true;
-        shared.news.chunks.clear();
+        shared.cancelled_app = true;
         if shared.waiting {
             self.room.notify_one();
         }
+    }
+
+    /// The request is over (the pool cleanup runs): nginx holds none of its
+    /// buffers any more, and the app is to stop at its next chunk. Python
+    /// may keep this hand-off (through x-wsgiorg.flush), not the bytes.
+    pub fn end_request(&self) {
+        let leftovers = {
+            let mut shared = self.lock();
+            shared.request = std::ptr::null_mut();
+            shared.stopped = true;
+            shared.news.chunks.clear();
+            if shared.waiting {
+                self.room.notify_one();
+            }
+            shared.leftovers.take()
+        };
+        // Without the GIL: the references go to the next thread that takes it.
+        drop(leftovers);
     }
 }

@@ -11,6 +11,7 @@ use ngx::ffi::{ngx_log_t, ngx_uint_t, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_NOTICE
 use ngx::ngx_log_error;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PyModule};
 
 use crate::conf::{AppSource, AppSpec, MainConf};
@@ -26,8 +27,9 @@ static READY: AtomicBool = AtomicBool::new(false);
 static START_FAILURE: OnceLock<String> = OnceLock::new();
 
 /// Loaded apps, by `MainConf::apps` index. An app that failed to import stays
-/// empty, so the next request tries again.
-static APPS: OnceLock<Vec<OnceLock<Py<PyAny>>>> = OnceLock::new();
+/// empty, so the next request tries again. A PyOnceLock loads each once even
+/// when pool threads ask at the same time (the others wait without the GIL).
+static APPS: OnceLock<Vec<PyOnceLock<Py<PyAny>>>> = OnceLock::new();
 
 /// The thread nginx's event loop runs on: the only one that may call nginx.
 static EVENT_LOOP: OnceLock<std::thread::ThreadId> = OnceLock::new();
@@ -90,7 +92,7 @@ pub fn start(main: &MainConf, log: *mut ngx_log_t) {
         let _ = START_FAILURE.set(format!("setting up sys.path failed: {e}"));
         return;
     }
-    let _ = APPS.set(main.apps.iter().map(|_| OnceLock::new()).collect());
+    let _ = APPS.set(main.apps.iter().map(|_| PyOnceLock::new()).collect());
     READY.store(true, Ordering::Release);
     let version = Python::version_str();
     ngx_log_error!(NGX_LOG_NOTICE, log, "wsgi: Python {version} started");
@@ -205,12 +207,8 @@ pub fn app<'py>(py: Python<'py>, index: usize, spec: &AppSpec) -> PyResult<Bound
         .get()
         .and_then(|apps| apps.get(index))
         .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("wsgi: unknown app"))?;
-    if let Some(app) = slot.get() {
-        return Ok(app.bind(py).clone());
-    }
-    let app = load(py, index, spec)?;
-    let _ = slot.set(app.clone().unbind());
-    Ok(app)
+    let app = slot.get_or_try_init(py, || load(py, index, spec).map(Bound::unbind))?;
+    Ok(app.bind(py).clone())
 }
 
 fn load<'py>(py: Python<'py>, index: usize, spec: &AppSpec) -> PyResult<Bound<'py, PyAny>> {

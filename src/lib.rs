@@ -67,14 +67,16 @@ extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             if !main.apps.is_empty() {
                 interp::start(main, (*cycle).log);
             }
-            if interp::ready() && !main.pools.is_empty() {
+            if interp::ready() {
+                // Pool threads, and an app's own threads, reach the event
+                // loop through the wake-up.
                 match wakeup::start(cycle) {
                     Ok(()) => pool::start(&main.pools, &main.apps, (*cycle).log),
                     Err(e) => {
                         ngx_log_error!(
                             NGX_LOG_ALERT,
                             (*cycle).log,
-                            "wsgi: thread pools cannot start: {e}"
+                            "wsgi: the event loop's wake-up cannot start (no thread pools): {e}"
                         );
                     }
                 }

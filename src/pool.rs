@@ -5,11 +5,17 @@
 //! requests; they wait for work without the GIL.
 
 use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::addr_of_mut;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use ngx::ffi::{ngx_log_t, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_NOTICE};
+use ngx::ffi::{
+    ngx_add_timer, ngx_del_timer, ngx_event_t, ngx_log_t, ngx_msec_t, NGX_ERROR, NGX_LOG_ALERT,
+    NGX_LOG_NOTICE,
+};
 use ngx::ngx_log_error;
 use pyo3::prelude::*;
 
@@ -34,6 +40,8 @@ struct Queue {
     jobs: VecDeque<Job>,
     /// Threads waiting for a job.
     idle: usize,
+    /// Threads inside a job.
+    busy: usize,
     /// Threads still running.
     alive: usize,
     stopping: bool,
@@ -66,12 +74,23 @@ impl Pool {
                 return None;
             }
             if let Some(job) = queue.jobs.pop_front() {
+                queue.busy += 1;
                 return Some(job);
             }
             queue.idle += 1;
             queue = self.work.wait(queue).unwrap_or_else(|p| p.into_inner());
             queue.idle -= 1;
         }
+    }
+
+    fn job_done(&self) {
+        self.lock().busy -= 1;
+    }
+
+    /// Whether a thread is inside a job or a job waits.
+    fn working(&self) -> bool {
+        let queue = self.lock();
+        queue.busy > 0 || !queue.jobs.is_empty()
     }
 }
 
@@ -82,12 +101,17 @@ pub fn start(specs: &[PoolSpec], apps: &[AppSpec], log: *mut ngx_log_t) {
     }
     let apps: Arc<[AppSpec]> = apps.into();
     let mut pools = Vec::with_capacity(specs.len());
+    // Threads inherit the mask they are born with: nginx's signals (reload,
+    // quit, child exits) must reach the event-loop thread, whose wait they
+    // interrupt, from the first instant; only faults stay with a thread.
+    let unmasked = mask_signals();
     for (index, spec) in specs.iter().enumerate() {
         let pool = Arc::new(Pool {
             spec: *spec,
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
                 idle: 0,
+                busy: 0,
                 alive: 0,
                 stopping: false,
             }),
@@ -115,6 +139,7 @@ pub fn start(specs: &[PoolSpec], apps: &[AppSpec], log: *mut ngx_log_t) {
         }
         pools.push(pool);
     }
+    restore_signals(&unmasked);
     let _ = POOLS.set(pools);
     ngx_log_error!(
         NGX_LOG_NOTICE,
@@ -125,12 +150,11 @@ pub fn start(specs: &[PoolSpec], apps: &[AppSpec], log: *mut ngx_log_t) {
 }
 
 fn run_thread(pool: Arc<Pool>, apps: Arc<[AppSpec]>) {
-    block_signals();
     Python::attach(|py| {
         while let Some(job) = py.detach(|| pool.next_job()) {
             let handoff = job.handoff.clone();
-            // A bug here must not cost the thread, nor leave the request
-            // waiting for an answer that never comes.
+            // producer::run catches panics itself, keeping what nginx may
+            // still send; this is the last line, so the thread survives.
             if catch_unwind(AssertUnwindSafe(|| producer::run(py, job, &apps))).is_err() {
                 errlog::worker_log(
                     NGX_LOG_ALERT as _,
@@ -138,6 +162,7 @@ fn run_thread(pool: Arc<Pool>, apps: Arc<[AppSpec]>) {
                 );
                 handoff.finish(End::Fail(NGX_ERROR as _), Kept::default());
             }
+            pool.job_done();
         }
     });
     let mut queue = pool.lock();
@@ -145,17 +170,69 @@ fn run_thread(pool: Arc<Pool>, apps: Arc<[AppSpec]>) {
     pool.exited.notify_all();
 }
 
-/// nginx's signals (reload, quit, child exits) must reach the event-loop
-/// thread, whose wait they interrupt; only faults stay with the thread.
-fn block_signals() {
-    // SAFETY: plain libc calls on a local, initialized signal set.
+/// Blocks every signal but faults in this thread; returns the old mask.
+fn mask_signals() -> libc::sigset_t {
+    // SAFETY: plain libc calls on local, initialized signal sets.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
         libc::sigfillset(&mut set);
         for fault in [libc::SIGILL, libc::SIGFPE, libc::SIGSEGV, libc::SIGBUS] {
             libc::sigdelset(&mut set, fault);
         }
-        libc::pthread_sigmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::pthread_sigmask(libc::SIG_SETMASK, &set, &mut old);
+        old
+    }
+}
+
+fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: `old` is the mask pthread_sigmask returned.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+}
+
+/// A timer that exists while a pool thread works: nginx's graceful exit
+/// (quit, reload) waits until no timer is left, so the worker waits for the
+/// apps, even those whose request already ended. Event loop only.
+static mut BUSY_TIMER: MaybeUninit<ngx_event_t> = MaybeUninit::zeroed();
+static ABANDONED: AtomicBool = AtomicBool::new(false);
+const BUSY_CHECK: ngx_msec_t = 250;
+
+/// Arms the busy timer if it is not armed. Event loop only.
+pub fn keep_worker_alive() {
+    if ABANDONED.load(Ordering::Relaxed) {
+        return;
+    }
+    // SAFETY: BUSY_TIMER is only touched on the event-loop thread; a zeroed
+    // ngx_event_t is a valid unarmed event.
+    unsafe {
+        let ev = (*addr_of_mut!(BUSY_TIMER)).as_mut_ptr();
+        if (*ev).timer_set() == 0 {
+            (*ev).handler = Some(on_busy_timer);
+            (*ev).log = ngx::log::ngx_cycle_log().as_ptr();
+            ngx_add_timer(ev, BUSY_CHECK);
+        }
+    }
+}
+
+extern "C" fn on_busy_timer(_ev: *mut ngx_event_t) {
+    let working = POOLS
+        .get()
+        .is_some_and(|pools| pools.iter().any(|p| p.working()));
+    if working {
+        keep_worker_alive();
+    }
+}
+
+/// nginx forces the worker down (worker_shutdown_timeout): stop keeping it
+/// alive for the apps. Event loop only.
+pub fn abandon() {
+    ABANDONED.store(true, Ordering::Relaxed);
+    // SAFETY: as in keep_worker_alive.
+    unsafe {
+        let ev = (*addr_of_mut!(BUSY_TIMER)).as_mut_ptr();
+        if (*ev).timer_set() != 0 {
+            ngx_del_timer(ev);
+        }
     }
 }
 

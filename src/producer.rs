@@ -2,15 +2,18 @@
 //! iterate its response, handing each chunk to the event loop and waiting
 //! (without the GIL) while the client cannot take more.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
-use ngx::ffi::{NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR, NGX_LOG_WARN};
+use ngx::ffi::{
+    NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_WARN,
+};
 use pyo3::prelude::*;
 
 use crate::call::{BodyLimit, Call};
 use crate::conf::AppSpec;
 use crate::environ::{self, Extras};
-use crate::errlog::{ErrorLog, LogTo};
+use crate::errlog::{self, ErrorLog, LogTo};
 use crate::flush::Flush;
 use crate::handoff::{End, Handoff, Room};
 use crate::input;
@@ -20,13 +23,14 @@ use crate::pool::Job;
 use crate::pump::report_failure;
 
 /// One request on a pool thread.
-struct Producer<'py> {
+struct Producer<'py, 'k> {
     handoff: Arc<Handoff>,
     log: LogTo,
     errors: Bound<'py, ErrorLog>,
     flush: Bound<'py, Flush>,
-    /// The bytes objects nginx's buffers may point into.
-    kept: Kept,
+    /// The bytes objects nginx's buffers may point into. Owned by `run`,
+    /// so that a panic cannot drop them while nginx still sends them.
+    kept: &'k mut Kept,
     /// The head was handed to the loop, which sends it before any chunk.
     head_sent: bool,
     limit: BodyLimit,
@@ -49,28 +53,38 @@ pub fn run(py: Python<'_>, job: Job, apps: &[AppSpec]) {
             return;
         }
     };
-    let mut producer = Producer {
-        handoff,
-        log,
-        errors,
-        flush,
-        kept: Kept::default(),
-        head_sent: false,
-        limit: BodyLimit::default(),
-    };
-    let end = match apps.get(job.app) {
-        Some(spec) => producer.respond(py, spec, job),
-        None => End::Fail(NGX_HTTP_INTERNAL_SERVER_ERROR as _),
-    };
-    if let Ok(mut errors) = producer.errors.try_borrow_mut() {
+    let mut kept = Kept::default();
+    let end = catch_unwind(AssertUnwindSafe(|| {
+        let mut producer = Producer {
+            handoff: handoff.clone(),
+            log,
+            errors: errors.clone(),
+            flush: flush.clone(),
+            kept: &mut kept,
+            head_sent: false,
+            limit: BodyLimit::default(),
+        };
+        match apps.get(job.app) {
+            Some(spec) => producer.respond(py, spec, job),
+            None => End::Fail(NGX_HTTP_INTERNAL_SERVER_ERROR as _),
+        }
+    }))
+    .unwrap_or_else(|_| {
+        errlog::worker_log(
+            NGX_LOG_ALERT as _,
+            "wsgi: internal error (panic) on a pool thread; request aborted",
+        );
+        End::Fail(NGX_ERROR as _)
+    });
+    if let Ok(mut errors) = errors.try_borrow_mut() {
         errors.detach();
     }
-    producer.flush.get().detach();
-    let kept = std::mem::take(&mut producer.kept);
-    producer.handoff.finish(end, kept);
+    flush.get().detach();
+    // The bytes nginx may still send go with the hand-off.
+    handoff.finish(end, kept);
 }
 
-impl Producer<'_> {
+impl Producer<'_, '_> {
     fn respond(&mut self, py: Python<'_>, spec: &AppSpec, job: Job) -> End {
         let app = match interp::app(py, job.app, spec) {
             Ok(app) => app,
@@ -111,7 +125,7 @@ impl Producer<'_> {
     /// by the caller.
     fn pump(&mut self, py: Python<'_>, call: &mut Call) -> End {
         loop {
-            if let Room::Stop = self.handoff.wait_for_room(py, &mut self.kept) {
+            if let Room::Stop = self.handoff.wait_for_room(py, self.kept) {
                 return End::Complete; // the request is over; nobody reads this
             }
             let chunk = match call.next_chunk(py) {

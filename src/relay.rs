@@ -61,7 +61,7 @@ pub unsafe fn submit(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
         app: ctx.app,
     };
     match pool::submit(link.pool, job) {
-        Ok(()) => {}
+        Ok(()) => pool::keep_worker_alive(),
         Err(Refused::Full(spec)) => {
             ngx_log_error!(
                 NGX_LOG_ERR,
@@ -91,22 +91,23 @@ pub unsafe fn submit(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
     ngx_add_timer(&mut link.timer, lc.queue_timeout);
 }
 
-/// Finalizes the request; `ctx` is not used after.
+/// Finalizes the request; `ctx` is not used after. The app, if a thread
+/// runs it, stops at its next chunk (as inline, where the iterable is
+/// closed at once).
 ///
 /// # Safety
 /// `r` must be a live request owned by this module; `ctx` its context.
 unsafe fn end(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, rc: ngx_int_t) {
     ctx.state = State::Done;
+    if let Mode::Thread(link) = &mut ctx.mode {
+        link.handoff.cancel_app();
+        link.stop_timer();
+    }
     ngx_http_finalize_request(r, rc);
 }
 
-/// How often the timer of a request whose app runs comes back: it only has
-/// to exist (a graceful exit waits for timers), so rarely.
-const KEEP_WORKER_WAITING: ngx::ffi::ngx_msec_t = 60_000;
-
-/// The request's timer: wsgi_queue_timeout while it waits for a thread;
-/// once a thread has it, a timer that keeps a gracefully exiting worker
-/// alive until the app is done (nginx exits when no timer is left).
+/// The request's wsgi_queue_timeout. (While an app runs, the pool's own
+/// timer keeps a gracefully exiting worker waiting for it.)
 extern "C" fn on_timer(ev: *mut ngx_event_t) {
     // SAFETY: relay::submit set `data` to the request; the timer is deleted
     // when the request's context is dropped, so the request is live.
@@ -119,6 +120,11 @@ extern "C" fn on_timer(ev: *mut ngx_event_t) {
         let Mode::Thread(link) = &mut ctx.mode else {
             return;
         };
+        // After an internal redirect (error_page) `r` may have a new context:
+        // the timer must be this one's.
+        if !std::ptr::eq(&link.timer, ev) {
+            return;
+        }
         let Some(lc) = Module::location_conf(&*r) else {
             return;
         };
@@ -131,8 +137,6 @@ extern "C" fn on_timer(ev: *mut ngx_event_t) {
                 lc.queue_timeout
             );
             end(r, ctx, NGX_HTTP_SERVICE_UNAVAILABLE as _);
-        } else {
-            ngx_add_timer(ev, KEEP_WORKER_WAITING);
         }
         ngx_http_run_posted_requests(c);
     });
@@ -201,7 +205,10 @@ pub fn on_news(handoff: &Arc<Handoff>) {
         // context is dropped, which clears it; this is the loop thread.
         let c = (*r).connection;
         if let Some(ctx) = ctx::get(r) {
-            relay(r, ctx);
+            // After an internal redirect `r` may have a new context.
+            if matches!(&ctx.mode, Mode::Thread(link) if Arc::ptr_eq(&link.handoff, handoff)) {
+                relay(r, ctx);
+            }
         }
         ngx_http_run_posted_requests(c);
     });
@@ -219,16 +226,17 @@ pub unsafe fn relay(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
         return;
     };
     let handoff = link.handoff.clone();
-    if ctx.state == State::Done || ctx.state == State::ReadingBody {
+    if ctx.state == State::ReadingBody {
         return;
     }
-    let blocked = output::lock(&ctx.output).must_wait();
-    let news = handoff.take(!blocked);
+    // Once finalized, only log lines (close() tracebacks, say) are taken.
+    let take_output = ctx.state != State::Done && !output::lock(&ctx.output).must_wait();
+    let news = handoff.take(take_output);
     for (level, text) in &news.logs {
         ngx_log_error!(*level, ctx.log, "{}", text);
     }
-    if blocked {
-        return; // suspended: the write event brings us back
+    if !take_output {
+        return; // finalized, or suspended: the write event brings us back
     }
     ctx.state = State::Running;
     if let Some(rc) = deliver(r, ctx, news) {

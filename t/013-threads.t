@@ -135,8 +135,8 @@ subtest 'a client that leaves mid-stream: the thread stops at its next chunk and
     $ngx->stop;
 };
 
-subtest 'a client that leaves while its request waits in the queue: the app never runs for it' => sub {
-    my $ngx = NginxRunner->new(server => 'location /sleep { wsgi_threads 1; wsgi_pass threads:sleep; }');
+subtest 'a client that leaves while its request waits in the queue: the app never runs for it, its place is free' => sub {
+    my $ngx = NginxRunner->new(server => 'location /sleep { wsgi_threads 1 max_queue=1; wsgi_pass threads:sleep; }');
     my $start = time;
     my $running = start_get($ngx, '/sleep?0.8');
     sleep 0.1;
@@ -145,10 +145,11 @@ subtest 'a client that leaves while its request waits in the queue: the app neve
     close $leaving;
     ok($ngx->wait_log(qr/\[info\] .*wsgi: the client closed the connection while the request waited for a thread, client: .*GET \/sleep\?0\.33 /, 2),
         'error_log says the client left (info)');
+    my $queued = start_get($ngx, '/sleep?0.02');
     my ($status) = finish_get($running, $start);
     is($status, 200, 'the running request completes');
-    my ($next) = finish_get(start_get($ngx, '/sleep?0.01'), time);
-    is($next, 200, 'the next request is served');
+    my ($next) = finish_get($queued, $start);
+    is($next, 200, 'a request queued after it got its place (max_queue=1), not a 503');
     unlike($ngx->error_log, qr/sleep: start 0\.33/, 'the app never ran for the client that left');
     $ngx->stop;
 };
@@ -182,6 +183,25 @@ subtest 'nginx -s quit lets a request in flight finish, then the worker exits' =
     }
     ok($gone, 'nginx exited');
     unlike($ngx->error_log, qr/\[alert\]|open socket/, 'no alert at exit');
+    $ngx->{stopped} = 1;
+};
+
+subtest 'nginx -s quit waits for an app whose client already left' => sub {
+    my $ngx = NginxRunner->new(master => 1, server => 'location /late { wsgi_threads 1; wsgi_pass threads:sleep_then_yield; }');
+    my $s = start_get($ngx, '/late?1.5');
+    sleep 0.2;
+    close $s;
+    ok($ngx->wait_log(qr/the client connection is gone/, 1), 'the request ended');
+    system($ENV{TEST_NGINX_BINARY}, '-p', "$ngx->{root}/", '-c', "$ngx->{root}/conf/nginx.conf", '-s', 'quit') == 0
+        or die "quit failed";
+    my $gone = 0;
+    for (1 .. 100) {
+        if (!-e "$ngx->{root}/logs/nginx.pid") { $gone = 1; last; }
+        sleep 0.05;
+    }
+    ok($gone, 'nginx exited');
+    like($ngx->error_log, qr/sleep_then_yield: close\(\) called/, 'after the app finished and its close() ran');
+    unlike($ngx->error_log, qr/still inside the app at exit/, 'no thread was left behind');
     $ngx->{stopped} = 1;
 };
 

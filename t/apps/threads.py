@@ -47,13 +47,14 @@ def endless(environ, start_response):
 
 
 class _SleepThenYield:
-    """Sleeps 0.5 s before its only chunk; logs its close()."""
+    """Sleeps QUERY_STRING seconds (0.5) before its only chunk; logs its close()."""
 
     def __init__(self, environ):
         self.errors = environ["wsgi.errors"]
+        self.seconds = float(environ.get("QUERY_STRING") or "0.5")
 
     def __iter__(self):
-        time.sleep(0.5)
+        time.sleep(self.seconds)
         yield b"late\n"
 
     def close(self):
