@@ -55,6 +55,15 @@ CASES = {  # name: (path, expected body size)
 }
 
 
+def ensure_free(port):
+    """Exits if something (a server from an earlier run) listens on `port`."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return
+    sys.exit(f"port {port} is busy: a server from an earlier run is still up")
+
+
 def nginx_conf(name, http_body, work=WORK):
     user = "user root;" if os.geteuid() == 0 else ""
     return f"""
@@ -383,11 +392,7 @@ def main():
     for server in chosen:
         print(f"== {server.label}", flush=True)
         for port in (FRONT, BACK):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                sys.exit(f"port {port} is busy: a server from an earlier run is still up")
-            except OSError:
-                pass
+            ensure_free(port)
         try:
             server.start()
             for case in server.cases:

@@ -227,11 +227,7 @@ def error_log(srv):
 def measure(threads, args):
     srv = server(threads)
     print(f"== {srv.label}", flush=True)
-    try:
-        socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
-        sys.exit(f"port {PORT} is busy: a server from an earlier run is still up")
-    except OSError:
-        pass
+    run.ensure_free(PORT)
     try:
         srv.start()
         check(threads)
