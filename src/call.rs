@@ -3,7 +3,7 @@
 //! items), the response head once, the Content-Length the app declared, and
 //! `close()` exactly once.
 
-use ngx::ffi::NGX_LOG_ERR;
+use ngx::ffi::{ngx_int_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -120,6 +120,26 @@ impl Call {
         if let Some((e, what)) = failure {
             interp::log_exception(py, &e, log, NGX_LOG_ERR as _, what);
         }
+    }
+}
+
+/// Logs an app failure with its traceback; the code to finalize with: 500,
+/// or, once the header is out, NGX_ERROR, which aborts the response so the
+/// client cannot take a truncated body for a whole one.
+pub fn report_failure(
+    py: Python<'_>,
+    err: &PyErr,
+    log: &LogTo,
+    what: &str,
+    header_sent: bool,
+) -> ngx_int_t {
+    if header_sent {
+        let what = format!("{what} after the response header was sent; aborting the response");
+        interp::log_exception(py, err, log, NGX_LOG_ERR as _, &what);
+        NGX_ERROR as _
+    } else {
+        interp::log_exception(py, err, log, NGX_LOG_ERR as _, what);
+        NGX_HTTP_INTERNAL_SERVER_ERROR as _
     }
 }
 

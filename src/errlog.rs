@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ngx::ffi::{ngx_log_t, ngx_uint_t, NGX_LOG_ERR};
+use ngx::ffi::{ngx_log_t, ngx_uint_t, NGX_LOG_ERR, NGX_LOG_INFO};
 use ngx::ngx_log_error;
 use pyo3::prelude::*;
 
@@ -48,6 +48,16 @@ pub fn worker_log(level: ngx_uint_t, text: &str) {
     if crate::interp::on_event_loop() || !crate::wakeup::log_later(level, text) {
         ngx_log_error!(level, ngx::log::ngx_cycle_log().as_ptr(), "{}", text);
     }
+}
+
+/// What error_log says, at info level as nginx has it, when a client left
+/// mid-response.
+pub fn log_client_gone(log: *mut ngx_log_t) {
+    ngx_log_error!(
+        NGX_LOG_INFO,
+        log,
+        "wsgi: the client connection is gone; closing the response iterable"
+    );
 }
 
 #[pyclass(module = "ngx_wsgi")]

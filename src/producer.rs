@@ -10,7 +10,7 @@ use ngx::ffi::{
 };
 use pyo3::prelude::*;
 
-use crate::call::{BodyLimit, Call};
+use crate::call::{report_failure, BodyLimit, Call};
 use crate::conf::AppSpec;
 use crate::environ::{self, Extras};
 use crate::errlog::{self, ErrorLog, LogTo};
@@ -20,7 +20,6 @@ use crate::input;
 use crate::interp;
 use crate::output::Kept;
 use crate::pool::Job;
-use crate::pump::report_failure;
 
 /// One request on a pool thread.
 struct Producer<'py, 'k> {

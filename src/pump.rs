@@ -5,20 +5,19 @@
 
 use ngx::ffi::{
     ngx_http_finalize_request, ngx_http_request_t, ngx_http_send_special, ngx_int_t, ngx_log_t,
-    NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST, NGX_LOG_ERR, NGX_LOG_INFO,
-    NGX_LOG_WARN, NGX_OK,
+    NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST, NGX_LOG_ERR, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::ngx_log_error;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
-use crate::call::{BodyLimit, Call};
+use crate::call::{report_failure, BodyLimit, Call};
 use crate::cgi;
 use crate::conf::Module;
 use crate::ctx::{Inline, Mode, RequestCtx, State};
 use crate::environ::{self, Extras};
-use crate::errlog::{ErrorLog, LogTo};
+use crate::errlog::{self, ErrorLog, LogTo};
 use crate::flush::Flush;
 use crate::input;
 use crate::interp;
@@ -298,7 +297,7 @@ impl<'a> Pump<'a> {
 
     /// Writing to the client failed (it went away): close the iterable and end.
     fn client_gone(&mut self, py: Python<'_>) -> Next {
-        log_client_gone(self.log);
+        errlog::log_client_gone(self.log);
         self.inline.close(py, self.log);
         Next::Finish(NGX_ERROR as _)
     }
@@ -314,34 +313,4 @@ impl<'a> Pump<'a> {
         self.inline.close(py, self.log);
         Next::Finish(next)
     }
-}
-
-/// Logs an app failure with its traceback; the code to finalize with: 500,
-/// or, once the header is out, NGX_ERROR, which aborts the response so the
-/// client cannot take a truncated body for a whole one.
-pub fn report_failure(
-    py: Python<'_>,
-    err: &PyErr,
-    log: &LogTo,
-    what: &str,
-    header_sent: bool,
-) -> ngx_int_t {
-    if header_sent {
-        let what = format!("{what} after the response header was sent; aborting the response");
-        interp::log_exception(py, err, log, NGX_LOG_ERR as _, &what);
-        NGX_ERROR as _
-    } else {
-        interp::log_exception(py, err, log, NGX_LOG_ERR as _, what);
-        NGX_HTTP_INTERNAL_SERVER_ERROR as _
-    }
-}
-
-/// What error_log says, at info level as nginx has it, when a client left
-/// mid-response.
-pub fn log_client_gone(log: *mut ngx_log_t) {
-    ngx_log_error!(
-        NGX_LOG_INFO,
-        log,
-        "wsgi: the client connection is gone; closing the response iterable"
-    );
 }

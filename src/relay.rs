@@ -20,11 +20,11 @@ use ngx::ngx_log_error;
 use crate::cgi;
 use crate::conf::Module;
 use crate::ctx::{self, Mode, RequestCtx, State};
+use crate::errlog::log_client_gone;
 use crate::handoff::{End, Handoff, News};
 use crate::input;
 use crate::output;
 use crate::pool::{self, Job, Refused};
-use crate::pump::log_client_gone;
 use crate::response;
 use crate::resume;
 

@@ -104,7 +104,7 @@ pub extern "C" fn on_write(r: *mut ngx_http_request_t) {
                 (rc, out.must_wait())
             };
             if rc == NGX_ERROR as ngx_int_t {
-                pump::log_client_gone((*c).log);
+                crate::errlog::log_client_gone((*c).log);
                 ctx.state = State::Done;
                 ngx_http_finalize_request(r, NGX_ERROR as _);
                 return;
