@@ -11,18 +11,101 @@ use ngx::ffi::{
 use ngx::http::HttpModuleLocationConf;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::string::PyStringData;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::conf::Module;
 
-/// A status and headers that passed the checks.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A status and headers that passed the checks, kept as the bytes that go
+/// on the wire (latin-1) in one buffer: `status\0name\0value\0...`. No
+/// NUL can occur inside: names are tokens and values have no controls.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Head {
     pub status: u16,
-    /// `NNN reason`, as the app gave it.
-    pub status_line: String,
-    pub headers: Vec<(String, String)>,
+    wire: Vec<u8>,
     pub content_length: Option<u64>,
+    /// What the app's `X-Accel-Buffering: yes|no` asks for; the field is
+    /// for nginx, not the client, so it is not kept.
+    buffering: Option<bool>,
+}
+
+impl Head {
+    /// `NNN reason`, as the app gave it.
+    fn status_line(&self) -> &[u8] {
+        self.wire.split(|&b| b == 0).next().unwrap_or_default()
+    }
+
+    /// The fields, in the app's order.
+    fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let mut parts = self.wire.split(|&b| b == 0).skip(1);
+        std::iter::from_fn(move || Some((parts.next()?, parts.next()?)))
+    }
+
+    /// Checks one `(name, value)` item of the app's header list and keeps it.
+    fn push(&mut self, item: &Bound<'_, PyAny>) -> PyResult<()> {
+        let pair = item
+            .cast::<PyTuple>()
+            .ok()
+            .filter(|t| t.len() == 2)
+            .ok_or_else(|| {
+                PyTypeError::new_err(format!(
+                    "response header {} is not a (name, value) tuple",
+                    item.repr().map(|r| r.to_string()).unwrap_or_default()
+                ))
+            })?;
+        let name = pair.get_item(0)?;
+        let name = header_text(&name, "name")?;
+        let name = latin1_bytes(&name)?
+            .filter(|n| is_token(n))
+            .ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "response header name {:?} is not a valid HTTP token",
+                    name.to_string_lossy()
+                ))
+            })?;
+        // A token is ASCII: this is never the default.
+        let name_str = std::str::from_utf8(name).unwrap_or_default();
+        if HOP_BY_HOP.iter().any(|h| name_str.eq_ignore_ascii_case(h)) {
+            return Err(PyValueError::new_err(format!(
+                "response header {name_str:?} is hop-by-hop; a WSGI app must not send it (PEP 3333)"
+            )));
+        }
+        let value = pair.get_item(1)?;
+        let value = header_text(&value, "value")?;
+        let Some(raw) = latin1_bytes(&value)? else {
+            return Err(PyValueError::new_err(wide_value(name_str, &value)?));
+        };
+        // Leading and trailing blanks are not part of a field value (RFC 9110
+        // 5.5); Django, for one, puts a space before each Set-Cookie value.
+        let value = trim_blanks(raw);
+        check_value(name_str, value).map_err(PyValueError::new_err)?;
+        if name_str.eq_ignore_ascii_case("content-length") {
+            let n = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "response header Content-Length has a value that is not a number: {:?}",
+                        String::from_utf8_lossy(value)
+                    ))
+                })?;
+            self.content_length = Some(n);
+        }
+        if name_str.eq_ignore_ascii_case("x-accel-buffering") {
+            // As nginx's upstream module: "yes" or "no"; the last one counts.
+            if value.eq_ignore_ascii_case(b"yes") {
+                self.buffering = Some(true);
+            } else if value.eq_ignore_ascii_case(b"no") {
+                self.buffering = Some(false);
+            }
+            return Ok(());
+        }
+        self.wire.push(0);
+        self.wire.extend_from_slice(name);
+        self.wire.push(0);
+        self.wire.extend_from_slice(value);
+        Ok(())
+    }
 }
 
 #[pyclass(module = "ngx_wsgi")]
@@ -97,86 +180,106 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
             type_name(status)
         ))
     })?;
-    let status_line = status.to_str()?.to_owned();
-    let code = check_status(&status_line).map_err(PyValueError::new_err)?;
-
-    let items: Vec<Bound<'_, PyAny>> = if let Ok(list) = headers.cast::<PyList>() {
-        list.iter().collect()
+    let line = latin1_bytes(status)?
+        .ok_or_else(|| PyValueError::new_err(not_a_status(&status.to_string_lossy())))?;
+    let code = check_status(line).map_err(PyValueError::new_err)?;
+    let mut wire = Vec::with_capacity(128);
+    wire.extend_from_slice(line);
+    let mut head = Head {
+        status: code,
+        wire,
+        content_length: None,
+        buffering: None,
+    };
+    if let Ok(list) = headers.cast::<PyList>() {
+        for item in list.iter() {
+            head.push(&item)?;
+        }
     } else if let Ok(tuple) = headers.cast::<PyTuple>() {
-        tuple.iter().collect()
+        for item in tuple.iter() {
+            head.push(&item)?;
+        }
     } else {
         return Err(PyTypeError::new_err(format!(
             "response headers must be a list of (name, value) tuples, not {}",
             type_name(headers)
         )));
-    };
-    let mut parsed = Vec::with_capacity(items.len());
-    let mut content_length = None;
-    for item in items {
-        let pair = item
-            .cast::<PyTuple>()
-            .ok()
-            .filter(|t| t.len() == 2)
-            .ok_or_else(|| {
-                PyTypeError::new_err(format!(
-                    "response header {} is not a (name, value) tuple",
-                    item.repr().map(|r| r.to_string()).unwrap_or_default()
-                ))
-            })?;
-        let text = |i: usize, what: &str| -> PyResult<String> {
-            let v = pair.get_item(i)?;
-            v.cast::<PyString>()
-                .map_err(|_| {
-                    PyTypeError::new_err(format!(
-                        "response header {what} must be a str, not {} ({})",
-                        type_name(&v),
-                        v.repr().map(|r| r.to_string()).unwrap_or_default()
-                    ))
-                })?
-                .to_str()
-                .map(str::to_owned)
-        };
-        let name = text(0, "name")?;
-        // Leading and trailing blanks are not part of a field value (RFC 9110
-        // 5.5); Django, for one, puts a space before each Set-Cookie value.
-        let value = text(1, "value")?.trim_matches([' ', '\t']).to_owned();
-        check_header(&name, &value).map_err(PyValueError::new_err)?;
-        if name.eq_ignore_ascii_case("content-length") {
-            let n = value.trim().parse::<u64>().map_err(|_| {
-                PyValueError::new_err(format!(
-                    "response header Content-Length has a value that is not a number: {value:?}"
-                ))
-            })?;
-            content_length = Some(n);
-        }
-        parsed.push((name, value));
     }
-    Ok(Head {
-        status: code,
-        status_line,
-        headers: parsed,
-        content_length,
+    Ok(head)
+}
+
+/// A header name or value as a `str`, or the error naming what it is.
+fn header_text<'py>(v: &Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, PyString>> {
+    v.cast::<PyString>().cloned().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "response header {what} must be a str, not {} ({})",
+            type_name(v),
+            v.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))
     })
 }
 
-/// The status code of `NNN reason`, or why the line is not one.
-pub fn check_status(line: &str) -> Result<u16, String> {
-    let b = line.as_bytes();
-    let well_formed = b.len() >= 4
-        && b[..3].iter().all(u8::is_ascii_digit)
-        && b[3] == b' '
-        && line
-            .chars()
-            .all(|c| c == '\t' || (' '..='~').contains(&c) || ('\u{a0}'..='\u{ff}').contains(&c));
-    if !well_formed {
-        return Err(format!(
-            "status {line:?} is not of the form 'NNN reason' (e.g. '200 OK')"
-        ));
+/// The characters of `s` as latin-1 bytes, read in place (CPython keeps a
+/// str whose characters are all <= U+00FF one byte per character); None
+/// when it has a wider character.
+fn latin1_bytes<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Option<&'a [u8]>> {
+    // SAFETY: `s` is a live str borrowed for 'a; pyo3 readies it first, and
+    // its one-byte data is immutable while the reference is held.
+    match unsafe { s.data() }? {
+        PyStringData::Ucs1(bytes) => Ok(Some(bytes)),
+        // A two- or four-byte str has at least one character above U+00FF.
+        _ => Ok(None),
     }
-    let code: u16 = line[..3].parse().unwrap_or(0);
+}
+
+/// The error for a value with a character outside latin-1.
+fn wide_value(name: &str, value: &Bound<'_, PyString>) -> PyResult<String> {
+    let text = value.to_cow()?;
+    let text = text.trim_matches([' ', '\t']);
+    let (i, c) = text
+        .chars()
+        .enumerate()
+        .find(|&(_, c)| c > '\u{ff}')
+        .unwrap_or((0, '?'));
+    Ok(format!(
+        "response header {name:?} has a character outside latin-1 ({c:?}) at position {i} of its value"
+    ))
+}
+
+fn trim_blanks(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+fn not_a_status(line: &str) -> String {
+    format!("status {line:?} is not of the form 'NNN reason' (e.g. '200 OK')")
+}
+
+/// The status code of `NNN reason` (latin-1 bytes), or why the line is
+/// not one.
+pub fn check_status(line: &[u8]) -> Result<u16, String> {
+    let well_formed = line.len() >= 4
+        && line[..3].iter().all(u8::is_ascii_digit)
+        && line[3] == b' '
+        && line
+            .iter()
+            .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0xa0);
+    let shown = || line.iter().map(|&b| b as char).collect::<String>();
+    if !well_formed {
+        return Err(not_a_status(&shown()));
+    }
+    let code = line[..3]
+        .iter()
+        .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
     if !(200..=599).contains(&code) {
         return Err(format!(
-            "status {line:?}: a WSGI app may send codes 200 to 599"
+            "status {:?}: a WSGI app may send codes 200 to 599",
+            shown()
         ));
     }
     Ok(code)
@@ -193,9 +296,9 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
-/// Why `name: value` must not be sent, if it must not.
-pub fn check_header(name: &str, value: &str) -> Result<(), String> {
-    let is_tchar = |b: u8| {
+/// Whether `name` is an HTTP token (RFC 9110 5.6.2), as a field name must be.
+pub fn is_token(name: &[u8]) -> bool {
+    let is_tchar = |b: &u8| {
         b.is_ascii_alphanumeric()
             || matches!(
                 b,
@@ -203,47 +306,21 @@ pub fn check_header(name: &str, value: &str) -> Result<(), String> {
             )
             || matches!(b, b'^' | b'_' | b'`' | b'|' | b'~')
     };
-    if name.is_empty() || !name.bytes().all(is_tchar) {
-        return Err(format!(
-            "response header name {name:?} is not a valid HTTP token"
-        ));
-    }
-    if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
-        return Err(format!(
-            "response header {name:?} is hop-by-hop; a WSGI app must not send it (PEP 3333)"
-        ));
-    }
-    let bad = |c: char| c > '\u{ff}' || (c < ' ' && c != '\t') || c == '\u{7f}';
-    // Most values are printable ASCII: one pass over the bytes says so.
-    if value
-        .bytes()
-        .all(|b| (b' '..0x7f).contains(&b) || b == b'\t')
-    {
-        return Ok(());
-    }
-    if let Some((i, c)) = value.chars().enumerate().find(|&(_, c)| bad(c)) {
-        let kind = if c > '\u{ff}' {
-            "a character outside latin-1"
-        } else {
-            "a control character"
-        };
-        return Err(format!(
-            "response header {name:?} has {kind} ({c:?}) at position {i} of its value"
-        ));
-    }
-    Ok(())
+    !name.is_empty() && name.iter().all(is_tchar)
 }
 
-/// What the app's `X-Accel-Buffering: yes|no` asks for, if it sent one.
-fn buffering_override(head: &Head) -> Option<bool> {
-    let (_, value) = head
-        .headers
+/// Why a field value (latin-1 bytes) must not be sent, if it must not:
+/// control characters would split or corrupt the header.
+pub fn check_value(name: &str, value: &[u8]) -> Result<(), String> {
+    match value
         .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("x-accel-buffering"))?;
-    match value.to_ascii_lowercase().as_str() {
-        "yes" => Some(true),
-        "no" => Some(false),
-        _ => None,
+        .position(|&b| (b < b' ' && b != b'\t') || b == 0x7f)
+    {
+        None => Ok(()),
+        Some(i) => Err(format!(
+            "response header {name:?} has a control character ({:?}) at position {i} of its value",
+            value[i] as char
+        )),
     }
 }
 
@@ -262,7 +339,8 @@ pub unsafe fn send_head(
     if apply(r, head, known_length).is_err() {
         return Err(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
     }
-    let buffering = buffering_override(head)
+    let buffering = head
+        .buffering
         .unwrap_or_else(|| Module::location_conf(&*r).is_some_and(|lc| lc.buffering == 1));
     let rc = ngx_http_send_header(r);
     if rc == NGX_ERROR as ngx_int_t || rc > NGX_OK as ngx_int_t || (*r).header_only() != 0 {
@@ -283,41 +361,37 @@ unsafe fn apply(
     let pool = (*r).pool;
     let ho = &mut (*r).headers_out;
     ho.status = head.status as _;
-    ho.status_line = pool_str(pool, head.status_line.as_bytes()).ok_or(())?;
+    ho.status_line = pool_str(pool, head.status_line()).ok_or(())?;
     // The app decides freshness: nginx must not turn its 200 into a 304.
     (*r).set_disable_not_modified(1);
-    for (name, value) in &head.headers {
-        let value_bytes = latin1(value);
-        if name.eq_ignore_ascii_case("content-type") {
-            let v = pool_str(pool, &value_bytes).ok_or(())?;
+    for (name, value) in head.fields() {
+        if name.eq_ignore_ascii_case(b"content-type") {
+            let v = pool_str(pool, value).ok_or(())?;
             ho.content_type_len = v.len;
             ho.content_type = v;
             continue;
         }
-        if name.eq_ignore_ascii_case("content-length") {
+        if name.eq_ignore_ascii_case(b"content-length") {
             continue; // set below from the parsed value
-        }
-        if name.eq_ignore_ascii_case("x-accel-buffering") {
-            continue; // for nginx, not the client: see buffering_override
         }
         let h = ngx_list_push(&mut ho.headers) as *mut ngx_table_elt_t;
         if h.is_null() {
             return Err(());
         }
         (*h).hash = 1;
-        (*h).key = pool_str(pool, name.as_bytes()).ok_or(())?;
-        (*h).value = pool_str(pool, &value_bytes).ok_or(())?;
-        (*h).lowcase_key = pool_str(pool, name.to_ascii_lowercase().as_bytes())
-            .ok_or(())?
-            .data;
+        (*h).key = pool_str(pool, name).ok_or(())?;
+        (*h).value = pool_str(pool, value).ok_or(())?;
+        let lowcase = pool_str(pool, name).ok_or(())?;
+        std::slice::from_raw_parts_mut(lowcase.data, lowcase.len).make_ascii_lowercase();
+        (*h).lowcase_key = lowcase.data;
         (*h).next = std::ptr::null_mut();
         // Fields nginx's filters consult: keep them in step with the list so
         // nginx neither adds its own Server/Date nor gzips encoded content.
-        if name.eq_ignore_ascii_case("server") {
+        if name.eq_ignore_ascii_case(b"server") {
             ho.server = h;
-        } else if name.eq_ignore_ascii_case("date") {
+        } else if name.eq_ignore_ascii_case(b"date") {
             ho.date = h;
-        } else if name.eq_ignore_ascii_case("content-encoding") {
+        } else if name.eq_ignore_ascii_case(b"content-encoding") {
             ho.content_encoding = h;
         }
     }
@@ -337,11 +411,6 @@ unsafe fn apply(
         ho.content_type = ngx_str_t::empty();
     }
     Ok(())
-}
-
-fn latin1(s: &str) -> Vec<u8> {
-    // check_header guarantees every char is <= U+00FF.
-    s.chars().map(|c| c as u32 as u8).collect()
 }
 
 /// # Safety
@@ -364,17 +433,18 @@ mod tests {
 
     #[test]
     fn statuses() {
-        assert_eq!(check_status("200 OK"), Ok(200));
-        assert_eq!(check_status("404 "), Ok(404));
-        assert_eq!(check_status("599 Whatever it is"), Ok(599));
+        assert_eq!(check_status(b"200 OK"), Ok(200));
+        assert_eq!(check_status(b"404 "), Ok(404));
+        assert_eq!(check_status(b"599 Whatever it is"), Ok(599));
+        assert_eq!(check_status(b"200 Tr\xe8s bien"), Ok(200));
         for bad in [
-            "200",
-            "200OK",
-            "2000 OK",
-            "abc OK",
-            "200 OK\r\nX: y",
-            "100 Continue",
-            "099 x",
+            &b"200"[..],
+            b"200OK",
+            b"2000 OK",
+            b"abc OK",
+            b"200 OK\r\nX: y",
+            b"100 Continue",
+            b"099 x",
         ] {
             assert!(check_status(bad).is_err(), "{bad:?} accepted");
         }
@@ -382,12 +452,11 @@ mod tests {
 
     #[test]
     fn headers() {
-        assert!(check_header("X-Ok", "caf\u{e9}\tlatin-1").is_ok());
-        assert!(check_header("Bad Name", "v").is_err());
-        assert!(check_header("", "v").is_err());
-        assert!(check_header("X-Split", "a\r\nInjected: 1").is_err());
-        assert!(check_header("X-Wide", "\u{263a}").is_err());
-        assert!(check_header("Connection", "close").is_err());
-        assert!(check_header("transfer-encoding", "chunked").is_err());
+        assert!(is_token(b"X-Ok") && !is_token(b"Bad Name") && !is_token(b""));
+        assert!(check_value("X-Ok", b"caf\xe9\tlatin-1").is_ok());
+        assert!(check_value("X-Split", b"a\r\nInjected: 1")
+            .unwrap_err()
+            .contains("('\\r') at position 1"));
+        assert_eq!(trim_blanks(b" \t v a \t"), b"v a");
     }
 }

@@ -116,6 +116,22 @@ short and stout
 
 
 
+=== TEST 5.1: a latin-1 status reason and header value go out as latin-1 bytes, the value's blanks trimmed
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /latin1 {
+    wsgi_pass basics:latin1_head;
+}
+--- request
+GET /latin1
+--- raw_response_headers_like chomp
+^HTTP/1\.1 200 Tr\xe8s bien\r\n.*X-Drink: caf\xe9\r\n
+--- response_body
+ok
+
+
+
 === TEST 6: a generator of several chunks, sent chunked
 --- http_config
 wsgi_python_path $TEST_NGINX_APPS;

@@ -347,6 +347,48 @@ TypeError: write() takes bytes, not str
 
 
 
+=== TEST 15.8: start_response with the wrong shapes (hop-by-hop): 500 and a message that says so
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /shape { wsgi_pass failing:bad_shapes; }
+--- request
+GET /shape?hop-by-hop
+--- error_code: 500
+--- response_body_unlike: never sent
+--- error_log
+ValueError: response header "Connection" is hop-by-hop; a WSGI app must not send it (PEP 3333)
+
+
+
+=== TEST 15.9: start_response with the wrong shapes (bad-name): 500 and a message that says so
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /shape { wsgi_pass failing:bad_shapes; }
+--- request
+GET /shape?bad-name
+--- error_code: 500
+--- response_body_unlike: never sent
+--- error_log
+ValueError: response header name "Bad Name" is not a valid HTTP token
+
+
+
+=== TEST 15.10: start_response with the wrong shapes (wide-status): 500 and a message that says so
+--- http_config
+wsgi_python_path $TEST_NGINX_APPS;
+--- config
+location /shape { wsgi_pass failing:bad_shapes; }
+--- request
+GET /shape?wide-status
+--- error_code: 500
+--- response_body_unlike: never sent
+--- error_log
+ValueError: status "200 ☺" is not of the form 'NNN reason' (e.g. '200 OK')
+
+
+
 === TEST 16: after all of those, the worker still serves
 --- http_config
 wsgi_python_path $TEST_NGINX_APPS;
@@ -355,6 +397,7 @@ location /shape { wsgi_pass failing:bad_shapes; }
 location /ok { wsgi_pass failing:ok; }
 --- request eval
 ["GET /shape?dict", "GET /shape?triple", "GET /shape?bytes-value", "GET /shape?bytes-status",
- "GET /shape?wide", "GET /shape?bad-length", "GET /shape?write-str", "GET /ok"]
+ "GET /shape?wide", "GET /shape?bad-length", "GET /shape?write-str", "GET /shape?hop-by-hop",
+ "GET /shape?bad-name", "GET /shape?wide-status", "GET /ok"]
 --- error_code eval
-[500, 500, 500, 500, 500, 500, 500, 200]
+[500, 500, 500, 500, 500, 500, 500, 500, 500, 500, 200]

@@ -35,6 +35,13 @@ def custom_status(environ, start_response):
     return [b"short and stout\n"]
 
 
+def latin1_head(environ, start_response):
+    """A status reason and a header value with latin-1 characters, the
+    value padded with blanks (not part of a field value)."""
+    start_response("200 Tr\u00e8s bien", [("X-Drink", " caf\u00e9\t"), ("Content-Type", "text/plain")])
+    return [b"ok\n"]
+
+
 def chunks(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     for i in range(5):

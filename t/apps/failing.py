@@ -91,6 +91,9 @@ def bad_shapes(environ, start_response):
         "wide": lambda: start_response("200 OK", [("X-Wide", "\u263a")]),
         "bad-length": lambda: start_response("200 OK", [("Content-Length", "ten")]),
         "write-str": lambda: start_response("200 OK", [])("text"),
+        "hop-by-hop": lambda: start_response("200 OK", [("Connection", "close")]),
+        "bad-name": lambda: start_response("200 OK", [("Bad Name", "v")]),
+        "wide-status": lambda: start_response("200 \u263a", []),
     }
     cases[environ["QUERY_STRING"]]()
     return [b"never sent\n"]
