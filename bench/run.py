@@ -9,6 +9,9 @@ core 1 from /proc/stat x 10^6 / req/s), the figure that still means something
 when one wrk thread is the bottleneck. Status and body size are checked
 before each cell, and wrk's non-2xx and socket-error counts after each run.
 
+Each cell also splits the µs/req into user space and kernel (from the
+same /proc/stat ticks), which shows what dominates a case.
+
 ngx_wsgi runs twice: inline (the default: the app runs on the worker's own
 thread) and in thread mode (`wsgi_threads 4`), so the cost of the hand-off
 to a pool thread shows next to the inline figures.
@@ -272,11 +275,13 @@ def check(port, path, size):
 
 
 def cpu_sample():
+    """Ticks of the server core: busy, total, and the busy ones spent in
+    user space (the rest is the kernel: syscalls, TCP, softirqs)."""
     for line in open("/proc/stat"):
         if line.startswith(f"cpu{SERVER_CORE} "):
             v = [int(x) for x in line.split()[1:]]
             idle = v[3] + v[4]
-            return sum(v[:8]) - idle, sum(v[:8])
+            return sum(v[:8]) - idle, sum(v[:8]), v[0] + v[1]
     raise RuntimeError("no per-core line in /proc/stat")
 
 
@@ -314,8 +319,10 @@ def wrk(port, path, seconds, conns):
     out = subprocess.run(wrk_cmd(port, path, seconds, conns), capture_output=True, text=True, check=True).stdout
     after = cpu_sample()
     r = parse_wrk(out)
-    busy = (after[0] - before[0]) / max(1, after[1] - before[1])
-    return r["rps"], r["p99_ms"], busy * 1e6 / r["rps"] if r["rps"] else float("nan")
+    total = max(1, after[1] - before[1])
+    busy, user = (after[0] - before[0]) / total, (after[2] - before[2]) / total
+    per_req = (lambda share: share * 1e6 / r["rps"]) if r["rps"] else (lambda share: float("nan"))
+    return r["rps"], r["p99_ms"], per_req(busy), per_req(user)
 
 
 async def slow_reader(port, path, rate, seconds, counter):
@@ -400,9 +407,10 @@ def main():
                 check(server.port, path, size)
                 wrk(server.port, path, 2, args.connections)  # warm-up
                 runs = [wrk(server.port, path, args.seconds, args.connections) for _ in range(args.runs)]
-                cell = tuple(statistics.median(r[i] for r in runs) for i in range(3))
+                cell = tuple(statistics.median(r[i] for r in runs) for i in range(4))
                 results[(server.name, case)] = cell
-                print(f"   {case:7} {cell[0]:10.0f} req/s  p99 {cell[1]:8.2f} ms  {cell[2]:8.1f} µs/req", flush=True)
+                print(f"   {case:7} {cell[0]:10.0f} req/s  p99 {cell[1]:8.2f} ms  {cell[2]:8.1f} µs/req "
+                      f"({cell[3]:.1f} in user space)", flush=True)
             if server.name not in ("nginx-return", "nginx-static", "ngx_wsgi-buffered"):
                 growth, mib = slow_clients(server, args.slow_clients, args.slow_seconds)
                 results[(server.name, "slow")] = (growth, mib)
@@ -438,6 +446,21 @@ def write_results(args, chosen, results):
         slow = results.get((s.name, "slow"))
         slow_txt = f"{slow[0]:.1f} MiB ({slow[1]:.0f} MiB sent)" if slow else ""
         lines.append(f"| {s.label} | " + " | ".join(cells) + f" | {slow_txt} |")
+    lines += [
+        "",
+        "Where the server core's time goes: µs per request in user space (the servers' own code, CPython "
+        "included) + in the kernel (syscalls, loopback TCP, softirqs), from the same runs. The kernel share "
+        "mostly follows the number of writes: a chunk flushed on its own is a TCP segment of its own.",
+        "",
+        "| server | " + " | ".join(f"{c} user + kernel" for c in CASES) + " |",
+        "| --- | " + " | ".join("---:" for _ in CASES) + " |",
+    ]
+    for s in chosen:
+        cells = []
+        for c in CASES:
+            r = results.get((s.name, c))
+            cells.append(f"{r[3]:.1f} + {r[2] - r[3]:.1f}" if r else "")
+        lines.append(f"| {s.label} | " + " | ".join(cells) + " |")
     lines += [
         "",
         f"Slow-client case: {args.slow_clients} clients each read a 50 MiB streamed response (64 KiB chunks) at "
