@@ -58,14 +58,21 @@ def start():
     os.makedirs(WORK, exist_ok=True)
     with open(os.path.join(WORK, "nginx.conf"), "w") as f:
         f.write(CONF)
+    pid_file = os.path.join(WORK, "nginx.pid")
+    if os.path.exists(pid_file):
+        os.unlink(pid_file)  # an earlier run's
     subprocess.run([NGINX, "-p", PREFIX, "-c", os.path.join(WORK, "nginx.conf")], check=True)
+    # The port answers as soon as it is bound, which is before the daemon
+    # writes its pid file: wait for both.
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
-            break
+            if os.path.exists(pid_file):
+                break
         except OSError:
-            time.sleep(0.05)
-    master = int(open(os.path.join(WORK, "nginx.pid")).read())
+            pass
+        time.sleep(0.05)
+    master = int(open(pid_file).read())
     for _ in range(100):
         children = open(f"/proc/{master}/task/{master}/children").read().split()
         if children:

@@ -53,6 +53,9 @@ pub fn run(py: Python<'_>, job: Job, apps: &[AppSpec]) {
         }
     };
     let mut kept = Kept::default();
+    // The app's response lives out here too, so that close() still runs
+    // after a panic.
+    let mut call = None;
     let end = catch_unwind(AssertUnwindSafe(|| {
         let mut producer = Producer {
             handoff: handoff.clone(),
@@ -64,7 +67,7 @@ pub fn run(py: Python<'_>, job: Job, apps: &[AppSpec]) {
             limit: BodyLimit::default(),
         };
         match apps.get(job.app) {
-            Some(spec) => producer.respond(py, spec, job),
+            Some(spec) => producer.respond(py, spec, job, &mut call),
             None => End::Fail(NGX_HTTP_INTERNAL_SERVER_ERROR as _),
         }
     }))
@@ -75,6 +78,9 @@ pub fn run(py: Python<'_>, job: Job, apps: &[AppSpec]) {
         );
         End::Fail(NGX_ERROR as _)
     });
+    if let Some(mut call) = call.take() {
+        call.close(py, &LogTo::Loop(handoff.clone()));
+    }
     if let Ok(mut errors) = errors.try_borrow_mut() {
         errors.detach();
     }
@@ -84,7 +90,15 @@ pub fn run(py: Python<'_>, job: Job, apps: &[AppSpec]) {
 }
 
 impl Producer<'_, '_> {
-    fn respond(&mut self, py: Python<'_>, spec: &AppSpec, job: Job) -> End {
+    /// Calls the app and hands its response over. The response is kept in
+    /// `slot` until it is closed.
+    fn respond(
+        &mut self,
+        py: Python<'_>,
+        spec: &AppSpec,
+        job: Job,
+        slot: &mut Option<Call>,
+    ) -> End {
         let app = match interp::app(py, job.app, spec) {
             Ok(app) => app,
             Err(e) => {
@@ -102,21 +116,22 @@ impl Producer<'_, '_> {
             let environ = environ::build(py, &job.vars, extras)?;
             Call::start(py, &app, environ)
         });
-        let mut call = match called {
-            Ok(call) => call,
+        let call = match called {
+            Ok(call) => slot.insert(call),
             Err(e) => {
                 let what = format!("wsgi: app \"{}\" raised", spec.display());
                 return self.fail(py, &e, &what);
             }
         };
         let end = match call.iterate(py) {
-            Ok(()) => self.pump(py, &mut call),
+            Ok(()) => self.pump(py, call),
             Err(e) => {
                 let what = format!("wsgi: app \"{}\" raised", spec.display());
                 self.fail(py, &e, &what)
             }
         };
         call.close(py, &self.log);
+        *slot = None;
         end
     }
 
