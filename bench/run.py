@@ -422,6 +422,20 @@ def main():
     write_results(args, chosen, results)
 
 
+def table(chosen, results, columns, cell, extra=None):
+    """Markdown rows: one per server, `columns` per case filled by
+    `cell(result)`, and an optional (heading, cell(server)) column."""
+    head = ["server"] + [f"{c} {col}" for c in CASES for col in columns] + ([extra[0]] if extra else [])
+    lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    for s in chosen:
+        cells = [cell(results[(s.name, c)]) if (s.name, c) in results else " | ".join([""] * len(columns))
+                 for c in CASES]
+        if extra:
+            cells.append(extra[1](s))
+        lines.append(f"| {s.label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_results(args, chosen, results):
     lines = [
         "# Benchmark results",
@@ -435,32 +449,22 @@ def write_results(args, chosen, results):
         f"core {CLIENT_CORE}. **µs/req** is the busy share of core {SERVER_CORE} × 10⁶ / req/s (lower is "
         "better): the server's whole CPU cost per request, nginx included.",
         "",
-        "| server | " + " | ".join(f"{c} req/s | {c} p99 ms | {c} µs/req" for c in CASES) + " | slow-client RSS growth |",
-        "| --- | " + " | ".join("---: | ---: | ---:" for _ in CASES) + " | ---: |",
     ]
-    for s in chosen:
-        cells = []
-        for c in CASES:
-            r = results.get((s.name, c))
-            cells.append(f"{r[0]:.0f} | {r[1]:.2f} | {r[2]:.1f}" if r else " | | ")
+
+    def slow_cell(s):
         slow = results.get((s.name, "slow"))
-        slow_txt = f"{slow[0]:.1f} MiB ({slow[1]:.0f} MiB sent)" if slow else ""
-        lines.append(f"| {s.label} | " + " | ".join(cells) + f" | {slow_txt} |")
+        return f"{slow[0]:.1f} MiB ({slow[1]:.0f} MiB sent)" if slow else ""
+
+    lines += table(chosen, results, ["req/s", "p99 ms", "µs/req"],
+                   lambda r: f"{r[0]:.0f} | {r[1]:.2f} | {r[2]:.1f}", ("slow-client RSS growth", slow_cell))
     lines += [
         "",
         "Where the server core's time goes: µs per request in user space (the servers' own code, CPython "
         "included) + in the kernel (syscalls, loopback TCP, softirqs), from the same runs. The kernel share "
         "mostly follows the number of writes: a chunk flushed on its own is a TCP segment of its own.",
         "",
-        "| server | " + " | ".join(f"{c} user + kernel" for c in CASES) + " |",
-        "| --- | " + " | ".join("---:" for _ in CASES) + " |",
     ]
-    for s in chosen:
-        cells = []
-        for c in CASES:
-            r = results.get((s.name, c))
-            cells.append(f"{r[3]:.1f} + {r[2] - r[3]:.1f}" if r else "")
-        lines.append(f"| {s.label} | " + " | ".join(cells) + " |")
+    lines += table(chosen, results, ["user + kernel"], lambda r: f"{r[3]:.1f} + {r[2] - r[3]:.1f}")
     lines += [
         "",
         f"Slow-client case: {args.slow_clients} clients each read a 50 MiB streamed response (64 KiB chunks) at "
