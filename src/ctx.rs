@@ -121,6 +121,26 @@ impl Inline {
         }
     }
 
+    /// The response is over: closes the iterable and lets go of the
+    /// Python objects, keeping the bytes of the buffers after the first
+    /// `done` (nginx may still be sending them). Needs the GIL.
+    pub fn release(&mut self, py: Python<'_>, log: *mut ngx_log_t, done: Option<u64>) {
+        self.close(py, log);
+        self.call = None;
+        if let Some(errors) = self.errors.take() {
+            if let Ok(mut e) = errors.bind(py).try_borrow_mut() {
+                e.detach();
+            }
+        }
+        if let Some(flush) = self.flush.take() {
+            flush.get().detach();
+        }
+        match done {
+            Some(done) => self.kept.release_upto(done),
+            None => self.kept.clear(),
+        }
+    }
+
     fn holds_python(&self) -> bool {
         self.call.is_some()
             || self.errors.is_some()
@@ -146,19 +166,7 @@ impl Drop for RequestCtx {
                 if !inline.holds_python() || !interp::ready() {
                     return;
                 }
-                Python::attach(|py| {
-                    inline.close(py, log);
-                    inline.call = None;
-                    if let Some(errors) = inline.errors.take() {
-                        if let Ok(mut e) = errors.bind(py).try_borrow_mut() {
-                            e.detach();
-                        }
-                    }
-                    if let Some(flush) = inline.flush.take() {
-                        flush.get().detach();
-                    }
-                    inline.kept.clear();
-                });
+                Python::attach(|py| inline.release(py, log, None));
             }
         }
     }

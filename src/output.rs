@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ngx::ffi::{
     ngx_chain_get_free_buf, ngx_chain_t, ngx_chain_update_chains, ngx_http_output_filter,
     ngx_http_request_t, ngx_http_send_special, ngx_int_t, NGX_AGAIN, NGX_ERROR, NGX_HTTP_FLUSH,
-    NGX_OK,
+    NGX_HTTP_LAST, NGX_OK,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -169,6 +169,39 @@ impl Output {
         self.queued_bytes = 0;
         self.queued_buffers = 0;
         self.send(r, out)
+    }
+
+    /// Ends the response: passes the queue with its last buffer marked as
+    /// the body's end, or, when nothing is queued, nginx's own last buffer.
+    ///
+    /// # Safety
+    /// `r` must be the live request this output belongs to.
+    pub unsafe fn send_last(&mut self, r: *mut ngx_http_request_t) -> ngx_int_t {
+        if self.queue.is_null() {
+            let rc = ngx_http_send_special(r, NGX_HTTP_LAST as _);
+            if rc != NGX_ERROR as ngx_int_t {
+                // Buffers of ours that went out with it are done.
+                self.blocked = is_blocked(r, rc);
+                let mut none = null_mut();
+                ngx_chain_update_chains(
+                    (*r).pool,
+                    &mut self.free,
+                    &mut self.busy,
+                    &mut none,
+                    tag(),
+                );
+                self.count_done();
+            }
+            return rc;
+        }
+        // As ngx_http_send_special marks its last buffer.
+        let b = (*self.queue_last).buf;
+        if r == (*r).main && (*r).post_action() == 0 {
+            (*b).set_last_buf(1);
+        } else {
+            (*b).set_last_in_chain(1);
+        }
+        self.send_queue(r, true)
     }
 
     /// Passes `out` (null: only what nginx holds) to the output filters and

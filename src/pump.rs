@@ -4,8 +4,8 @@
 //! to the event loop).
 
 use ngx::ffi::{
-    ngx_http_finalize_request, ngx_http_request_t, ngx_http_send_special, ngx_int_t, ngx_log_t,
-    NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST, NGX_LOG_ERR, NGX_LOG_WARN, NGX_OK,
+    ngx_http_finalize_request, ngx_http_request_t, ngx_int_t, ngx_log_t, NGX_ERROR,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::ngx_log_error;
@@ -57,9 +57,13 @@ pub unsafe fn start(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
     ctx.state = State::Running;
     let app = ctx.app;
     let next = match Pump::of(r, ctx) {
-        Some(mut pump) => Python::attach(|py| match pump.call_app(py, app) {
-            Ok(()) => pump.produce(py),
-            Err((e, what)) => pump.fail(py, &e, &what),
+        Some(mut pump) => Python::attach(|py| {
+            let next = match pump.call_app(py, app) {
+                Ok(()) => pump.produce(py),
+                Err((e, what)) => pump.fail(py, &e, &what),
+            };
+            pump.release_if_finished(py, &next);
+            next
         }),
         None => Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _),
     };
@@ -73,7 +77,11 @@ pub unsafe fn start(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
 pub unsafe fn drive(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
     ctx.state = State::Running;
     let next = match Pump::of(r, ctx) {
-        Some(mut pump) => Python::attach(|py| pump.produce(py)),
+        Some(mut pump) => Python::attach(|py| {
+            let next = pump.produce(py);
+            pump.release_if_finished(py, &next);
+            next
+        }),
         None => Next::Finish(NGX_ERROR as _),
     };
     settle(r, ctx, next);
@@ -114,6 +122,16 @@ impl<'a> Pump<'a> {
             buffering,
             inline,
         })
+    }
+
+    /// At the response's end, lets go of its Python objects while the GIL
+    /// is held: the request's end then need not take it again (only for
+    /// bytes nginx is still sending).
+    fn release_if_finished(&mut self, py: Python<'_>, next: &Next) {
+        if let Next::Finish(_) = next {
+            let done = output::lock(self.output).done();
+            self.inline.release(py, self.log, Some(done));
+        }
     }
 
     /// Imports the app if needed and calls it; on failure, the error and
@@ -288,11 +306,12 @@ impl<'a> Pump<'a> {
             ngx_log_error!(NGX_LOG_ERR, self.log, "{error}");
             return Next::Finish(NGX_ERROR as _);
         }
-        // The queue goes first; the last buffer then flushes every filter.
-        if output::lock(self.output).send_queue(r, false) == NGX_ERROR as ngx_int_t {
+        // The last buffer flushes every filter.
+        let rc = output::lock(self.output).send_last(r);
+        if rc == NGX_ERROR as ngx_int_t {
             return self.client_gone(py);
         }
-        Next::Finish(ngx_http_send_special(r, NGX_HTTP_LAST as _))
+        Next::Finish(rc)
     }
 
     /// Writing to the client failed (it went away): close the iterable and end.

@@ -14,6 +14,15 @@ if (my $n = $ENV{TEST_NGINX_WSGI_THREADS}) {
         my ($config) = @_;
         return ($config // '') . "\n    wsgi_threads $n;\n";
     });
+    # A line a pool thread logs after the response is out (from close() of
+    # a 204's iterable, say) reaches error.log through the event loop a
+    # moment later: give it that moment before the log is checked, either way.
+    Test::Nginx::Socket::add_block_preprocessor(sub {
+        my ($block) = @_;
+        if ((defined $block->error_log || defined $block->no_error_log) && !defined $block->wait) {
+            $block->set_value("wait", 0.1);
+        }
+    });
 }
 
 1;
