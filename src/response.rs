@@ -19,7 +19,7 @@ use crate::conf::Module;
 /// A status and headers that passed the checks, kept as the bytes that go
 /// on the wire (latin-1) in one buffer: `status\0name\0value\0...`. No
 /// NUL can occur inside: names are tokens and values have no controls.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Head {
     pub status: u16,
     wire: Vec<u8>,
@@ -262,7 +262,7 @@ fn not_a_status(line: &str) -> String {
 
 /// The status code of `NNN reason` (latin-1 bytes), or why the line is
 /// not one.
-pub fn check_status(line: &[u8]) -> Result<u16, String> {
+fn check_status(line: &[u8]) -> Result<u16, String> {
     let well_formed = line.len() >= 4
         && line[..3].iter().all(u8::is_ascii_digit)
         && line[3] == b' '
@@ -297,7 +297,7 @@ const HOP_BY_HOP: [&str; 8] = [
 ];
 
 /// Whether `name` is an HTTP token (RFC 9110 5.6.2), as a field name must be.
-pub fn is_token(name: &[u8]) -> bool {
+fn is_token(name: &[u8]) -> bool {
     let is_tchar = |b: &u8| {
         b.is_ascii_alphanumeric()
             || matches!(
@@ -311,7 +311,7 @@ pub fn is_token(name: &[u8]) -> bool {
 
 /// Why a field value (latin-1 bytes) must not be sent, if it must not:
 /// control characters would split or corrupt the header.
-pub fn check_value(name: &str, value: &[u8]) -> Result<(), String> {
+fn check_value(name: &str, value: &[u8]) -> Result<(), String> {
     match value
         .iter()
         .position(|&b| (b < b' ' && b != b'\t') || b == 0x7f)
@@ -382,6 +382,7 @@ unsafe fn apply(
         (*h).key = pool_str(pool, name).ok_or(())?;
         (*h).value = pool_str(pool, value).ok_or(())?;
         let lowcase = pool_str(pool, name).ok_or(())?;
+        // SAFETY: pool_str just allocated these `len` bytes for this copy.
         std::slice::from_raw_parts_mut(lowcase.data, lowcase.len).make_ascii_lowercase();
         (*h).lowcase_key = lowcase.data;
         (*h).next = std::ptr::null_mut();
