@@ -7,6 +7,10 @@
 //! Chunks are queued, then passed to the filters: at once with `flush` set
 //! (the default), or, when the response may be batched (`wsgi_buffering`),
 //! once 64 KiB or 256 chunks are queued, at an explicit flush, and at the end.
+//! Small chunks queued behind one another (a batch, or chunks a pool thread
+//! made ready together) are copied into one buffer of the output's own: each
+//! buffer costs every filter and the kernel's writev more than a copy of a
+//! few KiB does.
 //! Inline, the output is shared with `x-wsgiorg.flush`, which must push the
 //! queue too, behind a mutex; neither side holds it while the app runs.
 
@@ -27,6 +31,14 @@ use crate::ngx_http_wsgi_module;
 /// How much a batched response queues before passing it to the filters.
 const BATCH_BYTES: usize = 64 * 1024;
 const BATCH_BUFFERS: usize = 256;
+/// A chunk up to this size may be copied behind the queue's last buffer.
+const COPY_MAX: usize = 4 * 1024;
+/// The size of the output's own buffers that small chunks are copied into.
+const COPY_BUFFER: usize = 16 * 1024;
+/// Own buffers kept for reuse once nginx is done with them.
+const SPARE_MAX: usize = 4;
+// A buffer's data and a chunk, both small, fit in one of the own buffers.
+const _: () = assert!(2 * COPY_MAX <= COPY_BUFFER);
 
 /// # Safety
 /// `r` must be a live request.
@@ -47,6 +59,8 @@ pub struct Output {
     queue_last: *mut ngx_chain_t,
     queued_bytes: usize,
     queued_buffers: usize,
+    /// How many chunks the queued buffers carry.
+    queued_chunks: u64,
     /// After the last filter call, nginx could not pass everything on: the
     /// write filter said NGX_AGAIN (the socket is full), or the connection
     /// is marked buffered (an HTTP/2 stream whose frames wait for the
@@ -55,8 +69,24 @@ pub struct Output {
     blocked: bool,
     /// How many buffers were passed to the filters, since the response began.
     passed: u64,
-    /// How many of them nginx is done with.
+    /// How many chunks (calls of `queue`) those buffers carry.
+    passed_chunks: u64,
+    /// How many of the chunks nginx is done with.
     done: u64,
+    /// The buffers chunks were copied into, queued or passed and not yet
+    /// done, oldest first.
+    copies: VecDeque<Copy>,
+    /// Copy memory nginx is done with, for the next copies.
+    spare: Vec<Vec<u8>>,
+}
+
+/// One of the output's own buffers, which carries several chunks.
+struct Copy {
+    /// Its place among the response's buffers (0 is the first).
+    seq: u64,
+    chunks: u64,
+    /// Reserved once at COPY_BUFFER bytes, and never grown past that.
+    memory: Vec<u8>,
 }
 
 // SAFETY: the raw pointers are nginx chains of the request pool; they are
@@ -75,9 +105,13 @@ pub fn shared() -> SharedOutput {
         queue_last: null_mut(),
         queued_bytes: 0,
         queued_buffers: 0,
+        queued_chunks: 0,
         blocked: false,
         passed: 0,
+        passed_chunks: 0,
         done: 0,
+        copies: VecDeque::new(),
+        spare: Vec::new(),
     }))
 }
 
@@ -97,7 +131,7 @@ impl Output {
         !self.busy.is_null() && self.blocked
     }
 
-    /// How many of the buffers queued so far nginx is done with: the data
+    /// How many of the chunks queued so far nginx is done with: the data
     /// of the first `done()` chunks may be released.
     pub fn done(&self) -> u64 {
         self.done
@@ -119,6 +153,10 @@ impl Output {
         data: *const u8,
         len: usize,
     ) -> Result<(), ()> {
+        if self.copy_behind_last(data, len) {
+            self.queued_bytes += len;
+            return Ok(());
+        }
         let cl = ngx_chain_get_free_buf((*r).pool, &mut self.free);
         if cl.is_null() {
             return Err(());
@@ -142,7 +180,62 @@ impl Output {
         self.queue_last = cl;
         self.queued_bytes += len;
         self.queued_buffers += 1;
+        self.queued_chunks += 1;
         Ok(())
+    }
+
+    /// Copies a small chunk into the queue's last buffer when that is
+    /// small too (it then becomes one of the output's own, if it is not
+    /// yet) and has room; false when the chunk needs a buffer of its own.
+    ///
+    /// # Safety
+    /// `data` must point to `len` readable bytes.
+    unsafe fn copy_behind_last(&mut self, data: *const u8, len: usize) -> bool {
+        if self.queue.is_null() || len > COPY_MAX {
+            return false;
+        }
+        let b = (*self.queue_last).buf;
+        let last_seq = self.passed + self.queued_buffers as u64 - 1;
+        let copy = match self.copies.back_mut() {
+            Some(copy) if copy.seq == last_seq => {
+                if copy.memory.len() + len > copy.memory.capacity() {
+                    return false;
+                }
+                copy
+            }
+            _ => {
+                let size = (*b).last.offset_from((*b).pos) as usize;
+                if size > COPY_MAX {
+                    return false;
+                }
+                let mut memory = self.spare.pop().unwrap_or_default();
+                memory.clear();
+                memory.reserve_exact(COPY_BUFFER);
+                // SAFETY: the buffer's `size` bytes are readable (its chunk is kept).
+                memory.extend_from_slice(std::slice::from_raw_parts((*b).pos, size));
+                (*b).set_memory(0);
+                (*b).set_temporary(1);
+                self.copies.push_back(Copy {
+                    seq: last_seq,
+                    chunks: 1,
+                    memory,
+                });
+                self.copies.back_mut().expect("just pushed")
+            }
+        };
+        // SAFETY: the caller's `len` bytes are readable.
+        copy.memory
+            .extend_from_slice(std::slice::from_raw_parts(data, len));
+        copy.chunks += 1;
+        // Within its capacity the vector never moves: pointers into it
+        // stay valid while nginx holds the buffer.
+        let start = copy.memory.as_mut_ptr();
+        (*b).start = start;
+        (*b).pos = start;
+        (*b).last = start.add(copy.memory.len());
+        (*b).end = (*b).last;
+        self.queued_chunks += 1;
+        true
     }
 
     /// Passes the queue to the filters; with `flush`, marked so that no
@@ -164,10 +257,12 @@ impl Output {
         }
         let out = self.queue;
         self.passed += self.queued_buffers as u64;
+        self.passed_chunks += self.queued_chunks;
         self.queue = null_mut();
         self.queue_last = null_mut();
         self.queued_bytes = 0;
         self.queued_buffers = 0;
+        self.queued_chunks = 0;
         self.send(r, out)
     }
 
@@ -236,7 +331,23 @@ impl Output {
             busy += 1;
             cl = (*cl).next;
         }
-        self.done = self.passed - busy;
+        let done_buffers = self.passed - busy;
+        while self.copies.front().is_some_and(|c| c.seq < done_buffers) {
+            let copy = self.copies.pop_front().expect("checked");
+            if self.spare.len() < SPARE_MAX {
+                self.spare.push(copy.memory);
+            }
+        }
+        // A busy buffer carries one chunk, or, when it is a copy, its chunks.
+        let passed = self.passed;
+        let busy_chunks = busy
+            + self
+                .copies
+                .iter()
+                .take_while(|c| c.seq < passed)
+                .map(|c| c.chunks - 1)
+                .sum::<u64>();
+        self.done = self.passed_chunks - busy_chunks;
     }
 }
 

@@ -53,33 +53,33 @@ impl Head {
                     item.repr().map(|r| r.to_string()).unwrap_or_default()
                 ))
             })?;
-        let name = pair.get_item(0)?;
+        // Borrowed: the tuple holds its items while the app's list is read.
+        let name = pair.get_borrowed_item(0)?;
         let name = header_text(&name, "name")?;
-        let name = latin1_bytes(&name)?
-            .filter(|n| is_token(n))
-            .ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "response header name {:?} is not a valid HTTP token",
-                    name.to_string_lossy()
-                ))
-            })?;
-        // A token is ASCII: this is never the default.
-        let name_str = std::str::from_utf8(name).unwrap_or_default();
-        if HOP_BY_HOP.iter().any(|h| name_str.eq_ignore_ascii_case(h)) {
+        let name = latin1_bytes(name)?.filter(|n| is_token(n)).ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "response header name {:?} is not a valid HTTP token",
+                name.to_string_lossy()
+            ))
+        })?;
+        // A token is ASCII, so this is never the default; only errors use it.
+        let name_str = || std::str::from_utf8(name).unwrap_or_default();
+        if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
             return Err(PyValueError::new_err(format!(
-                "response header {name_str:?} is hop-by-hop; a WSGI app must not send it (PEP 3333)"
+                "response header {:?} is hop-by-hop; a WSGI app must not send it (PEP 3333)",
+                name_str()
             )));
         }
-        let value = pair.get_item(1)?;
+        let value = pair.get_borrowed_item(1)?;
         let value = header_text(&value, "value")?;
-        let Some(raw) = latin1_bytes(&value)? else {
-            return Err(PyValueError::new_err(wide_value(name_str, &value)?));
+        let Some(raw) = latin1_bytes(value)? else {
+            return Err(PyValueError::new_err(wide_value(name_str(), value)?));
         };
         // Leading and trailing blanks are not part of a field value (RFC 9110
         // 5.5); Django, for one, puts a space before each Set-Cookie value.
         let value = trim_blanks(raw);
-        check_value(name_str, value).map_err(PyValueError::new_err)?;
-        if name_str.eq_ignore_ascii_case("content-length") {
+        check_value(name, value).map_err(PyValueError::new_err)?;
+        if name.eq_ignore_ascii_case(b"content-length") {
             let n = std::str::from_utf8(value)
                 .ok()
                 .and_then(|v| v.parse::<u64>().ok())
@@ -91,7 +91,7 @@ impl Head {
                 })?;
             self.content_length = Some(n);
         }
-        if name_str.eq_ignore_ascii_case("x-accel-buffering") {
+        if name.eq_ignore_ascii_case(b"x-accel-buffering") {
             // As nginx's upstream module: "yes" or "no"; the last one counts.
             if value.eq_ignore_ascii_case(b"yes") {
                 self.buffering = Some(true);
@@ -209,8 +209,11 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
 }
 
 /// A header name or value as a `str`, or the error naming what it is.
-fn header_text<'py>(v: &Bound<'py, PyAny>, what: &str) -> PyResult<Bound<'py, PyString>> {
-    v.cast::<PyString>().cloned().map_err(|_| {
+fn header_text<'a, 'py>(
+    v: &'a Bound<'py, PyAny>,
+    what: &str,
+) -> PyResult<&'a Bound<'py, PyString>> {
+    v.cast::<PyString>().map_err(|_| {
         PyTypeError::new_err(format!(
             "response header {what} must be a str, not {} ({})",
             type_name(v),
@@ -285,40 +288,51 @@ fn check_status(line: &[u8]) -> Result<u16, String> {
     Ok(code)
 }
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailers",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [&[u8]; 8] = [
+    b"connection",
+    b"keep-alive",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+    b"te",
+    b"trailers",
+    b"transfer-encoding",
+    b"upgrade",
 ];
 
-/// Whether `name` is an HTTP token (RFC 9110 5.6.2), as a field name must be.
-fn is_token(name: &[u8]) -> bool {
-    let is_tchar = |b: &u8| {
-        b.is_ascii_alphanumeric()
+/// The bytes a token may have (RFC 9110 5.6.2: tchar), as a table: a
+/// header name is checked a byte at a time.
+const TCHAR: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
             || matches!(
-                b,
+                c,
                 b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.'
             )
-            || matches!(b, b'^' | b'_' | b'`' | b'|' | b'~')
-    };
-    !name.is_empty() && name.iter().all(is_tchar)
+            || matches!(c, b'^' | b'_' | b'`' | b'|' | b'~');
+        b += 1;
+    }
+    table
+};
+
+/// Whether `name` is an HTTP token, as a field name must be.
+fn is_token(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|&b| TCHAR[b as usize])
 }
 
 /// Why a field value (latin-1 bytes) must not be sent, if it must not:
 /// control characters would split or corrupt the header.
-fn check_value(name: &str, value: &[u8]) -> Result<(), String> {
+fn check_value(name: &[u8], value: &[u8]) -> Result<(), String> {
     match value
         .iter()
         .position(|&b| (b < b' ' && b != b'\t') || b == 0x7f)
     {
         None => Ok(()),
         Some(i) => Err(format!(
-            "response header {name:?} has a control character ({:?}) at position {i} of its value",
+            "response header {:?} has a control character ({:?}) at position {i} of its value",
+            String::from_utf8_lossy(name),
             value[i] as char
         )),
     }
@@ -454,8 +468,8 @@ mod tests {
     #[test]
     fn headers() {
         assert!(is_token(b"X-Ok") && !is_token(b"Bad Name") && !is_token(b""));
-        assert!(check_value("X-Ok", b"caf\xe9\tlatin-1").is_ok());
-        assert!(check_value("X-Split", b"a\r\nInjected: 1")
+        assert!(check_value(b"X-Ok", b"caf\xe9\tlatin-1").is_ok());
+        assert!(check_value(b"X-Split", b"a\r\nInjected: 1")
             .unwrap_err()
             .contains("('\\r') at position 1"));
         assert_eq!(trim_blanks(b" \t v a \t"), b"v a");

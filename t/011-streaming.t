@@ -7,6 +7,19 @@
 # cut short.)
 use Test::Nginx::Socket 'no_plan';
 use Compress::Raw::Zlib;
+use Digest::MD5 qw(md5_hex);
+
+# The body of streaming:mixed_sizes (t/apps/streaming.py), as its MD5.
+my @mixed_sizes = (1, 4096, 4097, 3, 0, 65536, 10, (4096) x 5, 2, 16383, 1, 65537, (700) x 40, 5);
+our $mixed_md5 = md5_hex(join "", map { chr(65 + $_ % 26) x $mixed_sizes[$_] } 0 .. $#mixed_sizes);
+
+sub gunzip {
+    my ($in) = @_;
+    my ($inflate) = Compress::Raw::Zlib::Inflate->new(-WindowBits => WANT_GZIP);
+    my $out = '';
+    $inflate->inflate($in, $out);
+    return $out;
+}
 
 # What a gzip stream cut short decodes to: everything before the last sync
 # flush.
@@ -192,3 +205,51 @@ qr/Operation timed out/
 GET /s
 --- response_body
 first chunk
+
+
+
+=== TEST 13: chunks of every size around the copy limits arrive whole and in order (wsgi_buffering on)
+--- config
+wsgi_buffering on;
+location /s { wsgi_pass streaming:mixed_sizes; }
+--- no_timeout
+--- request
+GET /s
+--- response_body_filters eval
+\&Digest::MD5::md5_hex
+--- response_body eval
+$main::mixed_md5
+
+
+
+=== TEST 14: ... with an x-wsgiorg.flush() among them, through gzip
+--- config
+wsgi_buffering on;
+gzip on;
+gzip_types text/plain;
+gzip_min_length 1;
+location /s { wsgi_pass streaming:mixed_sizes; }
+--- no_timeout
+--- more_headers
+Accept-Encoding: gzip
+--- request
+GET /s?flush
+--- response_headers
+Content-Encoding: gzip
+--- response_body_filters eval
+[\&main::gunzip, \&Digest::MD5::md5_hex]
+--- response_body eval
+$main::mixed_md5
+
+
+
+=== TEST 15: ... and each flushed at once (the default)
+--- config
+location /s { wsgi_pass streaming:mixed_sizes; }
+--- no_timeout
+--- request
+GET /s
+--- response_body_filters eval
+\&Digest::MD5::md5_hex
+--- response_body eval
+$main::mixed_md5

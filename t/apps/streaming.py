@@ -82,3 +82,19 @@ def empty_chunks(environ, start_response):
 def hello(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"hello\n"]
+
+
+# Chunk sizes around the module's copy limits (chunks of up to 4 KiB may be
+# copied behind one another into 16 KiB buffers of its own) and far past
+# them; piece i is made of the letter chr(65 + i % 26). t/011 rebuilds it.
+MIXED_SIZES = [1, 4096, 4097, 3, 0, 65536, 10] + [4096] * 5 + [2, 16383, 1, 65537] + [700] * 40 + [5]
+
+
+def mixed_sizes(environ, start_response):
+    """MIXED_SIZES as chunks; with ?flush, x-wsgiorg.flush() after the 8th."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    flush = environ.get("QUERY_STRING") == "flush"
+    for i, size in enumerate(MIXED_SIZES):
+        yield bytes([65 + i % 26]) * size
+        if flush and i == 7:
+            environ["x-wsgiorg.flush"]()
