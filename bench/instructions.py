@@ -8,6 +8,9 @@ the per-request cost (nginx + module + CPython + libc; the kernel is not
 counted). Run after `make build` (needs valgrind):
 
     bench/instructions.py [--requests 2000] [PATH ...]   default: /ret /hello /10k
+
+A path with a `buffered:` prefix goes to a server with `wsgi_buffering on`
+(`buffered:/stream`: the 100-chunk stream, batched).
 """
 
 import argparse
@@ -22,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = os.path.join(ROOT, "target", "nginx")
 WORK = os.path.join(ROOT, "target", "bench", "instructions")
 PORT = 18140
-SIZES = {"/ret": 13, "/hello": 13, "/10k": 10240, "/1m": 1 << 20}
+BUFFERED_PORT = 18141
 
 CONF = f"""
 load_module {PREFIX}/modules/ngx_http_wsgi_module.so;
@@ -42,21 +45,34 @@ http {{
         location / {{ wsgi_pass apps:application; }}
         location = /ret {{ return 200 "Hello, world!"; }}
     }}
+    server {{
+        listen 127.0.0.1:{BUFFERED_PORT};
+        location / {{ wsgi_buffering on; wsgi_pass apps:application; }}
+    }}
 }}
 """
 
 
 def requests(path, n):
-    s = socket.create_connection(("127.0.0.1", PORT))
+    """`n` keepalive requests for `path`, each response read to its end."""
+    port = PORT
+    if path.startswith("buffered:"):
+        port, path = BUFFERED_PORT, path[len("buffered:"):]
+    s = socket.create_connection(("127.0.0.1", port))
     req = f"GET {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n".encode()
-    want = SIZES[path]
     for _ in range(n):
         s.sendall(req)
         buf = b""
         while True:
-            buf += s.recv(1 << 20)
+            data = s.recv(1 << 20)
+            if not data:
+                sys.exit(f"{path}: the connection closed mid-response")
+            buf += data
             head, sep, body = buf.partition(b"\r\n\r\n")
-            if sep and len(body) >= want:
+            if not sep:
+                continue
+            length = re.search(rb"^content-length: *(\d+)", head, re.I | re.M)
+            if (len(body) >= int(length.group(1))) if length else body.endswith(b"\r\n0\r\n\r\n"):
                 break
     s.close()
 

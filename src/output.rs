@@ -2,7 +2,7 @@
 //!
 //! A `bytes` chunk is handed to nginx without copying: the buffer points into
 //! the bytes object, which whoever runs the app keeps (`Kept`) until nginx
-//! has sent it (`done` counts buffers in order) or the request ends.
+//! has sent it (`done` counts chunks, in order) or the request ends.
 //!
 //! Chunks are queued, then passed to the filters: at once with `flush` set
 //! (the default), or, when the response may be batched (`wsgi_buffering`),
@@ -142,18 +142,20 @@ impl Output {
         self.queued_bytes >= BATCH_BYTES || self.queued_buffers >= BATCH_BUFFERS
     }
 
-    /// Queues `len` bytes at `data` (not copied) as the next buffer.
+    /// Queues `len` bytes at `data` as the next chunk: a buffer of its own
+    /// that points at them, or, when small, a copy behind the last one.
     ///
     /// # Safety
     /// `r` must be the live request this output belongs to; the bytes must
-    /// stay valid until `done()` counts this buffer or the request ends.
+    /// stay valid until `done()` counts this chunk or the request ends.
     pub unsafe fn queue(
         &mut self,
         r: *mut ngx_http_request_t,
         data: *const u8,
         len: usize,
     ) -> Result<(), ()> {
-        if self.copy_behind_last(data, len) {
+        // Only a batch has a queue to copy behind (a flushed chunk goes alone).
+        if !self.queue.is_null() && self.copy_behind_last(data, len) {
             self.queued_bytes += len;
             return Ok(());
         }
@@ -190,6 +192,7 @@ impl Output {
     ///
     /// # Safety
     /// `data` must point to `len` readable bytes.
+    #[inline(never)]
     unsafe fn copy_behind_last(&mut self, data: *const u8, len: usize) -> bool {
         if self.queue.is_null() || len > COPY_MAX {
             return false;
@@ -330,6 +333,10 @@ impl Output {
         while !cl.is_null() {
             busy += 1;
             cl = (*cl).next;
+        }
+        if self.copies.is_empty() {
+            self.done = self.passed_chunks - busy;
+            return;
         }
         let done_buffers = self.passed - busy;
         while self.copies.front().is_some_and(|c| c.seq < done_buffers) {

@@ -275,7 +275,7 @@ unsafe fn deliver(
     let mut flush = news.flush;
     for chunk in &news.chunks {
         // SAFETY (of the pointer): the pool thread keeps the bytes object
-        // until `done()` counts this buffer or the request ends.
+        // until `done()` counts this chunk or the request ends.
         if out.queue(r, chunk.data, chunk.len).is_err() {
             return Some(NGX_ERROR as _);
         }
