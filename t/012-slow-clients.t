@@ -72,6 +72,20 @@ subtest 'HTTP/2: a slow reader suspends the iterable too (stream and connection 
     $ngx->stop;
 };
 
+subtest 'small chunks batched (wsgi_buffering on) are held back by a slow reader too' => sub {
+    my $ngx = NginxRunner->new(
+        listen_opts => 'sndbuf=16k',
+        server => 'wsgi_buffering on; location /small { wsgi_pass streaming:small_stream; }',
+    );
+    # 100,000 chunks of 1 KiB the app could make in a fraction of a second;
+    # the client takes 1 MiB/s for 2 s.
+    system("curl -s --limit-rate 1M -m 2 -o /dev/null 'http://127.0.0.1:$ngx->{port}/small?100000'");
+    ok($ngx->wait_log(qr/small_stream: close\(\) after \d+ chunks/, 3), 'close() called');
+    my ($chunks) = $ngx->error_log =~ /small_stream: close\(\) after (\d+) chunks/;
+    cmp_ok($chunks // 100000, '<', 10000, "the app produced what the client took, not all ($chunks of 100000 chunks)");
+    $ngx->stop;
+};
+
 subtest 'a client that disconnects mid-stream: the iterable is closed, info in error_log' => sub {
     my $ngx = NginxRunner->new(
         listen_opts => 'sndbuf=16k',

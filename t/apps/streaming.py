@@ -47,6 +47,17 @@ CHUNK = bytes(range(256)) * 256  # 64 KiB
 def big_stream(environ, start_response):
     """2 MiB in 64 KiB chunks; close() reports how long the app was kept
     producing, which shows whether it was suspended for a slow client."""
+    return _counted_stream(environ, start_response, "big_stream", CHUNK)
+
+
+def small_stream(environ, start_response):
+    """big_stream in 1 KiB chunks (the ones the module copies together when
+    it batches them)."""
+    return _counted_stream(environ, start_response, "small_stream", CHUNK[:1024])
+
+
+def _counted_stream(environ, start_response, name, chunk):
+    """QUERY_STRING (default 32) chunks; close() logs how many were made."""
     errors = environ["wsgi.errors"]
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
 
@@ -59,11 +70,11 @@ def big_stream(environ, start_response):
             self.started = time.monotonic()
             for _ in range(int(environ.get("QUERY_STRING") or 32)):
                 self.chunks += 1
-                yield CHUNK
+                yield chunk
 
         def close(self):
             took = time.monotonic() - (self.started or time.monotonic())
-            errors.write(f"big_stream: close() after {self.chunks} chunks, {took:.2f} s\n")
+            errors.write(f"{name}: close() after {self.chunks} chunks, {took:.2f} s\n")
 
     return Body()
 
