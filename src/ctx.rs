@@ -37,6 +37,7 @@ use crate::interp;
 use crate::output::{self, Kept, SharedOutput};
 use crate::pool;
 use ngx::http::HttpModule;
+use ngx::ngx_log_error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -159,7 +160,9 @@ impl Drop for RequestCtx {
                     // forced down): the app must not run for it.
                     pool::withdraw(link.pool, &link.handoff);
                 }
-                link.handoff.end_request();
+                for (level, text) in link.handoff.end_request() {
+                    ngx_log_error!(level, log, "{}", text);
+                }
                 link.stop_timer();
             }
             Mode::Inline(inline) => {

@@ -324,8 +324,10 @@ impl Handoff {
     /// The request is over (the pool cleanup runs): nginx holds none of its
     /// buffers any more, and the app is to stop at its next chunk. Python
     /// may keep this hand-off (through x-wsgiorg.flush), not the bytes.
-    pub fn end_request(&self) {
-        let leftovers = {
+    /// Returns the log lines the loop has not taken yet: a wake-up that
+    /// comes after this finds no request to log them with.
+    pub fn end_request(&self) -> Vec<(ngx_uint_t, String)> {
+        let (leftovers, logs) = {
             let mut shared = self.lock();
             shared.request = std::ptr::null_mut();
             shared.stopped = true;
@@ -333,9 +335,13 @@ impl Handoff {
             if shared.waiting {
                 self.room.notify_one();
             }
-            shared.leftovers.take()
+            (
+                shared.leftovers.take(),
+                std::mem::take(&mut shared.news.logs),
+            )
         };
         // Without the GIL: the references go to the next thread that takes it.
         drop(leftovers);
+        logs
     }
 }

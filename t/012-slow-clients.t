@@ -78,11 +78,19 @@ subtest 'small chunks batched (wsgi_buffering on) are held back by a slow reader
         server => 'wsgi_buffering on; location /small { wsgi_pass streaming:small_stream; }',
     );
     # 100,000 chunks of 1 KiB the app could make in a fraction of a second;
-    # the client takes 1 MiB/s for 2 s.
-    system("curl -s --limit-rate 1M -m 2 -o /dev/null 'http://127.0.0.1:$ngx->{port}/small?100000'");
+    # the client, with a small receive buffer, takes at most 64 KiB every
+    # 50 ms for 2 s (2.5 MiB), then leaves.
+    my $s = $ngx->get('/small?100000', rcvbuf => 16384);
+    my $start = time;
+    while (time - $start < 2) {
+        my $chunk = NginxRunner::read_some($s, 1, 65536);
+        last if !defined $chunk || $chunk eq '';
+        sleep 0.05;
+    }
+    close $s;
     ok($ngx->wait_log(qr/small_stream: close\(\) after \d+ chunks/, 3), 'close() called');
     my ($chunks) = $ngx->error_log =~ /small_stream: close\(\) after (\d+) chunks/;
-    cmp_ok($chunks // 100000, '<', 10000, "the app produced what the client took, not all ($chunks of 100000 chunks)");
+    cmp_ok($chunks // 100000, '<', 10000, "the app produced what the client took, not all ($chunks of 100000 chunks)") or diag $ngx->error_log;
     $ngx->stop;
 };
 
