@@ -75,13 +75,13 @@ pub struct Output {
     done: u64,
     /// The buffers chunks were copied into, queued or passed and not yet
     /// done, oldest first.
-    copies: VecDeque<Copy>,
+    copies: VecDeque<CopyBuffer>,
     /// Copy memory nginx is done with, for the next copies.
     spare: Vec<Vec<u8>>,
 }
 
 /// One of the output's own buffers, which carries several chunks.
-struct Copy {
+struct CopyBuffer {
     /// Its place among the response's buffers (0 is the first).
     seq: u64,
     chunks: u64,
@@ -197,6 +197,9 @@ impl Output {
         if self.queue.is_null() || len > COPY_MAX {
             return false;
         }
+        // SAFETY (of the dereferences of `b` below): the queue is not
+        // empty, so its last link is one of ours, in the request pool, not
+        // yet passed to nginx.
         let b = (*self.queue_last).buf;
         let last_seq = self.passed + self.queued_buffers as u64 - 1;
         let copy = match self.copies.back_mut() {
@@ -218,7 +221,7 @@ impl Output {
                 memory.extend_from_slice(std::slice::from_raw_parts((*b).pos, size));
                 (*b).set_memory(0);
                 (*b).set_temporary(1);
-                self.copies.push_back(Copy {
+                self.copies.push_back(CopyBuffer {
                     seq: last_seq,
                     chunks: 1,
                     memory,
