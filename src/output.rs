@@ -191,15 +191,15 @@ impl Output {
     /// yet) and has room; false when the chunk needs a buffer of its own.
     ///
     /// # Safety
-    /// `data` must point to `len` readable bytes.
+    /// The queue must not be empty; `data` must point to `len` readable bytes.
     #[inline(never)]
     unsafe fn copy_behind_last(&mut self, data: *const u8, len: usize) -> bool {
-        if self.queue.is_null() || len > COPY_MAX {
+        if len > COPY_MAX {
             return false;
         }
-        // SAFETY (of the dereferences of `b` below): the queue is not
-        // empty, so its last link is one of ours, in the request pool, not
-        // yet passed to nginx.
+        // SAFETY (of the dereferences of `b` below): the queue is not empty
+        // (the caller checks), so its last link is one of ours, in the
+        // request pool, not yet passed to nginx.
         let b = (*self.queue_last).buf;
         let last_seq = self.passed + self.queued_buffers as u64 - 1;
         let copy = match self.copies.back_mut() {

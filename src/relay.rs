@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use ngx::ffi::{
     ngx_add_timer, ngx_event_flags, ngx_event_t, ngx_http_block_reading, ngx_http_finalize_request,
-    ngx_http_request_t, ngx_http_run_posted_requests, ngx_http_send_special, ngx_int_t, ngx_uint_t,
-    NGX_ERROR, NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_LAST,
-    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_USE_CLEAR_EVENT,
+    ngx_http_request_t, ngx_http_run_posted_requests, ngx_int_t, ngx_uint_t, NGX_ERROR,
+    NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SERVICE_UNAVAILABLE,
+    NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_USE_CLEAR_EVENT,
 };
 use ngx::http::HttpModuleLocationConf;
 use ngx::ngx_log_error;
@@ -290,11 +290,12 @@ unsafe fn deliver(
     match news.end? {
         End::Fail(rc) => Some(rc),
         End::Complete => {
-            // The queue goes first; the last buffer then flushes every filter.
-            if out.send_queue(r, false) == NGX_ERROR as ngx_int_t {
+            // The last buffer flushes every filter.
+            let rc = out.send_last(r);
+            if rc == NGX_ERROR as ngx_int_t {
                 return Some(gone(ctx));
             }
-            Some(ngx_http_send_special(r, NGX_HTTP_LAST as _))
+            Some(rc)
         }
     }
 }

@@ -62,18 +62,16 @@ impl Head {
                 name.to_string_lossy()
             ))
         })?;
-        // A token is ASCII, so this is never the default; only errors use it.
-        let name_str = || std::str::from_utf8(name).unwrap_or_default();
         if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
             return Err(PyValueError::new_err(format!(
                 "response header {:?} is hop-by-hop; a WSGI app must not send it (PEP 3333)",
-                name_str()
+                String::from_utf8_lossy(name)
             )));
         }
         let value = pair.get_borrowed_item(1)?;
         let value = header_text(&value, "value")?;
         let Some(raw) = latin1_bytes(value)? else {
-            return Err(PyValueError::new_err(wide_value(name_str(), value)?));
+            return Err(PyValueError::new_err(wide_value(name, value)?));
         };
         // Leading and trailing blanks are not part of a field value (RFC 9110
         // 5.5); Django, for one, puts a space before each Set-Cookie value.
@@ -236,7 +234,7 @@ fn latin1_bytes<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Option<&'a [u8]>> {
 }
 
 /// The error for a value with a character outside latin-1.
-fn wide_value(name: &str, value: &Bound<'_, PyString>) -> PyResult<String> {
+fn wide_value(name: &[u8], value: &Bound<'_, PyString>) -> PyResult<String> {
     let text = value.to_cow()?;
     let text = text.trim_matches([' ', '\t']);
     let (i, c) = text
@@ -245,7 +243,8 @@ fn wide_value(name: &str, value: &Bound<'_, PyString>) -> PyResult<String> {
         .find(|&(_, c)| c > '\u{ff}')
         .unwrap_or((0, '?'));
     Ok(format!(
-        "response header {name:?} has a character outside latin-1 ({c:?}) at position {i} of its value"
+        "response header {:?} has a character outside latin-1 ({c:?}) at position {i} of its value",
+        String::from_utf8_lossy(name)
     ))
 }
 
