@@ -1,21 +1,24 @@
 # ngx_wsgi: one entry point to build, run and test.
 #   make run    build nginx + the module, serve nginx-conf/example.conf on 127.0.0.1:8080
-#   make test   cargo test + the Test::Nginx suite under t/
+#   make test   cargo test + the Test::Nginx suite under t/, against the test
+#               build (scripts/build test), and t/001 against the release build
 #   make bench  ngx_wsgi side by side with uWSGI, gunicorn, granian, bjoern (bench/)
 # Both install what is missing on Debian 12 first (scripts/install-deps).
 
 PREFIX := $(CURDIR)/target/nginx
+# The test build: test hooks, nginx --with-debug (scripts/build says more).
+TEST_PREFIX := $(CURDIR)/target/nginx-test
 # rustup's cargo, when the shell has not put it on PATH.
 export PATH := $(PATH):$(HOME)/.cargo/bin
 export PYO3_PYTHON ?= /usr/bin/python3.11
-export TEST_NGINX_BINARY := $(PREFIX)/sbin/nginx
-export TEST_NGINX_LOAD_MODULES := $(PREFIX)/modules/ngx_http_wsgi_module.so
+export TEST_NGINX_BINARY := $(TEST_PREFIX)/sbin/nginx
+export TEST_NGINX_LOAD_MODULES := $(TEST_PREFIX)/modules/ngx_http_wsgi_module.so
 export TEST_NGINX_APPS := $(CURDIR)/t/apps
 export TEST_NGINX_CERTS := $(CURDIR)/t/certs
 export TEST_NGINX_EXAMPLES := $(CURDIR)/nginx-conf
 export TEST_NGINX_VENV := $(CURDIR)/target/venv
 
-.PHONY: all build run test unit prove deps test-deps venv bench clean
+.PHONY: all build build-test run test unit prove prove-release deps test-deps venv bench clean
 
 all: build
 
@@ -28,21 +31,30 @@ test-deps:
 build: deps
 	scripts/build
 
+build-test: deps
+	scripts/build test
+
 run: build
 	$(PREFIX)/sbin/nginx -p $(PREFIX) -c $(CURDIR)/nginx-conf/example.conf -g 'daemon off;'
 
-test: test-deps build venv
-	$(MAKE) --no-print-directory unit prove
+test: test-deps build build-test venv
+	$(MAKE) --no-print-directory unit prove prove-release
 
 # The example apps' virtualenv (Flask, Django), used by the suite.
 venv:
 	scripts/make-venv target/venv
 
 unit:
-	cargo test --release --lib
+	scripts/build unit
 
 prove:
 	prove -r t/
+
+# The release build loads and serves (the suite ran against the test build).
+prove-release:
+	TEST_NGINX_BINARY=$(PREFIX)/sbin/nginx \
+	TEST_NGINX_LOAD_MODULES=$(PREFIX)/modules/ngx_http_wsgi_module.so \
+	prove t/001-basics.t
 
 # BENCH_ARGS="--quick" for a short run; see bench/run.py --help.
 bench: build

@@ -5,14 +5,17 @@
 
 use std::cell::Cell;
 use std::io::Write;
+use std::net::IpAddr;
 
 use ngx::ffi::{
-    ngx_connection_local_sockaddr, ngx_http_complex_value, ngx_http_request_t, ngx_inet_get_port,
-    ngx_int_t, ngx_list_part_t, ngx_str_t, ngx_table_elt_t, NGX_OK,
+    ngx_array_t, ngx_connection_local_sockaddr, ngx_http_complex_value, ngx_http_complex_value_t,
+    ngx_http_get_indexed_variable, ngx_http_request_t, ngx_inet_get_port, ngx_int_t,
+    ngx_list_part_t, ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_HTTP_SATISFY_ALL, NGX_OK,
 };
+use ngx::http::HttpModuleLocationConf;
 use ngx::http::{HttpModuleServerConf, NgxHttpCoreModule};
 
-use crate::conf::Param;
+use crate::conf::{EnvironSources, Param};
 
 /// The CGI variables the module sets from the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +32,11 @@ pub enum Known {
     RemoteAddr,
     RemotePort,
     Https,
+    DocumentRoot,
+    DocumentUri,
+    ServerAddr,
+    RemoteUser,
+    AuthType,
 }
 
 /// A variable's name: known, a request header's lower-case name (becomes
@@ -69,10 +77,31 @@ impl Vars {
         self.items.push((Name::Known(name), start, end));
     }
 
-    /// Sets a number, formatted straight into the buffer.
-    fn set_number(&mut self, name: Known, value: impl std::fmt::Display) {
+    /// Sets a number, written straight into the buffer.
+    fn set_number(&mut self, name: Known, value: u64) {
         let start = self.text.len() as u32;
-        let _ = write!(self.text, "{value}");
+        push_decimal(&mut self.text, value);
+        self.items
+            .push((Name::Known(name), start, self.text.len() as u32));
+    }
+
+    /// Sets an IP address as nginx writes it (`$server_addr`).
+    fn set_address(&mut self, name: Known, ip: IpAddr) {
+        let start = self.text.len() as u32;
+        match ip {
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.text.push(b'.');
+                    }
+                    push_decimal(&mut self.text, octet.into());
+                }
+            }
+            // Rare enough for the formatter (RFC 5952's form, as nginx's).
+            IpAddr::V6(v6) => {
+                let _ = write!(self.text, "{v6}");
+            }
+        }
         self.items
             .push((Name::Known(name), start, self.text.len() as u32));
     }
@@ -110,6 +139,22 @@ impl Vars {
     }
 }
 
+/// Appends `n` in decimal: cheaper than the formatter, which the few
+/// numbers of every request would otherwise go through.
+fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
 thread_local! {
     static SPARE: Cell<Option<Vars>> = const { Cell::new(None) };
 }
@@ -128,16 +173,19 @@ unsafe fn bytes(s: &ngx_str_t) -> &[u8] {
 /// read, and its location's `wsgi_param`s.
 ///
 /// # Safety
-/// `r` must be a live main request; `params` from its location.
+/// `r` must be a live main request; `params` from its location, `sources`
+/// from its main configuration.
 pub unsafe fn collect(
     r: *mut ngx_http_request_t,
     body_len: usize,
     params: &[Param],
+    sources: &EnvironSources,
 ) -> Result<Vars, String> {
     let c = (*r).connection;
     let mut vars = Vars::reuse(!(*c).ssl.is_null());
     vars.set(Known::RequestMethod, bytes(&(*r).method_name));
     vars.set(Known::PathInfo, bytes(&(*r).uri));
+    vars.set(Known::DocumentUri, bytes(&(*r).uri));
     vars.set(Known::QueryString, bytes(&(*r).args));
     vars.set(Known::RequestUri, bytes(&(*r).unparsed_uri));
     let protocol = bytes(&(*r).http_protocol);
@@ -155,7 +203,7 @@ pub unsafe fn collect(
         vars.set(Known::ContentType, bytes(&(*hi.content_type).value));
     }
     if hi.content_length_n >= 0 || hi.chunked() != 0 {
-        vars.set_number(Known::ContentLength, body_len);
+        vars.set_number(Known::ContentLength, body_len as u64);
     }
 
     // SERVER_NAME: the server block's name, as uwsgi_params has it; a
@@ -168,7 +216,8 @@ pub unsafe fn collect(
         server_name
     };
     vars.set(Known::ServerName, server_name);
-    let local_port = if ngx_connection_local_sockaddr(c, std::ptr::null_mut(), 0) == 0 {
+    let local = ngx_connection_local_sockaddr(c, std::ptr::null_mut(), 0) == 0;
+    let local_port = if local {
         ngx_inet_get_port((*c).local_sockaddr)
     } else {
         0
@@ -179,11 +228,33 @@ pub unsafe fn collect(
         0 => 80,
         p => p,
     };
-    vars.set_number(Known::ServerPort, server_port);
+    vars.set_number(Known::ServerPort, server_port.into());
     vars.set(Known::RemoteAddr, bytes(&(*c).addr_text));
-    vars.set_number(Known::RemotePort, ngx_inet_get_port((*c).sockaddr));
+    vars.set_number(Known::RemotePort, ngx_inet_get_port((*c).sockaddr).into());
     if vars.https {
         vars.set(Known::Https, b"on");
+    }
+    // SERVER_ADDR and DOCUMENT_ROOT as $server_addr and $document_root,
+    // read directly in the common cases (an IP address, a root without
+    // variables): nginx's variables format and copy them each time.
+    match local.then(|| ip_address((*c).local_sockaddr)).flatten() {
+        Some(ip) => vars.set_address(Known::ServerAddr, ip),
+        None => {
+            if let Some(addr) = variable(r, sources.server_addr) {
+                vars.set(Known::ServerAddr, addr);
+            }
+        }
+    }
+    let clcf = NgxHttpCoreModule::location_conf(&*r).ok_or("no location configuration")?;
+    if clcf.root_lengths.is_null() {
+        vars.set(Known::DocumentRoot, bytes(&clcf.root));
+    } else if let Some(root) = variable(r, sources.document_root) {
+        vars.set(Known::DocumentRoot, root);
+    }
+    if let Some(user) = authenticated_user(r, sources) {
+        vars.set(Known::RemoteUser, user);
+        // $remote_user is the user of Basic credentials, nginx's only scheme.
+        vars.set(Known::AuthType, b"Basic");
     }
 
     add_http_headers(
@@ -193,6 +264,108 @@ pub unsafe fn collect(
     );
     apply_params(r, &mut vars, params)?;
     Ok(vars)
+}
+
+/// The IP address of a socket address; None for other families (a unix
+/// socket), which nginx's own variables then describe.
+///
+/// # Safety
+/// `sa` must point to a socket address of its family's size.
+unsafe fn ip_address(sa: *const ngx::ffi::sockaddr) -> Option<IpAddr> {
+    match i32::from((*sa).sa_family) {
+        libc::AF_INET => {
+            let sin = &*(sa as *const libc::sockaddr_in);
+            // s_addr holds the address's bytes in network order.
+            Some(IpAddr::from(sin.sin_addr.s_addr.to_ne_bytes()))
+        }
+        libc::AF_INET6 => {
+            let sin6 = &*(sa as *const libc::sockaddr_in6);
+            Some(IpAddr::from(sin6.sin6_addr.s6_addr))
+        }
+        _ => None,
+    }
+}
+
+/// The value of the nginx variable with this index, if it has one.
+///
+/// # Safety
+/// `r` must be a live request; `index` from ngx_http_get_variable_index.
+unsafe fn variable<'a>(r: *mut ngx_http_request_t, index: ngx_uint_t) -> Option<&'a [u8]> {
+    let v = ngx_http_get_indexed_variable(r, index);
+    if v.is_null() || (*v).not_found() != 0 || (*v).valid() == 0 {
+        return None;
+    }
+    Some(if (*v).len() == 0 {
+        &[]
+    } else {
+        std::slice::from_raw_parts((*v).data, (*v).len() as usize)
+    })
+}
+
+/// `$remote_user` when nginx checked it before the content phase: the
+/// location has `auth_basic` or `auth_request` on, under `satisfy all` (the
+/// default). Under `satisfy any` nginx may have let the request in on
+/// another rule (`allow`) without looking at the credentials at all, so a
+/// client could name any user: then there is none.
+///
+/// # Safety
+/// `r` must be a live request; `sources` from its main configuration.
+unsafe fn authenticated_user<'a>(
+    r: *mut ngx_http_request_t,
+    sources: &EnvironSources,
+) -> Option<&'a [u8]> {
+    let clcf = NgxHttpCoreModule::location_conf(&*r)?;
+    if clcf.satisfy != NGX_HTTP_SATISFY_ALL as ngx_uint_t {
+        return None;
+    }
+    let checked = sources.auth_basic.is_some_and(|i| auth_basic_on(r, i))
+        || sources.auth_request.is_some_and(|i| auth_request_on(r, i));
+    if !checked {
+        return None;
+    }
+    variable(r, sources.remote_user).filter(|user| !user.is_empty())
+}
+
+/// The location configuration of ngx_http_auth_basic_module, as its source
+/// (`ngx_http_auth_basic_module.c`) declares it, unchanged since nginx 1.3.10.
+#[repr(C)]
+struct AuthBasicConf {
+    realm: *mut ngx_http_complex_value_t,
+    user_file: *mut ngx_http_complex_value_t,
+}
+
+/// The location configuration of ngx_http_auth_request_module
+/// (`ngx_http_auth_request_module.c`, unchanged since nginx 1.5.4).
+#[repr(C)]
+struct AuthRequestConf {
+    uri: ngx_str_t,
+    vars: *mut ngx_array_t,
+}
+
+/// Whether `auth_basic` checks the requests of `r`'s location, as its
+/// access handler decides: a realm and a user file, and a realm that is not
+/// "off".
+///
+/// # Safety
+/// `r` must be a live request; `index` the module's context index.
+unsafe fn auth_basic_on(r: *mut ngx_http_request_t, index: ngx_uint_t) -> bool {
+    let conf = *(*r).loc_conf.add(index) as *const AuthBasicConf;
+    if conf.is_null() || (*conf).realm.is_null() || (*conf).user_file.is_null() {
+        return false;
+    }
+    let mut realm = ngx_str_t::empty();
+    ngx_http_complex_value(r, (*conf).realm, &mut realm) == NGX_OK as ngx_int_t
+        && bytes(&realm) != b"off"
+}
+
+/// Whether `auth_request` checks the requests of `r`'s location ("off" and
+/// unset leave its URI empty).
+///
+/// # Safety
+/// As for `auth_basic_on`.
+unsafe fn auth_request_on(r: *mut ngx_http_request_t, index: ngx_uint_t) -> bool {
+    let conf = *(*r).loc_conf.add(index) as *const AuthRequestConf;
+    !conf.is_null() && (*conf).uri.len != 0
 }
 
 /// Adds each request header (an `HTTP_*` variable); repeated headers are
@@ -338,6 +511,29 @@ mod tests {
         assert_eq!(mounted_path(b"/application", b"/app"), None);
         assert_eq!(mounted_path(b"/other", b"/app"), None);
         assert_eq!(mounted_path(b"/x", b""), Some(&b"/x"[..]));
+    }
+
+    #[test]
+    fn numbers_and_addresses() {
+        let mut vars = Vars::default();
+        for n in [0, 7, 10, 65535, u64::MAX] {
+            vars.set_number(Known::ServerPort, n);
+        }
+        vars.set_address(Known::ServerAddr, "10.0.255.1".parse().unwrap());
+        vars.set_address(Known::ServerAddr, "::ffff:1.2.3.4".parse().unwrap());
+        let values: Vec<&[u8]> = vars.iter().map(|(_, v)| v).collect();
+        assert_eq!(
+            values,
+            [
+                &b"0"[..],
+                b"7",
+                b"10",
+                b"65535",
+                b"18446744073709551615",
+                b"10.0.255.1",
+                b"::ffff:1.2.3.4"
+            ]
+        );
     }
 
     #[test]

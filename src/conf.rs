@@ -3,7 +3,7 @@
 //! `wsgi_pass` names an app; every distinct app gets an index in the main
 //! configuration so that workers cache the loaded callables in a plain vector.
 
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_char, c_void, CStr};
 use std::path::Path;
 use std::ptr::addr_of;
 
@@ -11,10 +11,11 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_t, ngx_flag_t,
     ngx_http_compile_complex_value, ngx_http_compile_complex_value_t, ngx_http_complex_value_t,
-    ngx_http_module_t, ngx_int_t, ngx_module_t, ngx_msec_t, ngx_pcalloc, ngx_str_t, ngx_uint_t,
-    NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE23,
-    NGX_CONF_UNSET, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_OK,
+    ngx_http_get_variable_index, ngx_http_module_t, ngx_int_t, ngx_module_t, ngx_msec_t,
+    ngx_pcalloc, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1,
+    NGX_CONF_TAKE12, NGX_CONF_TAKE23, NGX_CONF_UNSET, NGX_ERROR, NGX_HTTP_LIF_CONF,
+    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
+    NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{
     HttpModule, HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError,
@@ -23,6 +24,7 @@ use ngx::http::{
 use ngx::{ngx_conf_log_error, ngx_string};
 
 use crate::ngx_http_wsgi_module;
+use crate::test_hooks::Hooks;
 
 /// Where an app's code comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +114,26 @@ pub struct MainConf {
     /// Every `wsgi_threads N` with N > 0: each is a pool of threads in every
     /// worker, shared by the locations that inherit it.
     pub pools: Vec<PoolSpec>,
+    /// Test build: every `wsgi_test_hook` of the configuration, for the
+    /// places that have no request.
+    pub test_hooks: Hooks,
+    /// What the environ reads from nginx beyond the request itself; found
+    /// with the first `wsgi_pass`.
+    pub environ: EnvironSources,
+}
+
+/// nginx variables the environ takes values from, by index, and the
+/// modules whose access checks make `$remote_user` an authenticated user.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EnvironSources {
+    /// `$document_root`, `$server_addr`, `$remote_user`.
+    pub document_root: ngx_uint_t,
+    pub server_addr: ngx_uint_t,
+    pub remote_user: ngx_uint_t,
+    /// The context index of ngx_http_auth_basic_module and of
+    /// ngx_http_auth_request_module, when this nginx has them.
+    pub auth_basic: Option<ngx_uint_t>,
+    pub auth_request: Option<ngx_uint_t>,
 }
 
 /// One `wsgi_threads N [max_queue=M];`.
@@ -181,6 +203,8 @@ pub struct LocConf {
     threads: Option<Option<usize>>,
     /// `wsgi_queue_timeout`: how long a request may wait for a free thread.
     pub queue_timeout: ngx_msec_t,
+    /// Test build: the `wsgi_test_hook`s of this level and those above.
+    pub test_hooks: Hooks,
 }
 
 impl LocConf {
@@ -199,6 +223,7 @@ impl Default for LocConf {
             buffering: NGX_CONF_UNSET as ngx_flag_t,
             threads: None,
             queue_timeout: NGX_CONF_UNSET_MSEC,
+            test_hooks: Hooks::default(),
         }
     }
 }
@@ -228,6 +253,7 @@ impl Merge for LocConf {
                 prev.queue_timeout
             };
         }
+        self.test_hooks = self.test_hooks.union(prev.test_hooks);
         Ok(())
     }
 }
@@ -287,7 +313,10 @@ const fn command(
     }
 }
 
-pub static mut COMMANDS: [ngx_command_t; 8] = [
+/// The test build's `wsgi_test_hook` (src/test_hooks.rs) is one more row.
+const COMMAND_COUNT: usize = 8 + cfg!(feature = "test-hooks") as usize;
+
+pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
     command(
         ngx_string!("wsgi_pass"),
         NGX_HTTP_LOC_CONF | NGX_HTTP_LIF_CONF | NGX_CONF_TAKE1,
@@ -337,8 +366,39 @@ pub static mut COMMANDS: [ngx_command_t; 8] = [
         NGX_HTTP_LOC_CONF_OFFSET,
         std::mem::offset_of!(LocConf, queue_timeout),
     ),
+    #[cfg(feature = "test-hooks")]
+    command(
+        ngx_string!("wsgi_test_hook"),
+        ANY_LEVEL | NGX_CONF_1MORE,
+        set_test_hook,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
     ngx_command_t::empty(),
 ];
+
+#[cfg(feature = "test-hooks")]
+extern "C" fn set_test_hook(
+    cf: *mut ngx_conf_t,
+    _cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in set_wsgi_pass; `conf` is this module's location
+    // configuration at the directive's level.
+    unsafe {
+        let loc = &mut *(conf as *mut LocConf);
+        let hooks = match args(cf).and_then(|a| Hooks::parse(&a)) {
+            Ok(hooks) => hooks,
+            Err(e) => return reject(cf, "wsgi_test_hook", &e),
+        };
+        let Some(main) = Module::main_conf_mut(&*cf) else {
+            return NGX_CONF_ERROR;
+        };
+        loc.test_hooks = loc.test_hooks.union(hooks);
+        main.test_hooks = main.test_hooks.union(hooks);
+    }
+    NGX_CONF_OK
+}
 
 /// The directive's arguments, after its name, as UTF-8 strings.
 ///
@@ -421,6 +481,12 @@ extern "C" fn set_wsgi_pass(
         let Some(main) = Module::main_conf_mut(&*cf) else {
             return NGX_CONF_ERROR;
         };
+        if main.apps.is_empty() {
+            match environ_sources(cf) {
+                Some(sources) => main.environ = sources,
+                None => return NGX_CONF_ERROR,
+            }
+        }
         let index = match main.apps.iter().position(|a| *a == spec) {
             Some(i) => i,
             None => {
@@ -436,6 +502,48 @@ extern "C" fn set_wsgi_pass(
         clcf.handler = Some(crate::handler::content_handler);
     }
     NGX_CONF_OK
+}
+
+/// Registers the variables the environ reads and finds the auth modules.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed, inside `http {}`.
+unsafe fn environ_sources(cf: *mut ngx_conf_t) -> Option<EnvironSources> {
+    let index = |name: &str| {
+        let mut name = ngx_str_t {
+            len: name.len(),
+            data: name.as_ptr() as *mut u8,
+        };
+        let index = ngx_http_get_variable_index(cf, &mut name);
+        (index != NGX_ERROR as ngx_int_t).then_some(index as ngx_uint_t)
+    };
+    Some(EnvironSources {
+        document_root: index("document_root")?,
+        server_addr: index("server_addr")?,
+        remote_user: index("remote_user")?,
+        auth_basic: http_module_index(cf, c"ngx_http_auth_basic_module"),
+        auth_request: http_module_index(cf, c"ngx_http_auth_request_module"),
+    })
+}
+
+/// The context index of the named http module, if this nginx has it.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed, inside `http {}` (where
+/// nginx has numbered the http modules).
+unsafe fn http_module_index(cf: *mut ngx_conf_t, name: &CStr) -> Option<ngx_uint_t> {
+    let mut module = (*(*cf).cycle).modules;
+    while !module.is_null() && !(*module).is_null() {
+        let m = *module;
+        if (*m).type_ == NGX_HTTP_MODULE as ngx_uint_t
+            && !(*m).name.is_null()
+            && CStr::from_ptr((*m).name) == name
+        {
+            return Some((*m).ctx_index);
+        }
+        module = module.add(1);
+    }
+    None
 }
 
 extern "C" fn set_threads(

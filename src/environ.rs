@@ -2,12 +2,13 @@
 //! for headers, and the `wsgi.*` keys. Byte strings from the request become
 //! latin-1 `str`.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::c_char;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
 
-use ngx::ffi::{ngx_process, NGX_PROCESS_SINGLE};
+use ngx::ffi::{ngx_process, NGINX_VER, NGX_PROCESS_SINGLE};
 use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -37,11 +38,15 @@ fn new_template(py: Python<'_>, https: bool, multithread: bool) -> PyResult<Boun
     // Sized for the whole environ: copies keep the table's size.
     let env = new_dict(py, 40)?;
     env.set_item(intern!(py, "SCRIPT_NAME"), intern!(py, ""))?;
+    // As nginx's fastcgi_params has them (`nginx/$nginx_version`): the
+    // nginx that loads the module is the one it was built against.
+    let software = NGINX_VER.to_str().unwrap_or("nginx");
+    env.set_item(intern!(py, "SERVER_SOFTWARE"), software)?;
+    env.set_item(intern!(py, "GATEWAY_INTERFACE"), intern!(py, "CGI/1.1"))?;
+    let scheme = if https { "https" } else { "http" };
+    env.set_item(intern!(py, "REQUEST_SCHEME"), scheme)?;
     env.set_item(intern!(py, "wsgi.version"), PyTuple::new(py, [1, 0])?)?;
-    env.set_item(
-        intern!(py, "wsgi.url_scheme"),
-        if https { "https" } else { "http" },
-    )?;
+    env.set_item(intern!(py, "wsgi.url_scheme"), scheme)?;
     env.set_item(intern!(py, "wsgi.multithread"), multithread)?;
     // SAFETY: ngx_process is set once, before workers start; read-only here.
     let multiprocess = unsafe { ngx_process != NGX_PROCESS_SINGLE as ngx::ffi::ngx_uint_t };
@@ -100,16 +105,131 @@ pub fn build<'py>(
     vars: &Vars,
     extras: Extras<'py>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let env = template(py, vars.https, extras.multithread)?.copy()?;
-    env.set_item(intern!(py, "wsgi.input"), extras.input)?;
-    env.set_item(intern!(py, "wsgi.errors"), extras.errors)?;
-    env.set_item(intern!(py, "x-wsgiorg.flush"), extras.flush)?;
+    let env = server_template(py, vars, extras.multithread)?;
+    put(&env, intern!(py, "wsgi.input"), &extras.input)?;
+    put(&env, intern!(py, "wsgi.errors"), &extras.errors)?;
+    put(&env, intern!(py, "x-wsgiorg.flush"), &extras.flush)?;
+    // DOCUMENT_URI is the path PATH_INFO starts as: one str for both.
+    let mut path: Option<(&[u8], Bound<'py, PyString>)> = None;
     for (name, value) in vars.iter() {
-        let value = latin1(py, value)?;
         match name {
-            VarName::Known(known) => env.set_item(known_key(py, known), value)?,
-            VarName::Header(name) => env.set_item(header_key(py, name), value)?,
-            VarName::Param(name) => env.set_item(name, value)?,
+            VarName::Known(Known::PathInfo) if path.is_none() => {
+                let s = latin1(py, value)?;
+                put(&env, known_key(py, Known::PathInfo), &s)?;
+                path = Some((value, s));
+            }
+            VarName::Known(Known::DocumentUri) => match &path {
+                Some((bytes, s)) if *bytes == value => {
+                    put(&env, known_key(py, Known::DocumentUri), s)?
+                }
+                _ => put(&env, known_key(py, Known::DocumentUri), &latin1(py, value)?)?,
+            },
+            VarName::Known(known) if in_server_template(known) => {}
+            VarName::Known(known) => put(&env, known_key(py, known), &latin1(py, value)?)?,
+            VarName::Header(name) => put(&env, &header_key(py, name), &latin1(py, value)?)?,
+            VarName::Param(name) => env.set_item(name, latin1(py, value)?)?,
+        }
+    }
+    Ok(env)
+}
+
+/// `env[key] = value`, straight through the C API: pyo3's `set_item` takes
+/// and drops a reference to each side, some 30 times per request here.
+fn put<V>(
+    env: &Bound<'_, PyDict>,
+    key: &Bound<'_, PyString>,
+    value: &Bound<'_, V>,
+) -> PyResult<()> {
+    // SAFETY: three live objects, borrowed for the call; PyDict_SetItem
+    // takes its own references and returns -1 with an exception set.
+    let rc = unsafe { ffi::PyDict_SetItem(env.as_ptr(), key.as_ptr(), value.as_ptr()) };
+    if rc < 0 {
+        return Err(PyErr::fetch(env.py()));
+    }
+    Ok(())
+}
+
+/// The variables whose values are the same for all the requests a server
+/// block answers on one address in one location (and protocol): a
+/// request's environ starts from a copy of a template that holds them, so
+/// they cost neither a str nor a dict insert each time.
+fn in_server_template(known: Known) -> bool {
+    matches!(
+        known,
+        Known::ServerName
+            | Known::ServerPort
+            | Known::ServerAddr
+            | Known::ServerProtocol
+            | Known::DocumentRoot
+    )
+}
+
+/// Templates with those values, by a key made of the values. Bounded, as
+/// HEADER_KEYS: beyond it (a root with variables, say) a request's environ
+/// is built without one. The lock is held where no Python code runs.
+type ServerTemplates = Vec<(Box<[u8]>, Py<PyDict>)>;
+static SERVER_TEMPLATES: Mutex<ServerTemplates> = Mutex::new(Vec::new());
+const SERVER_TEMPLATES_MAX: usize = 32;
+
+thread_local! {
+    /// The key's buffer, taken while in use (a nested call gets another).
+    static KEY: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// A new environ holding the keys of the templates: the fixed ones and
+/// this request's server values.
+fn server_template<'py>(
+    py: Python<'py>,
+    vars: &Vars,
+    multithread: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let mut key = KEY.with(Cell::take);
+    key.clear();
+    key.push(vars.https as u8 | (multithread as u8) << 1);
+    for (name, value) in vars.iter() {
+        if let VarName::Known(known) = name {
+            if in_server_template(known) {
+                key.push(known as u8);
+                key.extend_from_slice(&(value.len() as u32).to_ne_bytes());
+                key.extend_from_slice(value);
+            }
+        }
+    }
+    let cached = SERVER_TEMPLATES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(k, _)| **k == *key)
+        .map(|(_, t)| t.clone_ref(py));
+    let env = match cached {
+        Some(template) => template.bind(py).copy(),
+        None => new_server_template(py, vars, multithread, &key),
+    };
+    KEY.with(|k| k.set(key));
+    env
+}
+
+fn new_server_template<'py>(
+    py: Python<'py>,
+    vars: &Vars,
+    multithread: bool,
+    key: &[u8],
+) -> PyResult<Bound<'py, PyDict>> {
+    let env = template(py, vars.https, multithread)?.copy()?;
+    for (name, value) in vars.iter() {
+        if let VarName::Known(known) = name {
+            if in_server_template(known) {
+                put(&env, known_key(py, known), &latin1(py, value)?)?;
+            }
+        }
+    }
+    let lock = || SERVER_TEMPLATES.lock().unwrap_or_else(|p| p.into_inner());
+    if lock().len() < SERVER_TEMPLATES_MAX {
+        // Copied without the lock: a copy may run the garbage collector.
+        let template = env.copy()?.unbind();
+        let mut templates = lock();
+        if templates.len() < SERVER_TEMPLATES_MAX {
+            templates.push((key.into(), template));
         }
     }
     Ok(env)
@@ -129,6 +249,11 @@ fn known_key(py: Python<'_>, known: Known) -> &Bound<'_, PyString> {
         Known::RemoteAddr => intern!(py, "REMOTE_ADDR"),
         Known::RemotePort => intern!(py, "REMOTE_PORT"),
         Known::Https => intern!(py, "HTTPS"),
+        Known::DocumentRoot => intern!(py, "DOCUMENT_ROOT"),
+        Known::DocumentUri => intern!(py, "DOCUMENT_URI"),
+        Known::ServerAddr => intern!(py, "SERVER_ADDR"),
+        Known::RemoteUser => intern!(py, "REMOTE_USER"),
+        Known::AuthType => intern!(py, "AUTH_TYPE"),
     }
 }
 

@@ -38,6 +38,7 @@ mod pump;
 mod relay;
 mod response;
 mod resume;
+mod test_hooks;
 mod wakeup;
 
 // The unit-test executable has no nginx to link against: there, nothing
@@ -64,6 +65,7 @@ extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     // was created by this module.
     unsafe {
         if let Some(main) = conf::Module::main_conf(&*cycle) {
+            test_hooks::arm_worker(main.test_hooks);
             if !main.apps.is_empty() {
                 interp::start(main, (*cycle).log);
             }
@@ -92,7 +94,7 @@ extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
     // SAFETY: nginx passes the live cycle, on the event-loop thread.
     unsafe {
         pool::stop((*cycle).log);
-        wakeup::stop();
+        wakeup::stop((*cycle).log);
     }
     interp::stop();
 }

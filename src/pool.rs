@@ -13,8 +13,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_del_timer, ngx_event_t, ngx_log_t, ngx_msec_t, NGX_ERROR, NGX_LOG_ALERT,
-    NGX_LOG_NOTICE,
+    ngx_add_timer, ngx_connection_t, ngx_del_timer, ngx_event_t, ngx_exiting, ngx_log_t,
+    ngx_msec_t, ngx_quit, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_NOTICE,
 };
 use ngx::ngx_log_error;
 use pyo3::prelude::*;
@@ -25,6 +25,7 @@ use crate::errlog;
 use crate::handoff::{End, Handoff};
 use crate::output::Kept;
 use crate::producer;
+use crate::test_hooks::{self, Hook};
 
 /// A request for a pool thread: everything the app needs, owned, so that
 /// the thread never touches nginx's request.
@@ -194,6 +195,10 @@ fn restore_signals(old: &libc::sigset_t) {
 /// (quit, reload) waits until no timer is left, so the worker waits for the
 /// apps, even those whose request already ended. Event loop only.
 static mut BUSY_TIMER: MaybeUninit<ngx_event_t> = MaybeUninit::zeroed();
+/// What the busy timer's `data` points at: nginx built --with-debug reads
+/// a timer's data as a connection (its fd names the timer in debug lines),
+/// so it must not be null.
+static mut BUSY_TIMER_IDENT: MaybeUninit<ngx_connection_t> = MaybeUninit::zeroed();
 static ABANDONED: AtomicBool = AtomicBool::new(false);
 const BUSY_CHECK: ngx_msec_t = 250;
 
@@ -202,11 +207,14 @@ pub fn keep_worker_alive() {
     if ABANDONED.load(Ordering::Relaxed) {
         return;
     }
-    // SAFETY: BUSY_TIMER is only touched on the event-loop thread; a zeroed
-    // ngx_event_t is a valid unarmed event.
+    // SAFETY: BUSY_TIMER and its ident are only touched on the event-loop
+    // thread; zeroed, they are a valid unarmed event and connection.
     unsafe {
         let ev = (*addr_of_mut!(BUSY_TIMER)).as_mut_ptr();
         if (*ev).timer_set() == 0 {
+            let ident = (*addr_of_mut!(BUSY_TIMER_IDENT)).as_mut_ptr();
+            (*ident).fd = -1;
+            (*ev).data = ident.cast();
             (*ev).handler = Some(on_busy_timer);
             (*ev).log = ngx::log::ngx_cycle_log().as_ptr();
             ngx_add_timer(ev, BUSY_CHECK);
@@ -215,10 +223,22 @@ pub fn keep_worker_alive() {
 }
 
 extern "C" fn on_busy_timer(_ev: *mut ngx_event_t) {
-    let working = POOLS
-        .get()
-        .is_some_and(|pools| pools.iter().any(|p| p.working()));
-    if working {
+    let working = || {
+        POOLS
+            .get()
+            .is_some_and(|pools| pools.iter().any(|p| p.working()))
+    };
+    // SAFETY: nginx's process flags, read on the event-loop thread.
+    let exiting = unsafe { ngx_exiting != 0 || ngx_quit != 0 };
+    if exiting && test_hooks::worker().armed(Hook::BusyTimerBlocksAtExit) {
+        // Test build: the threads finish while the event loop is here,
+        // before it reads what they handed over.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while working() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    if working() {
         keep_worker_alive();
     }
 }

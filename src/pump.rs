@@ -141,14 +141,14 @@ impl<'a> Pump<'a> {
     /// `self.r` must be a live request whose body has been read.
     unsafe fn call_app(&mut self, py: Python<'_>, app: usize) -> Result<(), (PyErr, String)> {
         let r = self.r;
-        let spec = Module::main_conf(&*r)
-            .and_then(|main| main.apps.get(app))
-            .ok_or_else(|| {
-                (
-                    PyRuntimeError::new_err("no such app"),
-                    "wsgi: configuration".to_owned(),
-                )
-            })?;
+        let configuration = || {
+            (
+                PyRuntimeError::new_err("no such app"),
+                "wsgi: configuration".to_owned(),
+            )
+        };
+        let main = Module::main_conf(&*r).ok_or_else(configuration)?;
+        let spec = main.apps.get(app).ok_or_else(configuration)?;
         let params = Module::location_conf(&*r)
             .map(|lc| lc.params.as_slice())
             .unwrap_or(&[]);
@@ -163,8 +163,8 @@ impl<'a> Pump<'a> {
         self.inline.flush = Some(flush.clone().unbind());
         let body_len = input::body_len(r);
         let input = input::wsgi_input(py, r, body_len).map_err(raised)?;
-        let vars =
-            cgi::collect(r, body_len, params).map_err(|e| raised(PyRuntimeError::new_err(e)))?;
+        let vars = cgi::collect(r, body_len, params, &main.environ)
+            .map_err(|e| raised(PyRuntimeError::new_err(e)))?;
         let extras = Extras {
             input,
             errors: errors.into_any(),

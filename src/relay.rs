@@ -14,7 +14,7 @@ use ngx::ffi::{
     NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SERVICE_UNAVAILABLE,
     NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_USE_CLEAR_EVENT,
 };
-use ngx::http::HttpModuleLocationConf;
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::ngx_log_error;
 
 use crate::cgi;
@@ -35,14 +35,14 @@ use crate::resume;
 /// # Safety
 /// `r` must be a live request owned by this module; `ctx` its context.
 pub unsafe fn submit(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) {
-    let Some(lc) = Module::location_conf(&*r) else {
+    let (Some(lc), Some(main)) = (Module::location_conf(&*r), Module::main_conf(&*r)) else {
         return end(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR as _);
     };
     let Mode::Thread(link) = &mut ctx.mode else {
         return end(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR as _);
     };
     let body_len = input::body_len(r);
-    let prepared = cgi::collect(r, body_len, &lc.params).and_then(|vars| {
+    let prepared = cgi::collect(r, body_len, &lc.params, &main.environ).and_then(|vars| {
         input::read_body(r, body_len)
             .map(|body| (vars, body))
             .map_err(|e| format!("reading the request body's temp file failed: {e}"))

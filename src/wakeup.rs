@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use ngx::ffi::{
     ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_event_t, ngx_get_connection,
-    ngx_handle_read_event, ngx_int_t, ngx_uint_t, NGX_OK,
+    ngx_handle_read_event, ngx_int_t, ngx_log_t, ngx_uint_t, NGX_OK,
 };
 use ngx::ngx_log_error;
 
@@ -80,17 +80,23 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t) -> Result<(), String> {
 }
 
 /// Closes the eventfd at worker exit, after the pool threads stopped
-/// (nginx reports any connection still open then).
+/// (nginx reports any connection still open then), and writes the lines
+/// the threads handed over that the event loop has not read: the worker
+/// may leave its loop right after a thread's last line (the close() of an
+/// app whose client left), before the loop looks at the eventfd again.
 ///
 /// # Safety
 /// Called on the event-loop thread from exit_process.
-pub unsafe fn stop() {
-    if let Some(w) = WAKEUP.get() {
-        // Under the lock, so that a thread still inside an app cannot write
-        // to the fd number after it is closed.
-        let mut ready = w.ready.lock().unwrap_or_else(|p| p.into_inner());
-        *ready = None;
-        ngx_close_connection(w.connection);
+pub unsafe fn stop(log: *mut ngx_log_t) {
+    let Some(w) = WAKEUP.get() else {
+        return;
+    };
+    // Under the lock, so that a thread still inside an app cannot write to
+    // the fd number after it is closed; its later lines are dropped.
+    let left = w.ready.lock().unwrap_or_else(|p| p.into_inner()).take();
+    ngx_close_connection(w.connection);
+    for (level, text) in left.map(|ready| ready.lines).unwrap_or_default() {
+        ngx_log_error!(level, log, "{}", text);
     }
 }
 

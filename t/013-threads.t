@@ -205,6 +205,30 @@ subtest 'nginx -s quit waits for an app whose client already left' => sub {
     $ngx->{stopped} = 1;
 };
 
+subtest 'nginx -s quit: the line an app logs as its thread finishes is written, even when the worker exits before its event loop reads it' => sub {
+    # Test build: once the worker exits, the busy timer blocks the event loop
+    # until the pool thread is done, so the thread's close() line is handed
+    # over while nothing reads it, and the worker leaves right after.
+    my $ngx = NginxRunner->new(master => 1,
+        http => 'wsgi_test_hook busy_timer_blocks_at_exit;',
+        server => 'location /late { wsgi_threads 1; wsgi_pass threads:sleep_then_yield; }');
+    my $s = start_get($ngx, '/late?1');
+    sleep 0.2;
+    close $s;
+    ok($ngx->wait_log(qr/the client connection is gone/, 1), 'the request ended');
+    system($ENV{TEST_NGINX_BINARY}, '-p', "$ngx->{root}/", '-c', "$ngx->{root}/conf/nginx.conf", '-s', 'quit') == 0
+        or die "quit failed";
+    my $gone = 0;
+    for (1 .. 100) {
+        if (!-e "$ngx->{root}/logs/nginx.pid") { $gone = 1; last; }
+        sleep 0.05;
+    }
+    ok($gone, 'nginx exited');
+    like($ngx->error_log, qr/\[error\] .*sleep_then_yield: close\(\) called/, "close()'s line is in error.log");
+    unlike($ngx->error_log, qr/still inside the app at exit/, 'no thread was left behind');
+    $ngx->{stopped} = 1;
+};
+
 subtest 'an idle worker with a thread pool uses no CPU (no polling)' => sub {
     my $ngx = NginxRunner->new(master => 1, server => 'location /sleep { wsgi_threads 16; wsgi_pass threads:sleep; }');
     my (undef, $body) = finish_get(start_get($ngx, '/sleep?0.01'), time);

@@ -25,6 +25,26 @@ def environ_json(environ, start_response):
                  headers=[("Content-Type", "application/json")])
 
 
+def params_parity(environ, start_response):
+    """Compares the environ with nginx's stock uwsgi_params and
+    fastcgi_params: for each SET in PARITY_SETS, PARITY_<SET> names the keys
+    of that file and <SET>_<KEY> holds the file's value (the file's lines
+    turned into wsgi_params under that prefix). Absent and empty are the
+    same (PEP 3333: CONTENT_TYPE, CONTENT_LENGTH)."""
+    lines = []
+    for name in environ["PARITY_SETS"].split():
+        keys = environ[f"PARITY_{name}"].split()
+        differ = []
+        for key in keys:
+            ours = environ.get(key) or ""
+            theirs = environ.get(f"{name}_{key}") or ""
+            if ours != theirs:
+                differ.append(f"{key}: {ours!r} here, {theirs!r} from {name.lower()}_params")
+        lines.append(f"{name.lower()}_params: {len(keys)} keys, {len(differ)} differ")
+        lines += differ
+    return _text(start_response, "\n".join(lines) + "\n")
+
+
 def urls(environ, start_response):
     """URLs rebuilt the way frameworks do, from SCRIPT_NAME and PATH_INFO."""
     lines = [
