@@ -1,5 +1,8 @@
 # Serving apps: environ, status and headers, iterables, close(), two apps.
 use Test::Nginx::Socket 'no_plan';
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use WsgiTest;
 
 master_on();
 workers(2);
@@ -9,8 +12,6 @@ run_tests();
 __DATA__
 
 === TEST 1: hello world
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /hello {
     wsgi_pass basics:hello;
@@ -28,8 +29,6 @@ Hello, world!
 
 
 === TEST 2: request line and headers reach the environ
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /env {
     wsgi_pass basics:echo_environ;
@@ -60,8 +59,6 @@ HTTP_CONTENT_TYPE=<missing>
 
 
 === TEST 3: server port and query string
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /env {
     wsgi_pass basics:echo_environ;
@@ -74,8 +71,6 @@ qr/\ASERVER_PORT=$ENV{TEST_NGINX_SERVER_PORT}\nQUERY_STRING=SERVER_PORT&QUERY_ST
 
 
 === TEST 4: the wsgi.* keys
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /wsgi {
     wsgi_pass basics:wsgi_keys;
@@ -97,8 +92,6 @@ wsgi.errors.write=True
 
 
 === TEST 5: the app's status line, reason and headers reach the client
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /teapot {
     wsgi_pass basics:custom_status;
@@ -117,8 +110,6 @@ short and stout
 
 
 === TEST 5.1: a latin-1 status reason and header value go out as latin-1 bytes, the value's blanks trimmed
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /latin1 {
     wsgi_pass basics:latin1_head;
@@ -133,8 +124,6 @@ ok
 
 
 === TEST 6: a generator of several chunks, sent chunked
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /chunks {
     wsgi_pass basics:chunks;
@@ -154,8 +143,6 @@ chunk 4
 
 
 === TEST 7: a list of several items
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /list {
     wsgi_pass basics:list_body;
@@ -168,8 +155,6 @@ one two three
 
 
 === TEST 8: close() is called once the body is sent
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /closing {
     wsgi_pass basics:closing;
@@ -184,8 +169,6 @@ close() called after 3 parts
 
 
 === TEST 9: close() is called for HEAD, and no body is sent
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /closing {
     wsgi_pass basics:closing;
@@ -199,8 +182,6 @@ close() called after 3 parts
 
 
 === TEST 10: a request body reaches wsgi.input, with CONTENT_TYPE and CONTENT_LENGTH
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /post {
     wsgi_pass basics:post_echo;
@@ -216,8 +197,6 @@ POST application/x-www-form-urlencoded 14 name=value&x=1
 
 
 === TEST 11: a body larger than client_body_buffer_size (read from nginx's temp file)
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 client_body_buffer_size 1k;
 location /post {
@@ -231,8 +210,6 @@ location /post {
 
 
 === TEST 12: an empty 204 response
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /empty {
     wsgi_pass basics:empty;
@@ -245,8 +222,6 @@ GET /empty
 
 
 === TEST 13: write() data comes before the iterable's
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /write {
     wsgi_pass basics:write_callable;
@@ -259,8 +234,6 @@ from write(); from the iterable
 
 
 === TEST 14: a generator may call start_response when first advanced
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /lazy {
     wsgi_pass basics:lazy_start;
@@ -275,8 +248,6 @@ lazy
 
 
 === TEST 15: two locations serve two different apps
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /hello {
     wsgi_pass basics:hello;
@@ -292,6 +263,7 @@ location /other {
 
 
 === TEST 16: an app given as a path to a .py file, relative to nginx.conf
+The empty http_config keeps WsgiTest's wsgi_python_path out: the path alone finds the app.
 --- http_config
 --- config
 location /file {
@@ -305,8 +277,6 @@ Hello, world!
 
 
 === TEST 17: wsgi_pass inside "if" in a location
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /cond {
     if ($arg_other) {

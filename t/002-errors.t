@@ -1,6 +1,9 @@
 # App errors: 500 before the header, aborted response after it; the
 # traceback in error_log; close() still called; the worker keeps serving.
 use Test::Nginx::Socket 'no_plan';
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use WsgiTest;
 
 no_shuffle();
 run_tests();
@@ -8,8 +11,6 @@ run_tests();
 __DATA__
 
 === TEST 1: an app that raises gives 500, and the worker keeps serving
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /raises { wsgi_pass failing:raises; }
 location /ok { wsgi_pass failing:ok; }
@@ -23,8 +24,6 @@ location /ok { wsgi_pass failing:ok; }
 
 
 === TEST 1b: the traceback goes to error_log with the request's context
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /raises { wsgi_pass failing:raises; }
 --- request
@@ -39,8 +38,6 @@ GET /raises
 
 
 === TEST 2: an error after the header aborts the response: no last chunk
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /mid { wsgi_pass failing:raises_mid_stream; }
 --- request
@@ -53,8 +50,6 @@ RuntimeError: broke after the header was sent
 
 
 === TEST 3: the aborted chunked response has no last chunk: a proxy sees it cut short
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /mid { wsgi_pass failing:raises_mid_stream; }
 location /via-proxy {
@@ -71,8 +66,6 @@ upstream prematurely closed connection while reading upstream
 
 
 === TEST 4: iteration fails before any chunk: 500, and close() is still called
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /iter { wsgi_pass failing:raises_in_iteration_with_close; }
 --- request
@@ -85,8 +78,6 @@ failing app: close() called
 
 
 === TEST 5: a malformed status is an app error
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /status { wsgi_pass failing:bad_status; }
 --- request
@@ -99,8 +90,6 @@ ValueError: status "200" is not of the form 'NNN reason' (e.g. '200 OK')
 
 
 === TEST 6: a header value with CR/LF never reaches the client
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /crlf { wsgi_pass failing:crlf_header; }
 --- request
@@ -115,8 +104,6 @@ response header "X-Injected" has a control character ('\r') at position 1 of its
 
 
 === TEST 7: a str chunk is an app error that says what was wrong
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /str { wsgi_pass failing:str_chunk; }
 --- request
@@ -128,8 +115,6 @@ TypeError: the response iterable yielded str, not bytes
 
 
 === TEST 8: returning None is an app error
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /none { wsgi_pass failing:returns_none; }
 --- request
@@ -141,8 +126,6 @@ TypeError: the app returned NoneType, which is not an iterable of bytes
 
 
 === TEST 9: a body without start_response is an app error
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /nostart { wsgi_pass failing:no_start_response; }
 --- request
@@ -154,8 +137,6 @@ the app did not call start_response() before its body
 
 
 === TEST 10: SystemExit in the app does not end the worker
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /exit { wsgi_pass failing:system_exit; }
 location /ok { wsgi_pass failing:ok; }
@@ -167,8 +148,6 @@ location /ok { wsgi_pass failing:ok; }
 
 
 === TEST 10b: SystemExit is logged like any exception
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /exit { wsgi_pass failing:system_exit; }
 --- request
@@ -180,8 +159,6 @@ qr/^SystemExit: 3, client/
 
 
 === TEST 11: start_response called twice without exc_info
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /twice { wsgi_pass failing:second_start_response; }
 --- request
@@ -193,8 +170,6 @@ start_response() called a second time without exc_info
 
 
 === TEST 12: start_response with exc_info before the header replaces the status
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /replace { wsgi_pass failing:exc_info_replaces; }
 --- request
@@ -206,8 +181,6 @@ replaced
 
 
 === TEST 13: a module that fails to import: 500, traceback, and retried on the next request
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /broken { wsgi_pass broken_import; }
 --- request eval
@@ -223,8 +196,6 @@ qr/wsgi: cannot load app "broken_import:application"/
 
 
 === TEST 13b: the import error's traceback
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /broken { wsgi_pass broken_import; }
 --- request
@@ -237,8 +208,6 @@ GET /broken
 
 
 === TEST 14: a callable that does not exist
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /missing { wsgi_pass failing:no_such_app; }
 --- request
@@ -250,8 +219,6 @@ AttributeError: module 'failing' has no attribute 'no_such_app'
 
 
 === TEST 15.1: start_response with the wrong shapes (dict): 500 and a message that says so
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /shape { wsgi_pass failing:bad_shapes; }
 --- request
@@ -264,8 +231,6 @@ TypeError: response headers must be a list of (name, value) tuples, not dict
 
 
 === TEST 15.2: start_response with the wrong shapes (triple): 500 and a message that says so
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /shape { wsgi_pass failing:bad_shapes; }
 --- request
@@ -278,8 +243,6 @@ TypeError: response header ('A', 'b', 'c') is not a (name, value) tuple
 
 
 === TEST 15.3: start_response with the wrong shapes (bytes-value): 500 and a message that says so
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /shape { wsgi_pass failing:bad_shapes; }
 --- request
@@ -292,8 +255,6 @@ TypeError: response header value must be a str, not bytes (b'raw')
 
 
 === TEST 15.4: start_response with the wrong shapes (bytes-status): 500 and a message that says so
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /shape { wsgi_pass failing:bad_shapes; }
 --- request
@@ -306,8 +267,6 @@ TypeError: status must be a str such as '200 OK', not bytes
 
 
 === TEST 15.5: start_response with the wrong shapes (wide): 500 and a message that says so
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /shape { wsgi_pass failing:bad_shapes; }
 --- request
@@ -320,8 +279,6 @@ ValueError: response header "X-Wide" has a character outside latin-1 ('☺') at 
 
 
 === TEST 15.6: start_response with the wrong shapes (bad-length): 500 and a message that says so
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /shape { wsgi_pass failing:bad_shapes; }
 --- request
@@ -334,8 +291,6 @@ ValueError: response header Content-Length has a value that is not a number: "te
 
 
 === TEST 15.7: start_response with the wrong shapes (write-str): 500 and a message that says so
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /shape { wsgi_pass failing:bad_shapes; }
 --- request
@@ -348,8 +303,6 @@ TypeError: write() takes bytes, not str
 
 
 === TEST 15.8: start_response with the wrong shapes (hop-by-hop): 500 and a message that says so
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /shape { wsgi_pass failing:bad_shapes; }
 --- request
@@ -362,8 +315,6 @@ ValueError: response header "Connection" is hop-by-hop; a WSGI app must not send
 
 
 === TEST 15.9: start_response with the wrong shapes (bad-name): 500 and a message that says so
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /shape { wsgi_pass failing:bad_shapes; }
 --- request
@@ -376,8 +327,6 @@ ValueError: response header name "Bad Name" is not a valid HTTP token
 
 
 === TEST 15.10: start_response with the wrong shapes (wide-status): 500 and a message that says so
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /shape { wsgi_pass failing:bad_shapes; }
 --- request
@@ -390,8 +339,6 @@ ValueError: status "200 ☺" is not of the form 'NNN reason' (e.g. '200 OK')
 
 
 === TEST 16: after all of those, the worker still serves
---- http_config
-wsgi_python_path $TEST_NGINX_APPS;
 --- config
 location /shape { wsgi_pass failing:bad_shapes; }
 location /ok { wsgi_pass failing:ok; }

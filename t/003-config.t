@@ -1,6 +1,7 @@
 # `nginx -t` (and start-up) reject malformed wsgi_* directives with a message
 # that names the directive.
 use Test::Nginx::Socket 'no_plan';
+# No WsgiTest: each block is exactly the configuration nginx must reject.
 
 master_on();
 

@@ -2,6 +2,9 @@
 # (HUP) starts new workers that import the app anew, so a fixed app is
 # served after `nginx -s reload`.
 use Test::Nginx::Socket 'no_plan';
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use WsgiTest;
 
 use_hup();
 

@@ -2,15 +2,11 @@
 # wsgi_param (with mounting an app under a prefix).
 use Test::Nginx::Socket 'no_plan';
 use File::Basename qw(dirname);
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use WsgiTest;
 
 no_shuffle();
-
-add_block_preprocessor(sub {
-    my $block = shift;
-    if (!defined $block->http_config) {
-        $block->set_value("http_config", "wsgi_python_path $ENV{TEST_NGINX_APPS};");
-    }
-});
 
 # nginx's stock uwsgi_params and fastcgi_params (installed beside the nginx
 # under test), their lines turned into wsgi_params that set <SET>_<KEY>, for

@@ -1,13 +1,11 @@
 # Response framing: the app's Content-Length is honoured both ways; HEAD,
 # 204 and 304 send no body and still close the iterable.
 use Test::Nginx::Socket 'no_plan';
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use WsgiTest;
 
 no_shuffle();
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value("http_config", "wsgi_python_path $ENV{TEST_NGINX_APPS};")
-        if !defined $block->http_config;
-});
 run_tests();
 
 __DATA__

@@ -1,12 +1,10 @@
 # wsgi.input over the body nginx has read, and wsgi.errors into error_log.
 use Test::Nginx::Socket 'no_plan';
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use WsgiTest;
 
 no_shuffle();
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value("http_config", "wsgi_python_path $ENV{TEST_NGINX_APPS};")
-        if !defined $block->http_config;
-});
 run_tests();
 
 __DATA__

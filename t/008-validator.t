@@ -3,15 +3,13 @@
 # iterable protocol (close() included) are what PEP 3333 says. A violation
 # raises AssertionError in the app, which would show as a 500.
 use Test::Nginx::Socket 'no_plan';
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use WsgiTest;
 
 no_shuffle();
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value("http_config", "wsgi_python_path $ENV{TEST_NGINX_APPS};")
-        if !defined $block->http_config;
-    $block->set_value("no_error_log", "[error]\nAssertionError\nWSGIWarning")
-        if !defined $block->no_error_log && !defined $block->error_log;
-});
+# The validator's complaints, unless a block checks the log itself.
+block_defaults(no_error_log => "[error]\nAssertionError\nWSGIWarning", unless => ['error_log']);
 run_tests();
 
 __DATA__

@@ -2,6 +2,9 @@
 # form, a 5 MB multipart upload, a redirect, cookies, a streamed response,
 # and the app mounted under a prefix.
 use Test::Nginx::Socket 'no_plan';
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use WsgiTest;
 use Digest::SHA qw(sha256_hex);
 
 our $Upload = join("", map { sprintf("%07d\n", $_) } 0 .. 624_999);   # 5,000,000 bytes
@@ -10,20 +13,19 @@ our $UploadSha = sha256_hex($Upload);
 master_on();
 workers(1);
 no_shuffle();
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value("http_config", <<_EOC_) if !defined $block->http_config;
+block_defaults(
+    http_config => <<_EOC_,
 wsgi_python_home $ENV{TEST_NGINX_VENV};
 wsgi_python_path $ENV{TEST_NGINX_EXAMPLES}/flask;
 _EOC_
-    $block->set_value("config", <<_EOC_) if !defined $block->config;
+    config => <<_EOC_,
 location ~ ^/ {
     client_max_body_size 16m;
     wsgi_pass flask_example:app;
 }
 _EOC_
-    $block->set_value("no_error_log", "[error]") if !defined $block->no_error_log;
-});
+    no_error_log => "[error]",
+);
 run_tests();
 
 __DATA__

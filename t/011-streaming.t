@@ -6,6 +6,9 @@
 # a raw socket in t/012-slow-clients.t: Test::Nginx rejects a chunked body
 # cut short.)
 use Test::Nginx::Socket 'no_plan';
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use WsgiTest;
 use Compress::Raw::Zlib;
 use Digest::MD5 qw(md5_hex);
 
@@ -32,15 +35,8 @@ sub gunzip_partial {
 }
 
 no_shuffle();
-add_block_preprocessor(sub {
-    my $block = shift;
-    $block->set_value("http_config", "wsgi_python_path $ENV{TEST_NGINX_APPS};")
-        if !defined $block->http_config;
-    if (!defined $block->http2 && !defined $block->no_timeout) {
-        $block->set_value("timeout", "0.8");
-        $block->set_value("abort", "");
-    }
-});
+# The client gives up after 0.8 s, unless the block sets its own timeout (HTTP/2, whole responses).
+block_defaults(timeout => "0.8", abort => "", unless => [qw(http2 no_timeout)]);
 run_tests();
 
 __DATA__

@@ -17,6 +17,7 @@ if (my $n = $ENV{TEST_NGINX_WSGI_THREADS}) {
     # A line a pool thread logs after the response is out (from close() of
     # a 204's iterable, say) reaches error.log through the event loop a
     # moment later: give it that moment before the log is checked, either way.
+    # Loaded before the test file, this runs after its defaults (WsgiTest).
     Test::Nginx::Socket::add_block_preprocessor(sub {
         my ($block) = @_;
         if ((defined $block->error_log || defined $block->no_error_log) && !defined $block->wait) {
