@@ -16,30 +16,19 @@ A path with a `buffered:` prefix goes to a server with `wsgi_buffering on`
 import argparse
 import os
 import re
+import signal
 import socket
-import subprocess
 import sys
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PREFIX = os.path.join(ROOT, "target", "nginx")
-WORK = os.path.join(ROOT, "target", "bench", "instructions")
+import nginx
+
+WORK = os.path.join(nginx.ROOT, "target", "bench", "instructions")
 PORT = 18140
 BUFFERED_PORT = 18141
 
-CONF = f"""
-load_module {PREFIX}/modules/ngx_http_wsgi_module.so;
-{"user root;" if os.geteuid() == 0 else ""}
-daemon off;
-master_process off;
-worker_processes 1;
-error_log {WORK}/error.log error;
-pid {WORK}/nginx.pid;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
+HTTP = f"""    access_log off;
     keepalive_requests 1000000;
-    wsgi_python_path {ROOT}/bench;
+    wsgi_python_path {nginx.ROOT}/bench;
     server {{
         listen 127.0.0.1:{PORT};
         location / {{ wsgi_pass apps:application; }}
@@ -48,9 +37,9 @@ http {{
     server {{
         listen 127.0.0.1:{BUFFERED_PORT};
         location / {{ wsgi_buffering on; wsgi_pass apps:application; }}
-    }}
-}}
-"""
+    }}"""
+# One process (no master): the one valgrind runs is the one that serves.
+SERVER = nginx.Nginx(WORK, "nginx", HTTP, master=False, connections=64)
 
 
 def requests(path, n):
@@ -81,30 +70,16 @@ def total_instructions(path, n):
     out = os.path.join(WORK, "callgrind.out")
     if os.path.exists(out):
         os.unlink(out)
-    proc = subprocess.Popen(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-                             os.path.join(PREFIX, "sbin", "nginx"), "-p", PREFIX,
-                             "-c", os.path.join(WORK, "nginx.conf")],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    requests(path, 20)  # warm-up: imports, first allocations
-    requests(path, n)
-    with open(os.path.join(WORK, "nginx.pid")) as f:
-        pid = int(f.read())
-    # SIGQUIT: graceful, callgrind writes its file. Under valgrind a signal
-    # can be taken just before nginx blocks in epoll_wait, and then nothing
-    # wakes it (one process, no timers): send it again until nginx is gone.
-    while True:
-        os.kill(pid, 3)
-        try:
-            proc.wait(timeout=10)
-            break
-        except subprocess.TimeoutExpired:
-            pass
+    # valgrind's own report would fill the terminal: quiet.
+    SERVER.start(PORT, wrapper=["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"], quiet=True,
+                 timeout=60)
+    try:
+        requests(path, 20)  # warm-up: imports, first allocations
+        requests(path, n)
+    finally:
+        # SIGQUIT: graceful, so callgrind writes its file. Under valgrind a
+        # signal can be lost (one process, no timers): send it until nginx is gone.
+        SERVER.stop(signal.SIGQUIT, until_gone=True)
     with open(out) as f:
         return int(re.search(r"^summary: (\d+)", f.read(), re.M).group(1))
 
@@ -114,9 +89,6 @@ def main():
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("paths", nargs="*", default=["/ret", "/hello", "/10k"])
     args = ap.parse_args()
-    os.makedirs(WORK, exist_ok=True)
-    with open(os.path.join(WORK, "nginx.conf"), "w") as f:
-        f.write(CONF)
     print(f"user-space instructions per request (callgrind, {args.requests} keepalive requests)")
     for path in args.paths:
         one = total_instructions(path, 1)

@@ -37,14 +37,12 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import nginx
+from nginx import MODULE, NGINX, PREFIX, ROOT, ensure_free, wait_port
+
 BENCH = os.path.join(ROOT, "bench")
-PREFIX = os.path.join(ROOT, "target", "nginx")
-NGINX = os.path.join(PREFIX, "sbin", "nginx")
-MODULE = os.path.join(PREFIX, "modules", "ngx_http_wsgi_module.so")
 VENV = os.path.join(ROOT, "target", "bench-venv")
 WORK = os.path.join(ROOT, "target", "bench", "run")
 SERVER_CORE, CLIENT_CORE = "1", "0"
@@ -58,32 +56,10 @@ CASES = {  # name: (path, expected body size)
 }
 
 
-def ensure_free(port):
-    """Exits if something (a server from an earlier run) listens on `port`."""
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return
-    sys.exit(f"port {port} is busy: a server from an earlier run is still up")
-
-
-def nginx_conf(name, http_body, work=WORK):
-    user = "user root;" if os.geteuid() == 0 else ""
-    return f"""
-load_module {MODULE};
-{user}
-daemon off;
-master_process on;
-worker_processes 1;
-error_log {work}/{name}.error.log error;
-pid {work}/{name}.pid;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
+# Every nginx here starts its http {} body with these.
+HTTP_COMMON = """    access_log off;
     default_type application/octet-stream;
     keepalive_requests 100000;
-{http_body}
-}}
 """
 
 
@@ -107,13 +83,14 @@ class Server:
         self.name, self.label = name, label
         self.work = work  # where its nginx.conf, logs and pid file go
         self.nginx_http = nginx  # http{} body, or None when there is no nginx
+        self.nginx = None        # its nginx.Nginx, once started
         self.app_cmd = app       # command of the app server, or None
         self.port = port
         self.cases = cases or list(CASES)
         self.path_prefix = path_prefix
         self.backend_port = backend_port  # the app server's TCP port behind nginx
         self.backend_socket = backend_socket  # or its unix socket
-        self.procs = []
+        self.procs = []  # the app server
 
     def describe(self):
         out = []
@@ -130,10 +107,8 @@ class Server:
             self.procs.append(subprocess.Popen(pin + self.app_cmd, cwd=BENCH, start_new_session=True,
                                                stdout=subprocess.DEVNULL, stderr=open(f"{self.work}/{self.name}.app.log", "w")))
         if self.nginx_http:
-            conf = os.path.join(self.work, f"{self.name}.conf")
-            with open(conf, "w") as f:
-                f.write(nginx_conf(self.name, self.nginx_http, self.work))
-            self.procs.append(subprocess.Popen(pin + [NGINX, "-p", PREFIX, "-c", conf], start_new_session=True))
+            self.nginx = nginx.Nginx(self.work, self.name, HTTP_COMMON + self.nginx_http)
+            self.nginx.start(self.port, wrapper=pin)
         wait_port(self.port)
         if self.backend_port:
             wait_port(self.backend_port)
@@ -143,7 +118,9 @@ class Server:
             time.sleep(0.1)
 
     def stop(self):
-        for p in reversed(self.procs):
+        if self.nginx:
+            self.nginx.stop()
+        for p in self.procs:
             try:
                 os.killpg(p.pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -159,13 +136,12 @@ class Server:
 
     def pids(self):
         """Every process of this server: the started ones and their children."""
-        seen, todo = [], [p.pid for p in self.procs]
+        seen, todo = [], [p.pid for p in self.procs] + ([self.nginx.pid] if self.nginx else [])
         while todo:
             pid = todo.pop()
             seen.append(pid)
             try:
-                for tid in os.listdir(f"/proc/{pid}/task"):
-                    todo += [int(c) for c in open(f"/proc/{pid}/task/{tid}/children").read().split()]
+                todo += nginx.children(pid)
             except OSError:
                 pass
         return seen
@@ -180,17 +156,6 @@ class Server:
             except OSError:
                 pass
         return total
-
-
-def wait_port(port, timeout=20):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    sys.exit(f"nothing listens on port {port}")
 
 
 def servers():

@@ -21,22 +21,13 @@ import sys
 import time
 import zlib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PREFIX = os.path.join(ROOT, "target", "nginx")
-NGINX = os.path.join(PREFIX, "sbin", "nginx")
-WORK = os.path.join(ROOT, "target", "bench", "streaming")
+import nginx
+
+WORK = os.path.join(nginx.ROOT, "target", "bench", "streaming")
 PORT, H2PORT = 18090, 18091
 
-CONF = f"""
-load_module {PREFIX}/modules/ngx_http_wsgi_module.so;
-{"user root;" if os.geteuid() == 0 else ""}
-worker_processes 1;
-error_log {WORK}/error.log notice;
-pid {WORK}/nginx.pid;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    wsgi_python_path {ROOT}/bench;
+HTTP = f"""    access_log off;
+    wsgi_python_path {nginx.ROOT}/bench;
     gzip_types text/plain;
     gzip_min_length 1;
     server {{
@@ -49,40 +40,7 @@ http {{
         listen 127.0.0.1:{H2PORT};
         http2 on;
         location /pause {{ wsgi_pass streaming_apps:pause; }}
-    }}
-}}
-"""
-
-
-def start():
-    os.makedirs(WORK, exist_ok=True)
-    with open(os.path.join(WORK, "nginx.conf"), "w") as f:
-        f.write(CONF)
-    pid_file = os.path.join(WORK, "nginx.pid")
-    if os.path.exists(pid_file):
-        os.unlink(pid_file)  # an earlier run's
-    subprocess.run([NGINX, "-p", PREFIX, "-c", os.path.join(WORK, "nginx.conf")], check=True)
-    # The port answers as soon as it is bound, which is before the daemon
-    # writes its pid file: wait for both.
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", PORT), timeout=1).close()
-            if os.path.exists(pid_file):
-                break
-        except OSError:
-            pass
-        time.sleep(0.05)
-    master = int(open(pid_file).read())
-    for _ in range(100):
-        children = open(f"/proc/{master}/task/{master}/children").read().split()
-        if children:
-            return master, int(children[0])
-        time.sleep(0.05)
-    sys.exit("no nginx worker")
-
-
-def stop():
-    subprocess.run([NGINX, "-p", PREFIX, "-c", os.path.join(WORK, "nginx.conf"), "-s", "stop"])
+    }}"""
 
 
 def rss_kib(pid):
@@ -173,11 +131,12 @@ def main():
     ap.add_argument("--seconds", type=float, default=30, help="how long the slow client reads")
     ap.add_argument("--full", action="store_true", help="read all 300 MiB (about 4 minutes)")
     args = ap.parse_args()
-    if not os.access(NGINX, os.X_OK):
+    if not os.access(nginx.NGINX, os.X_OK):
         sys.exit("run `make build` first")
-    master, worker = start()
+    server = nginx.Nginx(WORK, "nginx", HTTP, daemon=True, log_level="notice", connections=1024)
+    server.start(PORT)
     try:
-        base, peak, total, elapsed = slow_client(worker, args.seconds, args.full)
+        base, peak, total, elapsed = slow_client(server.workers()[0], args.seconds, args.full)
         print("slow client (300 MiB response, client reads 64 KiB every 50 ms)")
         print(f"  read {total / 2**20:.1f} MiB in {elapsed:.1f} s")
         print(f"  worker RSS: {base / 1024:.1f} MiB before, {peak / 1024:.1f} MiB peak, "
@@ -189,7 +148,7 @@ def main():
             times = [fn() for _ in range(5)]
             print(f"  {name:18} {statistics.median(times) * 1000:7.2f} ms")
     finally:
-        stop()
+        server.stop()
 
 
 if __name__ == "__main__":

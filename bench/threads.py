@@ -69,7 +69,8 @@ import time
 sys.dont_write_bytecode = True  # no bench/__pycache__/run.*.pyc
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import apps  # noqa: E402
-import run  # noqa: E402  nginx.conf, start/stop, wrk and RESULTS.md helpers
+import nginx  # noqa: E402
+import run  # noqa: E402  its servers' nginx.conf, wrk and RESULTS.md helpers
 
 WORK = os.path.join(run.ROOT, "target", "bench", "threads")
 PORT = 18110
@@ -220,14 +221,13 @@ def both(seconds, clients, static_clients, static_rate):
 
 
 def error_log(srv):
-    path = os.path.join(WORK, f"{srv.name}.error.log")
+    path = srv.nginx.error_log
     return open(path).read().strip() if os.path.exists(path) else ""
 
 
 def measure(threads, args):
     srv = server(threads)
     print(f"== {srv.label}", flush=True)
-    run.ensure_free(PORT)
     try:
         srv.start()
         check(threads)
@@ -332,7 +332,7 @@ def main():
     os.sched_setaffinity(0, {int(run.CLIENT_CORE)})  # the static client runs in this process
     if args.threads < 1:
         sys.exit("--threads must be 1 or more (the inline run is always made unless --no-inline)")
-    for need in (run.NGINX, run.MODULE):
+    for need in (nginx.NGINX, nginx.MODULE):
         if not os.path.exists(need):
             sys.exit(f"missing {need}: run `make build`")
     shutil.rmtree(WORK, ignore_errors=True)
