@@ -1,24 +1,30 @@
-//! Where a request's messages go (`LogTo`), and `wsgi.errors`: a text
-//! stream whose lines go to nginx's error_log, with the request's context
-//! while the request lives and the worker's log after.
+//! Where a request's messages go (`LogTo`), and the lines other threads
+//! hand to the event loop for the worker's error_log: only the event loop
+//! writes to nginx's logs, whose writers (syslog's among them) are not made
+//! for threads, and whose request context reads the request.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use ngx::ffi::{ngx_log_t, ngx_uint_t, NGX_LOG_ERR, NGX_LOG_INFO};
+use ngx::ffi::{ngx_log_t, ngx_uint_t, NGX_LOG_INFO};
+#[cfg(not(test))]
 use ngx::ngx_log_error;
-use pyo3::prelude::*;
 
-use crate::handoff::Handoff;
+use crate::event_loop;
 
-/// Where messages about one request go. The request's log (whose handler
-/// adds client, server and request line) reads the request, so only the
-/// event-loop thread may write to it: a pool thread hands its messages to
-/// the loop, and any other thread writes to the worker's log.
+/// A request whose app runs on another thread: the event loop writes its
+/// lines, with the request's context while the request lives.
+pub trait LoopLog: Send + Sync {
+    fn log(&self, level: ngx_uint_t, text: &str);
+}
+
+/// Where messages about one request go.
+#[derive(Clone)]
 pub enum LogTo {
-    /// The request's log, used on the event-loop thread.
+    /// The request's log (its handler adds client, server and request
+    /// line), written on the event-loop thread.
     Request(*mut ngx_log_t),
     /// A request whose app runs on a pool thread: the loop logs for it.
-    Loop(Arc<Handoff>),
+    Loop(Arc<dyn LoopLog>),
     /// The worker's log, once the request is gone.
     Worker,
 }
@@ -32,93 +38,104 @@ unsafe impl Sync for LogTo {}
 impl LogTo {
     pub fn write(&self, level: ngx_uint_t, text: &str) {
         match self {
-            LogTo::Request(log) if crate::interp::on_event_loop() => {
-                ngx_log_error!(level, *log, "{}", text);
-            }
-            LogTo::Loop(handoff) => handoff.log(level, text),
+            LogTo::Request(log) if event_loop::is_current() => write_line(level, *log, text),
+            LogTo::Loop(request) => request.log(level, text),
             _ => worker_log(level, text),
         }
     }
 }
 
-/// Writes to the worker's log: at once on the event-loop thread; from
-/// another thread, through the event loop (nginx's log writers, syslog's
-/// among them, are not made for threads).
-pub fn worker_log(level: ngx_uint_t, text: &str) {
-    if crate::interp::on_event_loop() || !crate::wakeup::log_later(level, text) {
-        ngx_log_error!(level, ngx::log::ngx_cycle_log().as_ptr(), "{}", text);
+/// What becomes of a line for the worker's log written on another thread.
+enum Deferral {
+    /// No event loop reads them (Python started without the wake-up): the
+    /// thread writes it itself.
+    Off,
+    /// The event loop writes them when `wake` has woken it.
+    ToLoop {
+        lines: Vec<(ngx_uint_t, String)>,
+        wake: fn(),
+    },
+    /// The worker is exiting and nginx's logs go away with it: dropped.
+    Closed,
+}
+
+static DEFERRED: Mutex<Deferral> = Mutex::new(Deferral::Off);
+
+fn deferred() -> std::sync::MutexGuard<'static, Deferral> {
+    DEFERRED.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// From now on, lines other threads write go through the event loop,
+/// which `wake` wakes. Event loop, at start.
+pub fn defer_to_loop(wake: fn()) {
+    *deferred() = Deferral::ToLoop {
+        lines: Vec::new(),
+        wake,
+    };
+}
+
+/// Writes the lines other threads handed over. Event loop.
+pub fn write_deferred(log: *mut ngx_log_t) {
+    let lines = match &mut *deferred() {
+        Deferral::ToLoop { lines, .. } => std::mem::take(lines),
+        _ => return,
+    };
+    for (level, text) in lines {
+        write_line(level, log, &text);
     }
+}
+
+/// At exit, once the pool threads are stopped: writes the lines they
+/// handed over that the loop did not get to (the worker may leave its loop
+/// right after a thread's last line), and drops any line after. Event loop.
+pub fn close_deferred(log: *mut ngx_log_t) {
+    write_deferred(log);
+    *deferred() = Deferral::Closed;
+}
+
+/// Writes to the worker's log: at once on the event-loop thread; from
+/// another thread, through the event loop.
+pub fn worker_log(level: ngx_uint_t, text: &str) {
+    if !event_loop::is_current() {
+        let mut deferral = deferred();
+        match &mut *deferral {
+            Deferral::ToLoop { lines, wake } => {
+                let was_empty = lines.is_empty();
+                lines.push((level, text.to_owned()));
+                let wake = *wake;
+                drop(deferral);
+                if was_empty {
+                    wake();
+                }
+                return;
+            }
+            Deferral::Closed => return,
+            Deferral::Off => {}
+        }
+    }
+    write_line(level, std::ptr::null_mut(), text);
+}
+
+/// Writes a line to `log`, or, when null, the worker's. The unit-test
+/// executable has no nginx: there, lines go to stderr.
+fn write_line(level: ngx_uint_t, log: *mut ngx_log_t, text: &str) {
+    #[cfg(not(test))]
+    {
+        let log = if log.is_null() {
+            ngx::log::ngx_cycle_log().as_ptr()
+        } else {
+            log
+        };
+        ngx_log_error!(level, log, "{}", text);
+    }
+    #[cfg(test)]
+    eprintln!("[{level}] {text} ({log:?})");
 }
 
 /// What error_log says, at info level as nginx has it, when a client left
 /// mid-response.
+pub const CLIENT_GONE: &str = "wsgi: the client connection is gone; closing the response iterable";
+
 pub fn log_client_gone(log: *mut ngx_log_t) {
-    ngx_log_error!(
-        NGX_LOG_INFO,
-        log,
-        "wsgi: the client connection is gone; closing the response iterable"
-    );
-}
-
-#[pyclass(module = "ngx_wsgi")]
-pub struct ErrorLog {
-    target: LogTo,
-    /// Text written after the last newline, logged at the next one or flush().
-    partial: String,
-}
-
-impl ErrorLog {
-    pub fn new(target: LogTo) -> ErrorLog {
-        ErrorLog {
-            target,
-            partial: String::new(),
-        }
-    }
-
-    /// Called when the request ends: logs what is pending with the request's
-    /// context, then points later writes (an app may keep the stream) at the
-    /// worker's log.
-    pub fn detach(&mut self) {
-        self.flush();
-        self.target = LogTo::Worker;
-    }
-
-    fn log_line(&self, line: &str) {
-        self.target
-            .write(NGX_LOG_ERR as _, line.trim_end_matches('\r'));
-    }
-}
-
-#[pymethods]
-impl ErrorLog {
-    fn write(&mut self, text: &str) -> usize {
-        let mut rest = text;
-        while let Some(end) = rest.find('\n') {
-            let (line, tail) = rest.split_at(end);
-            if self.partial.is_empty() {
-                self.log_line(line);
-            } else {
-                self.partial.push_str(line);
-                let whole = std::mem::take(&mut self.partial);
-                self.log_line(&whole);
-            }
-            rest = &tail[1..];
-        }
-        self.partial.push_str(rest);
-        text.chars().count()
-    }
-
-    fn writelines(&mut self, lines: &Bound<'_, PyAny>) -> PyResult<()> {
-        for line in lines.try_iter()? {
-            self.write(line?.extract::<&str>()?);
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) {
-        if !self.partial.is_empty() {
-            let pending = std::mem::take(&mut self.partial);
-            self.log_line(&pending);
-        }
-    }
+    write_line(NGX_LOG_INFO as _, log, CLIENT_GONE);
 }

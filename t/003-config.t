@@ -15,7 +15,7 @@ __DATA__
 location / { wsgi_pass app:; }
 --- must_die
 --- error_log
-"wsgi_pass": "app:" has an empty callable after ":"
+invalid value "app:" in "wsgi_pass" directive, it must be MODULE[:CALLABLE], with a callable after ":"
 
 
 
@@ -24,7 +24,7 @@ location / { wsgi_pass app:; }
 location / { wsgi_pass a:b:c; }
 --- must_die
 --- error_log
-"wsgi_pass": "a:b:c" has more than one ":"; expected MODULE[:CALLABLE]
+invalid value "a:b:c" in "wsgi_pass" directive, it must be MODULE[:CALLABLE], with one ":" at most
 
 
 
@@ -33,7 +33,7 @@ location / { wsgi_pass a:b:c; }
 location / { wsgi_pass my-app; }
 --- must_die
 --- error_log
-"wsgi_pass": "my-app" is neither a dotted Python module name nor a path to a .py file
+invalid value "my-app" in "wsgi_pass" directive, it must be a dotted Python module name or a path to a .py file
 
 
 
@@ -42,7 +42,7 @@ location / { wsgi_pass my-app; }
 location / { wsgi_pass /nonexistent/app.py; }
 --- must_die
 --- error_log
-"wsgi_pass": file "/nonexistent/app.py" does not exist
+invalid value "/nonexistent/app.py" in "wsgi_pass" directive, file "/nonexistent/app.py" does not exist
 
 
 
@@ -53,7 +53,7 @@ wsgi_python_home /nonexistent/venv;
 location / { wsgi_pass app; }
 --- must_die
 --- error_log
-"wsgi_python_home": directory "/nonexistent/venv" does not exist
+invalid value "/nonexistent/venv" in "wsgi_python_home" directive, directory "/nonexistent/venv" does not exist
 
 
 
@@ -64,7 +64,7 @@ wsgi_python_home /proc/self;
 location / { wsgi_pass app; }
 --- must_die
 --- error_log
-"wsgi_python_home": "/proc/self" is neither a virtualenv (no pyvenv.cfg) nor a Python prefix (no lib/)
+invalid value "/proc/self" in "wsgi_python_home" directive, "/proc/self" is neither a virtualenv (no pyvenv.cfg) nor a Python prefix (no lib/)
 
 
 
@@ -75,7 +75,7 @@ wsgi_python_path /nonexistent/dir;
 location / { wsgi_pass app; }
 --- must_die
 --- error_log
-"wsgi_python_path": directory "/nonexistent/dir" does not exist
+invalid value "/nonexistent/dir" in "wsgi_python_path" directive, directory "/nonexistent/dir" does not exist
 
 
 
@@ -108,7 +108,7 @@ location / {
 location / { wsgi_threads many; wsgi_pass app; }
 --- must_die
 --- error_log
-"wsgi_threads": invalid number of threads "many"; expected 0 to 4096
+invalid value "many" in "wsgi_threads" directive, it must be a number of threads from 0 to 4096
 
 
 
@@ -117,7 +117,7 @@ location / { wsgi_threads many; wsgi_pass app; }
 location / { wsgi_threads 8 queue=3; wsgi_pass app; }
 --- must_die
 --- error_log
-"wsgi_threads": invalid parameter "queue=3"; expected "max_queue=NUMBER"
+invalid parameter "queue=3" in "wsgi_threads" directive, it must be "max_queue=NUMBER"
 
 
 
@@ -126,7 +126,7 @@ location / { wsgi_threads 8 queue=3; wsgi_pass app; }
 location / { wsgi_threads 0 max_queue=3; wsgi_pass app; }
 --- must_die
 --- error_log
-"wsgi_threads": max_queue= needs a number of threads above 0
+invalid parameter "max_queue=3" in "wsgi_threads" directive, it needs a number of threads above 0
 
 
 

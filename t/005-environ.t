@@ -217,7 +217,7 @@ request_uri=http://localhost/app
 location / { wsgi_param A b if_empty; wsgi_pass pep3333:urls; }
 --- must_die
 --- error_log
-"wsgi_param": invalid parameter "if_empty"; expected "if_not_empty"
+invalid parameter "if_empty" in "wsgi_param" directive, it must be "if_not_empty"
 
 
 

@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
-use crate::cgi::{Known, VarName, Vars};
+use crate::vars::{Known, VarName, Vars};
 
 /// The keys every environ has with the same value, by scheme (http, https)
 /// and mode (inline, threads): each request starts from a copy (one table

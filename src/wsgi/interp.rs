@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PyModule};
 
-use crate::conf::{AppSource, AppSpec, MainConf};
+use crate::config::{AppSource, AppSpec, MainConf};
 use crate::errlog::LogTo;
 
 /// The interpreter the module was built for: sys.executable when no
@@ -31,31 +31,9 @@ static START_FAILURE: OnceLock<String> = OnceLock::new();
 /// when pool threads ask at the same time (the others wait without the GIL).
 static APPS: OnceLock<Vec<PyOnceLock<Py<PyAny>>>> = OnceLock::new();
 
-/// The thread nginx's event loop runs on: the only one that may call nginx.
-static EVENT_LOOP: OnceLock<std::thread::ThreadId> = OnceLock::new();
-
-/// True on the worker's event-loop thread.
-pub fn on_event_loop() -> bool {
-    EVENT_LOOP.get() == Some(&std::thread::current().id())
-}
-
 /// True once CPython started in this worker.
 pub fn ready() -> bool {
     READY.load(Ordering::Acquire)
-}
-
-/// What `nginx -t` checks of `wsgi_python_home`.
-pub fn check_python_home(dir: &str) -> Result<(), String> {
-    let path = Path::new(dir);
-    if !path.is_dir() {
-        return Err(format!("directory \"{dir}\" does not exist"));
-    }
-    if !path.join("pyvenv.cfg").is_file() && !path.join("lib").is_dir() {
-        return Err(format!(
-            "\"{dir}\" is neither a virtualenv (no pyvenv.cfg) nor a Python prefix (no lib/)"
-        ));
-    }
-    Ok(())
 }
 
 /// Why Python is not running in this worker, if it is not.
@@ -69,7 +47,6 @@ pub fn start_failure() -> &'static str {
 /// Starts CPython in this worker. A failure is logged and leaves the worker
 /// running without Python: its WSGI requests get 500, it is not respawned.
 pub fn start(main: &MainConf, log: *mut ngx_log_t) {
-    let _ = EVENT_LOOP.set(std::thread::current().id());
     // SAFETY: called once per worker process, from init_process, before any
     // other Python call; no other thread exists yet.
     let started = unsafe { initialize(main) };

@@ -1,49 +1,10 @@
-//! `wsgi.input` over the request body nginx has read: its memory buffers and
-//! its temp file, gathered into one bytes object behind an `io.BytesIO`; a
-//! request without a body gets a shared, stateless empty stream.
+//! The request body nginx has read, in its memory buffers and temp file:
+//! its length, and a copy of it for `wsgi.input` (`wsgi::input`), made on
+//! the event loop.
 
 use std::io;
 
 use ngx::ffi::{ngx_buf_t, ngx_http_request_t};
-use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyList, PyType};
-
-static BYTES_IO: PyOnceLock<Py<PyType>> = PyOnceLock::new();
-static EMPTY: PyOnceLock<Py<EmptyInput>> = PyOnceLock::new();
-
-/// `wsgi.input` of a request without a body: every read is at its end.
-#[pyclass(module = "ngx_wsgi", frozen)]
-pub struct EmptyInput;
-
-#[pymethods]
-impl EmptyInput {
-    #[pyo3(signature = (size = -1))]
-    fn read<'py>(&self, py: Python<'py>, size: isize) -> Bound<'py, PyBytes> {
-        let _ = size;
-        PyBytes::new(py, b"")
-    }
-
-    #[pyo3(signature = (size = -1))]
-    fn readline<'py>(&self, py: Python<'py>, size: isize) -> Bound<'py, PyBytes> {
-        let _ = size;
-        PyBytes::new(py, b"")
-    }
-
-    #[pyo3(signature = (hint = -1))]
-    fn readlines<'py>(&self, py: Python<'py>, hint: isize) -> Bound<'py, PyList> {
-        let _ = hint;
-        PyList::empty(py)
-    }
-
-    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
-        slf
-    }
-
-    fn __next__(&self) -> Option<Py<PyAny>> {
-        None
-    }
-}
 
 /// The length of the body nginx has read.
 ///
@@ -51,30 +12,6 @@ impl EmptyInput {
 /// `r` must be a live request whose body nginx has finished reading.
 pub unsafe fn body_len(r: *mut ngx_http_request_t) -> usize {
     body_buffers(r).iter().map(|b| buf_len(*b)).sum()
-}
-
-/// The body as a readable binary stream, copied straight from nginx's
-/// buffers into one bytes object (inline mode).
-///
-/// # Safety
-/// `r` must be a live request whose body nginx has finished reading.
-pub unsafe fn wsgi_input<'py>(
-    py: Python<'py>,
-    r: *mut ngx_http_request_t,
-    len: usize,
-) -> PyResult<Bound<'py, PyAny>> {
-    if len == 0 {
-        return empty(py);
-    }
-    let mut failure = None;
-    let body = PyBytes::new_with(py, len, |dst| {
-        failure = gather(r, dst).err();
-        Ok(())
-    })?;
-    if let Some(e) = failure {
-        return Err(read_failed(e));
-    }
-    BYTES_IO.import(py, "io", "BytesIO")?.call1((body,))
 }
 
 /// The body, copied out of nginx's buffers and temp file, for an app that
@@ -88,33 +25,11 @@ pub unsafe fn read_body(r: *mut ngx_http_request_t, len: usize) -> io::Result<Ve
     Ok(body)
 }
 
-/// `wsgi.input` over a body `read_body` copied.
-pub fn stream(py: Python<'_>, body: Vec<u8>) -> PyResult<Bound<'_, PyAny>> {
-    if body.is_empty() {
-        return empty(py);
-    }
-    BYTES_IO
-        .import(py, "io", "BytesIO")?
-        .call1((PyBytes::new(py, &body),))
-}
-
-/// Most requests have no body: they share one stateless empty stream.
-fn empty(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
-    let empty = EMPTY.get_or_try_init(py, || Py::new(py, EmptyInput))?;
-    Ok(empty.bind(py).clone().into_any())
-}
-
-fn read_failed(e: io::Error) -> PyErr {
-    pyo3::exceptions::PyOSError::new_err(format!(
-        "reading the request body's temp file failed: {e}"
-    ))
-}
-
 /// Copies the body into `dst`, which is as long as the body.
 ///
 /// # Safety
 /// `r` must be a live request whose body nginx has finished reading.
-unsafe fn gather(r: *mut ngx_http_request_t, dst: &mut [u8]) -> io::Result<()> {
+pub unsafe fn gather(r: *mut ngx_http_request_t, dst: &mut [u8]) -> io::Result<()> {
     let mut at = 0;
     for b in body_buffers(r) {
         let n = buf_len(b);

@@ -1,10 +1,6 @@
-//! Request → CGI variables: what PEP 3333's environ takes from the request,
-//! read from nginx's structures on the event loop into one owned buffer.
-//! The environ is built from it in either mode: inline at once, or later on
-//! a pool thread, which must not touch the request.
+//! Request → CGI variables (`Vars`): what PEP 3333's environ takes from the
+//! request, read from nginx's structures on the event loop.
 
-use std::cell::Cell;
-use std::io::Write;
 use std::net::IpAddr;
 
 use ngx::ffi::{
@@ -12,152 +8,10 @@ use ngx::ffi::{
     ngx_http_get_indexed_variable, ngx_http_request_t, ngx_inet_get_port, ngx_int_t,
     ngx_list_part_t, ngx_str_t, ngx_table_elt_t, ngx_uint_t, NGX_HTTP_SATISFY_ALL, NGX_OK,
 };
-use ngx::http::HttpModuleLocationConf;
-use ngx::http::{HttpModuleServerConf, NgxHttpCoreModule};
+use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule};
 
-use crate::conf::{EnvironSources, Param};
-
-/// The CGI variables the module sets from the request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Known {
-    RequestMethod,
-    PathInfo,
-    QueryString,
-    RequestUri,
-    ServerProtocol,
-    ContentType,
-    ContentLength,
-    ServerName,
-    ServerPort,
-    RemoteAddr,
-    RemotePort,
-    Https,
-    DocumentRoot,
-    DocumentUri,
-    ServerAddr,
-    RemoteUser,
-    AuthType,
-}
-
-/// A variable's name: known, a request header's lower-case name (becomes
-/// `HTTP_*`), or a `wsgi_param` name. Spans index `Vars::text`.
-#[derive(Debug, Clone, Copy)]
-enum Name {
-    Known(Known),
-    Header(u32, u32),
-    Param(u32, u32),
-}
-
-/// A variable's name as `Vars::iter` gives it.
-pub enum VarName<'a> {
-    Known(Known),
-    Header(&'a [u8]),
-    Param(&'a str),
-}
-
-/// The variables in the order they are set: a later one with the same
-/// name wins (a `wsgi_param` overrides what the module set).
-#[derive(Debug, Default)]
-pub struct Vars {
-    text: Vec<u8>,
-    items: Vec<(Name, u32, u32)>,
-    /// The request came over TLS.
-    pub https: bool,
-}
-
-impl Vars {
-    fn span(&mut self, bytes: &[u8]) -> (u32, u32) {
-        let start = self.text.len() as u32;
-        self.text.extend_from_slice(bytes);
-        (start, self.text.len() as u32)
-    }
-
-    fn set(&mut self, name: Known, value: &[u8]) {
-        let (start, end) = self.span(value);
-        self.items.push((Name::Known(name), start, end));
-    }
-
-    /// Sets a number, written straight into the buffer.
-    fn set_number(&mut self, name: Known, value: u64) {
-        let start = self.text.len() as u32;
-        push_decimal(&mut self.text, value);
-        self.items
-            .push((Name::Known(name), start, self.text.len() as u32));
-    }
-
-    /// Sets an IP address as nginx writes it (`$server_addr`).
-    fn set_address(&mut self, name: Known, ip: IpAddr) {
-        let start = self.text.len() as u32;
-        match ip {
-            IpAddr::V4(v4) => {
-                for (i, octet) in v4.octets().into_iter().enumerate() {
-                    if i > 0 {
-                        self.text.push(b'.');
-                    }
-                    push_decimal(&mut self.text, octet.into());
-                }
-            }
-            // Rare enough for the formatter (RFC 5952's form, as nginx's).
-            IpAddr::V6(v6) => {
-                let _ = write!(self.text, "{v6}");
-            }
-        }
-        self.items
-            .push((Name::Known(name), start, self.text.len() as u32));
-    }
-
-    /// Empty variables with the buffers of earlier ones, if this thread
-    /// recycled any: the inline path builds one set per request.
-    fn reuse(https: bool) -> Vars {
-        let mut vars = SPARE.with(|spare| spare.take()).unwrap_or_else(|| Vars {
-            text: Vec::with_capacity(1024),
-            items: Vec::with_capacity(32),
-            https,
-        });
-        vars.text.clear();
-        vars.items.clear();
-        vars.https = https;
-        vars
-    }
-
-    /// Keeps the buffers for the next `collect` on this thread.
-    pub fn recycle(self) {
-        SPARE.with(|spare| spare.set(Some(self)));
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (VarName<'_>, &[u8])> {
-        self.items.iter().map(|&(name, start, end)| {
-            let text = |s: u32, e: u32| &self.text[s as usize..e as usize];
-            let name = match name {
-                Name::Known(k) => VarName::Known(k),
-                Name::Header(s, e) => VarName::Header(text(s, e)),
-                // Param names come from the configuration, which is UTF-8.
-                Name::Param(s, e) => VarName::Param(std::str::from_utf8(text(s, e)).unwrap_or("")),
-            };
-            (name, text(start, end))
-        })
-    }
-}
-
-/// Appends `n` in decimal: cheaper than the formatter, which the few
-/// numbers of every request would otherwise go through.
-fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    buf.extend_from_slice(&digits[i..]);
-}
-
-thread_local! {
-    static SPARE: Cell<Option<Vars>> = const { Cell::new(None) };
-}
+use crate::config::{EnvironSources, Param};
+use crate::vars::{Known, Vars};
 
 /// # Safety
 /// `s` must point at `len` readable bytes, or be empty.
@@ -368,11 +222,10 @@ unsafe fn auth_request_on(r: *mut ngx_http_request_t, index: ngx_uint_t) -> bool
     !conf.is_null() && (*conf).uri.len != 0
 }
 
-/// Adds each request header (an `HTTP_*` variable); repeated headers are
-/// joined with ", " (Cookie with "; ", as HTTP/2 splits it). Content-Type
-/// and Content-Length appear only as CONTENT_TYPE and CONTENT_LENGTH. A
-/// name with "_" is passed only under `underscores_in_headers on`:
-/// otherwise `X_User` could pose as `X-User`, which maps to the same key.
+/// Adds each request header (an `HTTP_*` variable). Content-Type and
+/// Content-Length appear only as CONTENT_TYPE and CONTENT_LENGTH. A name
+/// with "_" is passed only under `underscores_in_headers on`: otherwise
+/// `X_User` could pose as `X-User`, which maps to the same key.
 ///
 /// # Safety
 /// `part` must be the first part of a live ngx_list_t of ngx_table_elt_t.
@@ -382,7 +235,7 @@ unsafe fn add_http_headers(vars: &mut Vars, part: *const ngx_list_part_t, unders
         index: 0,
         _list: std::marker::PhantomData,
     };
-    let first = vars.items.len();
+    vars.begin_headers();
     for (name, value) in fields {
         if (!underscores && name.contains(&b'_'))
             || name == b"content-type"
@@ -390,26 +243,7 @@ unsafe fn add_http_headers(vars: &mut Vars, part: *const ngx_list_part_t, unders
         {
             continue;
         }
-        let text = &vars.text;
-        let earlier = vars.items[first..].iter().position(
-            |&(n, _, _)| matches!(n, Name::Header(s, e) if &text[s as usize..e as usize] == name),
-        );
-        if let Some(i) = earlier {
-            // Repeated: the joined value replaces the first one's (rare).
-            let (_, start, end) = vars.items[first + i];
-            let joined = vars.text.len() as u32;
-            vars.text.extend_from_within(start as usize..end as usize);
-            vars.text
-                .extend_from_slice(if name == b"cookie" { b"; " } else { b", " });
-            vars.text.extend_from_slice(value);
-            vars.items[first + i].1 = joined;
-            vars.items[first + i].2 = vars.text.len() as u32;
-            continue;
-        }
-        let (name_start, name_end) = vars.span(name);
-        let (start, end) = vars.span(value);
-        vars.items
-            .push((Name::Header(name_start, name_end), start, end));
+        vars.add_header(name, value);
     }
 }
 
@@ -481,10 +315,7 @@ unsafe fn apply_params(
             "PATH_INFO" => path_info_set = true,
             _ => {}
         }
-        let (name_start, name_end) = vars.span(param.name.as_bytes());
-        let (start, end) = vars.span(value);
-        vars.items
-            .push((Name::Param(name_start, name_end), start, end));
+        vars.add_param(&param.name, value);
     }
     if let (Some(prefix), false) = (script_name, path_info_set) {
         if let Some(rest) = mounted_path(bytes(&(*r).uri), &prefix) {
@@ -502,7 +333,7 @@ fn mounted_path<'a>(path: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
 
 #[cfg(test)]
 mod tests {
-    use super::{mounted_path, Known, VarName, Vars};
+    use super::mounted_path;
 
     #[test]
     fn mount_points() {
@@ -511,47 +342,5 @@ mod tests {
         assert_eq!(mounted_path(b"/application", b"/app"), None);
         assert_eq!(mounted_path(b"/other", b"/app"), None);
         assert_eq!(mounted_path(b"/x", b""), Some(&b"/x"[..]));
-    }
-
-    #[test]
-    fn numbers_and_addresses() {
-        let mut vars = Vars::default();
-        for n in [0, 7, 10, 65535, u64::MAX] {
-            vars.set_number(Known::ServerPort, n);
-        }
-        vars.set_address(Known::ServerAddr, "10.0.255.1".parse().unwrap());
-        vars.set_address(Known::ServerAddr, "::ffff:1.2.3.4".parse().unwrap());
-        let values: Vec<&[u8]> = vars.iter().map(|(_, v)| v).collect();
-        assert_eq!(
-            values,
-            [
-                &b"0"[..],
-                b"7",
-                b"10",
-                b"65535",
-                b"18446744073709551615",
-                b"10.0.255.1",
-                b"::ffff:1.2.3.4"
-            ]
-        );
-    }
-
-    #[test]
-    fn later_values_win() {
-        let mut vars = Vars::default();
-        vars.set(Known::PathInfo, b"/app/x");
-        vars.set(Known::QueryString, b"a=1");
-        vars.set(Known::PathInfo, b"/x");
-        let last_path = vars
-            .iter()
-            .filter(|(n, _)| matches!(n, VarName::Known(Known::PathInfo)))
-            .last()
-            .map(|(_, v)| v);
-        assert_eq!(last_path, Some(&b"/x"[..]));
-        let names: Vec<bool> = vars
-            .iter()
-            .map(|(n, _)| matches!(n, VarName::Known(Known::PathInfo)))
-            .collect();
-        assert_eq!(names, [true, false, true]);
     }
 }

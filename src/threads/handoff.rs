@@ -7,7 +7,7 @@
 //! ```
 //!
 //! Chunks are not copied: a chunk is a pointer into a bytes object that the
-//! pool thread keeps (`output::Kept`) until the loop reports nginx done
+//! pool thread keeps (`wsgi::kept::Kept`) until the loop reports nginx done
 //! with its buffer, or the request ended. The pool thread asks the app for
 //! the next chunk only while the loop's output is not blocked and fewer
 //! than `MAX_CHUNKS` / `MAX_BYTES` wait here, so a slow client costs a
@@ -21,16 +21,18 @@
 //! without the GIL.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
-use ngx::ffi::{ngx_http_request_t, ngx_int_t, ngx_uint_t};
+use ngx::ffi::{ngx_http_request_t, ngx_uint_t};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::errlog;
-use crate::output::Kept;
-use crate::response::Head;
-use crate::wakeup;
+use super::wakeup;
+use crate::errlog::{self, LoopLog};
+use crate::wsgi::driver::End;
+use crate::wsgi::flush::{FlushError, FlushTarget};
+use crate::wsgi::kept::Kept;
+use crate::wsgi::start_response::Head;
 
 /// What may wait in the hand-off before the app is asked for more.
 const MAX_CHUNKS: usize = 128;
@@ -41,17 +43,8 @@ const MAX_BYTES: usize = 256 * 1024;
 pub struct Chunk {
     pub data: *const u8,
     pub len: usize,
-    /// The app flushed right after this chunk.
+    /// It must reach the client now: not batched, or the app flushed.
     pub flush: bool,
-}
-
-/// How the app's response ended.
-pub enum End {
-    /// The body is complete: send the last buffer.
-    Complete,
-    /// Finalize the request with this code (500 before the header went out,
-    /// NGX_ERROR to abort after).
-    Fail(ngx_int_t),
 }
 
 /// What the loop takes from the hand-off in one go.
@@ -98,6 +91,8 @@ struct Shared {
 pub struct Handoff {
     shared: Mutex<Shared>,
     room: Condvar,
+    /// This hand-off, for the loop's list of requests with news.
+    me: Weak<Handoff>,
 }
 
 // SAFETY: the raw pointers (the request, chunk data) are only followed on
@@ -117,7 +112,7 @@ pub enum Room {
 
 impl Handoff {
     pub fn new(r: *mut ngx_http_request_t) -> Arc<Handoff> {
-        Arc::new(Handoff {
+        Arc::new_cyclic(|me| Handoff {
             shared: Mutex::new(Shared {
                 news: News::default(),
                 queued_bytes: 0,
@@ -133,6 +128,7 @@ impl Handoff {
                 request: r,
             }),
             room: Condvar::new(),
+            me: me.clone(),
         })
     }
 
@@ -141,10 +137,12 @@ impl Handoff {
     }
 
     /// Puts the request on the loop's list, once until the loop looks.
-    fn post(self: &Arc<Self>, shared: &mut Shared) {
+    fn post(&self, shared: &mut Shared) {
         if !shared.posted && !shared.request.is_null() {
-            shared.posted = true;
-            wakeup::post(self.clone());
+            if let Some(me) = self.me.upgrade() {
+                shared.posted = true;
+                wakeup::post(me);
+            }
         }
     }
 
@@ -159,7 +157,7 @@ impl Handoff {
 
     /// Sends the news on, then waits, without the GIL, until the app may
     /// produce the next chunk; drops the bytes objects nginx is done with.
-    pub fn wait_for_room(self: &Arc<Self>, py: Python<'_>, kept: &mut Kept) -> Room {
+    pub fn wait_for_room(&self, py: Python<'_>, kept: &mut Kept) -> Room {
         let (stopped, cancelled, done) = {
             let mut shared = self.lock();
             if Self::has_news(&shared) {
@@ -226,7 +224,7 @@ impl Handoff {
 
     /// `x-wsgiorg.flush()` after the header: what was sent so far goes out.
     /// False when the request is over.
-    pub fn flush(self: &Arc<Self>) -> bool {
+    fn flush_news(&self) -> bool {
         let mut shared = self.lock();
         if shared.stopped || shared.cancelled_app {
             return false;
@@ -241,7 +239,7 @@ impl Handoff {
 
     /// A line for the request's error_log; once the request is gone, for
     /// the worker's.
-    pub fn log(self: &Arc<Self>, level: ngx_uint_t, text: &str) {
+    fn log_line(&self, level: ngx_uint_t, text: &str) {
         let mut shared = self.lock();
         if shared.request.is_null() {
             drop(shared);
@@ -254,7 +252,7 @@ impl Handoff {
 
     /// The app is done. The bytes objects nginx may still point into stay
     /// with the hand-off, which the request holds until it ends.
-    pub fn finish(self: &Arc<Self>, end: End, kept: Kept) {
+    pub fn finish(&self, end: End, kept: Kept) {
         let mut shared = self.lock();
         if shared.stopped {
             drop(shared);
@@ -343,5 +341,198 @@ impl Handoff {
         // Without the GIL: the references go to the next thread that takes it.
         drop(leftovers);
         logs
+    }
+}
+
+impl LoopLog for Handoff {
+    fn log(&self, level: ngx_uint_t, text: &str) {
+        self.log_line(level, text);
+    }
+}
+
+impl FlushTarget for Handoff {
+    fn flush(&self) -> Result<(), FlushError> {
+        self.flush_news().then_some(()).ok_or(FlushError::Gone)
+    }
+}
+
+/// The hand-off's states, as a pool thread and the event loop move them.
+/// The request pointer is never followed by the hand-off, so a dangling
+/// one stands in for it; with no wake-up started, posting does nothing.
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use pyo3::types::PyBytes;
+
+    use super::*;
+
+    fn handoff() -> Arc<Handoff> {
+        Python::initialize();
+        Handoff::new(std::ptr::NonNull::dangling().as_ptr())
+    }
+
+    /// Runs `wait_for_room` on another thread; the result comes on the
+    /// channel, with how many kept chunks are left.
+    fn wait_elsewhere(h: &Arc<Handoff>, kept: Kept) -> mpsc::Receiver<(bool, bool)> {
+        let (tx, rx) = mpsc::channel();
+        let h = h.clone();
+        std::thread::spawn(move || {
+            let mut kept = kept;
+            let room = Python::attach(|py| h.wait_for_room(py, &mut kept));
+            let _ = tx.send((matches!(room, Room::Go), kept.is_empty()));
+        });
+        rx
+    }
+
+    fn kept(py: Python<'_>, n: usize) -> Kept {
+        let mut kept = Kept::default();
+        for _ in 0..n {
+            kept.push(PyBytes::new(py, b"x").unbind());
+        }
+        kept
+    }
+
+    #[test]
+    fn a_request_the_queue_timer_cancelled_never_starts() {
+        let h = handoff();
+        assert!(h.cancel_if_queued());
+        assert!(!h.start());
+        assert!(!h.started());
+    }
+
+    #[test]
+    fn a_started_request_is_not_cancelled_by_the_queue_timer() {
+        let h = handoff();
+        assert!(h.start());
+        assert!(!h.cancel_if_queued());
+        assert!(h.started());
+    }
+
+    #[test]
+    fn chunks_wait_until_the_loop_can_take_output() {
+        let h = handoff();
+        h.start();
+        Python::attach(|py| {
+            let chunk = PyBytes::new(py, b"abc");
+            h.send_chunk(&chunk, 2, false);
+            h.send_chunk(&chunk, 3, true);
+        });
+        h.log_line(4, "a line");
+        let news = h.take(false);
+        assert_eq!(news.logs, [(4, "a line".to_owned())]);
+        assert!(
+            news.chunks.is_empty(),
+            "output is taken only when nginx can take it"
+        );
+        let news = h.take(true);
+        let lens: Vec<(usize, bool)> = news.chunks.iter().map(|c| (c.len, c.flush)).collect();
+        assert_eq!(lens, [(2, false), (3, true)]);
+        assert!(news.logs.is_empty());
+    }
+
+    #[test]
+    fn a_flush_marks_the_last_chunk_or_stands_alone() {
+        let h = handoff();
+        h.start();
+        assert!(h.flush_news());
+        assert!(h.take(true).flush);
+        Python::attach(|py| h.send_chunk(&PyBytes::new(py, b"a"), 1, false));
+        assert!(h.flush_news());
+        let news = h.take(true);
+        assert!(news.chunks[0].flush && !news.flush);
+    }
+
+    #[test]
+    fn a_blocked_output_holds_the_thread_until_the_loop_reports_room() {
+        let h = handoff();
+        h.start();
+        h.report(true, 0);
+        let rx = wait_elsewhere(&h, Kept::default());
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "it waits"
+        );
+        h.report(false, 0);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok((true, true)));
+    }
+
+    #[test]
+    fn too_many_chunks_waiting_hold_the_thread_until_the_loop_takes_them() {
+        let h = handoff();
+        h.start();
+        Python::attach(|py| {
+            let chunk = PyBytes::new(py, b"x");
+            for _ in 0..MAX_CHUNKS {
+                h.send_chunk(&chunk, 1, false);
+            }
+        });
+        let rx = wait_elsewhere(&h, Kept::default());
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "it waits"
+        );
+        assert_eq!(h.take(true).chunks.len(), MAX_CHUNKS);
+        h.report(false, 0);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok((true, true)));
+    }
+
+    #[test]
+    fn chunks_nginx_is_done_with_are_released_at_the_next_wait() {
+        let h = handoff();
+        h.start();
+        h.report(false, 2);
+        let mut kept = Python::attach(|py| kept(py, 3));
+        let room = Python::attach(|py| h.wait_for_room(py, &mut kept));
+        assert!(matches!(room, Room::Go));
+        assert!(!kept.is_empty(), "the third chunk is still nginx's");
+        h.report(false, 3);
+        Python::attach(|py| h.wait_for_room(py, &mut kept));
+        assert!(kept.is_empty());
+    }
+
+    #[test]
+    fn a_finalized_request_stops_the_app_at_its_next_chunk() {
+        let h = handoff();
+        h.start();
+        h.report(true, 0);
+        let rx = wait_elsewhere(&h, Kept::default());
+        h.cancel_app();
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok((false, true)));
+        Python::attach(|py| h.send_chunk(&PyBytes::new(py, b"late"), 4, false));
+        assert!(
+            h.take(true).chunks.is_empty(),
+            "nothing more is handed over"
+        );
+        assert!(!h.flush_news());
+    }
+
+    #[test]
+    fn the_request_s_end_drops_the_bytes_and_returns_the_lines_not_logged() {
+        let h = handoff();
+        h.start();
+        h.report(true, 0);
+        let rx = wait_elsewhere(&h, Python::attach(|py| kept(py, 2)));
+        h.log_line(3, "close() said so");
+        let lines = h.end_request();
+        assert_eq!(lines, [(3, "close() said so".to_owned())]);
+        // Stopped: the thread's kept bytes are dropped, not released in order.
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok((false, true)));
+        assert!(h.request().is_null());
+        // The app's end after that goes nowhere.
+        h.finish(End::Complete(0), Python::attach(|py| kept(py, 1)));
+        assert!(h.take(true).end.is_none());
+    }
+
+    #[test]
+    fn the_end_and_its_bytes_wait_for_the_request_s_end() {
+        let h = handoff();
+        h.start();
+        h.finish(End::Complete(0), Python::attach(|py| kept(py, 1)));
+        assert!(matches!(h.take(true).end, Some(End::Complete(0))));
+        assert!(h.lock().leftovers.is_some(), "nginx may still send them");
+        h.end_request();
+        assert!(h.lock().leftovers.is_none());
     }
 }

@@ -1,17 +1,16 @@
 //! One call of a WSGI app and its body, whichever thread runs it: the call,
 //! the body chunk by chunk (`write()` data first, then the iterable's
-//! items), the response head once, the Content-Length the app declared, and
-//! `close()` exactly once.
+//! items), the response head once, and `close()` exactly once.
 
-use ngx::ffi::{ngx_int_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR};
+use ngx::ffi::NGX_LOG_ERR;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyTuple};
 
+use super::interp;
+use super::start_response::{type_name, Head, StartResponse};
 use crate::errlog::LogTo;
-use crate::interp;
-use crate::response::{type_name, Head, StartResponse};
 
 pub struct Call {
     /// What the app returned; `close()` is called on it exactly once.
@@ -123,26 +122,6 @@ impl Call {
     }
 }
 
-/// Logs an app failure with its traceback; the code to finalize with: 500,
-/// or, once the header is out, NGX_ERROR, which aborts the response so the
-/// client cannot take a truncated body for a whole one.
-pub fn report_failure(
-    py: Python<'_>,
-    err: &PyErr,
-    log: &LogTo,
-    what: &str,
-    header_sent: bool,
-) -> ngx_int_t {
-    if header_sent {
-        let what = format!("{what} after the response header was sent; aborting the response");
-        interp::log_exception(py, err, log, NGX_LOG_ERR as _, &what);
-        NGX_ERROR as _
-    } else {
-        interp::log_exception(py, err, log, NGX_LOG_ERR as _, what);
-        NGX_HTTP_INTERNAL_SERVER_ERROR as _
-    }
-}
-
 /// A one-item list or tuple of bytes has a known length: send it as
 /// Content-Length, as PEP 3333 suggests.
 fn one_item_length(result: &Bound<'_, PyAny>) -> Option<usize> {
@@ -154,76 +133,4 @@ fn one_item_length(result: &Bound<'_, PyAny>) -> Option<usize> {
         None
     };
     item.and_then(|i| i.cast::<PyBytes>().ok().map(|b| b.as_bytes().len()))
-}
-
-/// The body length the app's Content-Length header allows.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BodyLimit {
-    declared: Option<u64>,
-    remaining: Option<u64>,
-}
-
-impl BodyLimit {
-    pub fn new(declared: Option<u64>) -> BodyLimit {
-        BodyLimit {
-            declared,
-            remaining: declared,
-        }
-    }
-
-    /// How much of a `len`-byte chunk may be sent; the warning for
-    /// error_log when that is less.
-    pub fn admit(&mut self, len: usize) -> (usize, Option<String>) {
-        let Some(remaining) = self.remaining else {
-            return (len, None);
-        };
-        let allowed = len.min(remaining as usize);
-        self.remaining = Some(remaining - allowed as u64);
-        let warning = (allowed < len).then(|| {
-            format!(
-                "wsgi: the app's body is longer than its Content-Length ({} bytes); the rest is not sent",
-                self.declared.unwrap_or(0)
-            )
-        });
-        (allowed, warning)
-    }
-
-    /// The whole declared body is out: stop iterating.
-    pub fn reached(&self) -> bool {
-        self.remaining == Some(0)
-    }
-
-    /// At the end of the body: the error for error_log when it is short.
-    pub fn shortfall(&self) -> Option<String> {
-        let short = self.remaining.filter(|&n| n > 0)?;
-        Some(format!(
-            "wsgi: the app's body ended {short} bytes short of its Content-Length ({}); closing the connection",
-            self.declared.unwrap_or(0)
-        ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::BodyLimit;
-
-    #[test]
-    fn content_length_limits() {
-        let mut open = BodyLimit::new(None);
-        assert_eq!(open.admit(10), (10, None));
-        assert!(!open.reached() && open.shortfall().is_none());
-
-        let mut limit = BodyLimit::new(Some(5));
-        assert_eq!(limit.admit(3), (3, None));
-        assert!(limit
-            .shortfall()
-            .unwrap()
-            .contains("2 bytes short of its Content-Length (5)"));
-        let (n, warning) = limit.admit(4);
-        assert_eq!(n, 2);
-        assert!(warning
-            .unwrap()
-            .contains("longer than its Content-Length (5 bytes)"));
-        assert!(limit.reached() && limit.shortfall().is_none());
-    }
 }

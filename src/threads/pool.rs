@@ -6,26 +6,25 @@
 
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::addr_of_mut;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_connection_t, ngx_del_timer, ngx_event_t, ngx_exiting, ngx_log_t,
-    ngx_msec_t, ngx_quit, NGX_ERROR, NGX_LOG_ALERT, NGX_LOG_NOTICE,
+    ngx_add_timer, ngx_connection_t, ngx_del_timer, ngx_event_handler_pt, ngx_event_t, ngx_exiting,
+    ngx_log_t, ngx_msec_t, ngx_quit, NGX_LOG_ALERT, NGX_LOG_NOTICE,
 };
 use ngx::ngx_log_error;
 use pyo3::prelude::*;
 
-use crate::cgi::Vars;
-use crate::conf::{AppSpec, PoolSpec};
+use super::handoff::Handoff;
+use super::producer;
+use crate::config::{AppSpec, PoolSpec};
 use crate::errlog;
-use crate::handoff::{End, Handoff};
-use crate::output::Kept;
-use crate::producer;
-use crate::test_hooks::{self, Hook};
+use crate::guard;
+use crate::test_hooks::{self, Hook, Hooks};
+use crate::vars::Vars;
 
 /// A request for a pool thread: everything the app needs, owned, so that
 /// the thread never touches nginx's request.
@@ -35,6 +34,10 @@ pub struct Job {
     pub body: Vec<u8>,
     /// Index of the app in the main configuration.
     pub app: usize,
+    /// The location's `wsgi_buffering`.
+    pub buffering: bool,
+    /// Test build: the location's hooks.
+    pub test_hooks: Hooks,
 }
 
 struct Queue {
@@ -95,11 +98,19 @@ impl Pool {
     }
 }
 
-/// Starts this worker's pools. Python must be running.
-pub fn start(specs: &[PoolSpec], apps: &[AppSpec], log: *mut ngx_log_t) {
+/// Starts this worker's pools. Python must be running. `busy_timer` is the
+/// handler of the timer that keeps an exiting worker waiting for the apps
+/// (it calls `check_busy`).
+pub fn start(
+    specs: &[PoolSpec],
+    apps: &[AppSpec],
+    log: *mut ngx_log_t,
+    busy_timer: ngx_event_handler_pt,
+) {
     if specs.is_empty() {
         return;
     }
+    let _ = BUSY_TIMER_HANDLER.set(busy_timer);
     let apps: Arc<[AppSpec]> = apps.into();
     let mut pools = Vec::with_capacity(specs.len());
     // Threads inherit the mask they are born with: nginx's signals (reload,
@@ -153,15 +164,11 @@ pub fn start(specs: &[PoolSpec], apps: &[AppSpec], log: *mut ngx_log_t) {
 fn run_thread(pool: Arc<Pool>, apps: Arc<[AppSpec]>) {
     Python::attach(|py| {
         while let Some(job) = py.detach(|| pool.next_job()) {
-            let handoff = job.handoff.clone();
-            // producer::run catches panics itself, keeping what nginx may
-            // still send; this is the last line, so the thread survives.
-            if catch_unwind(AssertUnwindSafe(|| producer::run(py, job, &apps))).is_err() {
-                errlog::worker_log(
-                    NGX_LOG_ALERT as _,
-                    "wsgi: internal error (panic) on a pool thread",
-                );
-                handoff.finish(End::Fail(NGX_ERROR as _), Kept::default());
+            // producer::run catches the app's panics itself, keeping what
+            // nginx may still send; this is the last line, so the thread
+            // survives whatever happens.
+            if let Err(panic) = guard::catch(|| producer::run(py, job, &apps)) {
+                errlog::worker_log(NGX_LOG_ALERT as _, &guard::message("a pool thread", &panic));
             }
             pool.job_done();
         }
@@ -195,6 +202,7 @@ fn restore_signals(old: &libc::sigset_t) {
 /// (quit, reload) waits until no timer is left, so the worker waits for the
 /// apps, even those whose request already ended. Event loop only.
 static mut BUSY_TIMER: MaybeUninit<ngx_event_t> = MaybeUninit::zeroed();
+static BUSY_TIMER_HANDLER: OnceLock<ngx_event_handler_pt> = OnceLock::new();
 /// What the busy timer's `data` points at: nginx built --with-debug reads
 /// a timer's data as a connection (its fd names the timer in debug lines),
 /// so it must not be null.
@@ -215,14 +223,16 @@ pub fn keep_worker_alive() {
             let ident = (*addr_of_mut!(BUSY_TIMER_IDENT)).as_mut_ptr();
             (*ident).fd = -1;
             (*ev).data = ident.cast();
-            (*ev).handler = Some(on_busy_timer);
+            (*ev).handler = BUSY_TIMER_HANDLER.get().copied().flatten();
             (*ev).log = ngx::log::ngx_cycle_log().as_ptr();
             ngx_add_timer(ev, BUSY_CHECK);
         }
     }
 }
 
-extern "C" fn on_busy_timer(_ev: *mut ngx_event_t) {
+/// The busy timer fired: while a thread works or a job waits, it goes on.
+/// Event loop only.
+pub fn check_busy() {
     let working = || {
         POOLS
             .get()

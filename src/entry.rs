@@ -1,0 +1,301 @@
+//! Every function nginx calls for the module's requests, side by side: the
+//! content handler, the request body handler, the write event handler, and
+//! in thread mode the read event handler, the queue timer, the wake-up
+//! handler and the busy timer. (The module's start, exit and directive
+//! handlers are in `module.rs`.)
+//!
+//! Each runs its work through the panic guard and hands the request's next
+//! state to `request::settle`, the only place that finalizes a request:
+//! the work decides, `settle` acts, so a panic in the work always finds the
+//! request still the module's, and ends it (500, or an aborted response
+//! once the head is out) without killing the worker.
+
+use std::sync::Arc;
+
+use ngx::ffi::{
+    ngx_event_t, ngx_http_read_client_request_body, ngx_http_request_t,
+    ngx_http_run_posted_requests, ngx_int_t, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_ETIMEDOUT,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_REQUEST_TIME_OUT, NGX_HTTP_SPECIAL_RESPONSE,
+    NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO,
+};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
+use ngx::{ngx_log_debug_mask, ngx_log_error};
+
+use crate::config::Module;
+use crate::errlog::{self, log_client_gone};
+use crate::guard;
+use crate::inline::{self, Inline};
+use crate::nginx::events::{self, Resume};
+use crate::request::{self, Mode, Next, RequestCtx, State};
+use crate::test_hooks::{self, Hook};
+use crate::threads::{pool, relay, wakeup, Handoff, Link};
+use crate::wsgi::interp;
+
+/// The content handler of `wsgi_pass` locations: create the request's
+/// context and let nginx read the body; `on_body_read` starts the app.
+///
+/// # Safety
+/// Called by nginx with a live request in the content phase.
+pub unsafe extern "C" fn content_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    match guard::catch(|| start(r)) {
+        Ok(rc) => rc,
+        Err(panic) => {
+            // Nothing of the request is the module's yet: nginx ends it.
+            let message = guard::message("the content handler", &panic);
+            ngx_log_error!(NGX_LOG_ALERT, (*(*r).connection).log, "{message}");
+            NGX_HTTP_INTERNAL_SERVER_ERROR as _
+        }
+    }
+}
+
+/// # Safety
+/// As for `content_handler`.
+unsafe fn start(r: *mut ngx_http_request_t) -> ngx_int_t {
+    let Some(lc) = Module::location_conf(&*r) else {
+        return NGX_DECLINED as _;
+    };
+    let Some(app) = lc.app else {
+        return NGX_DECLINED as _;
+    };
+    let log = (*(*r).connection).log;
+    lc.test_hooks.panic_if(Hook::PanicInContentHandler);
+    if !interp::ready() {
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            log,
+            "wsgi: Python is not running in this worker: {}",
+            interp::start_failure()
+        );
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as _;
+    }
+    let mode = match lc.pool() {
+        None => Mode::Inline(Inline::default()),
+        Some(pool) => Mode::Thread(Link::new(r, pool)),
+    };
+    if request::create(r, RequestCtx::new(log, app, mode)).is_none() {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR as _;
+    }
+    ngx_log_debug_mask!(DebugMask::Http, log, "wsgi: reading the request body");
+    let rc = ngx_http_read_client_request_body(r, Some(on_body_read));
+    if rc >= NGX_HTTP_SPECIAL_RESPONSE as ngx_int_t {
+        return rc;
+    }
+    NGX_DONE as _
+}
+
+/// nginx has the whole body (in memory or a temp file): run the app,
+/// inline or on the location's thread pool.
+extern "C" fn on_body_read(r: *mut ngx_http_request_t) {
+    // SAFETY: nginx calls the body handler with the live request, which this
+    // module owns from here until it finalizes it.
+    unsafe {
+        guarded(r, "the request body handler", || {
+            let Some(ctx) = request::get(r).filter(|ctx| ctx.state() == State::ReadingBody) else {
+                return Some(Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _));
+            };
+            let (Some(lc), Some(main)) = (Module::location_conf(&*r), Module::main_conf(&*r))
+            else {
+                return Some(Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _));
+            };
+            // Until the module finalizes the request, a write event is its
+            // to handle: nginx's own handler would run the phases again.
+            (*r).write_event_handler = Some(on_write_event);
+            lc.test_hooks.panic_if(Hook::PanicInBodyHandler);
+            Some(match &mut ctx.mode {
+                Mode::Inline(_) => inline::start(r, ctx, lc, main),
+                Mode::Thread(link) => {
+                    let next =
+                        relay::submit(r, ctx.log, ctx.app, link, lc, main, Some(on_queue_timer));
+                    if let Next::Queued = next {
+                        (*r).read_event_handler = Some(on_client_read);
+                    }
+                    next
+                }
+            })
+        });
+    }
+}
+
+/// The request's write event, for as long as the module owns the request.
+/// A response that waits for the client (or gave the loop a turn) pushes
+/// what nginx holds and, once it is all out, goes on: inline, the pump
+/// asks the app for more; in thread mode, the loop relays what the pool
+/// thread handed over. In any other state the event means nothing.
+extern "C" fn on_write_event(r: *mut ngx_http_request_t) {
+    // SAFETY: nginx calls the write event handler with the live request
+    // this module set it on; the request is owned by this module.
+    unsafe {
+        guarded(r, "the write event handler", || {
+            let Some(ctx) = request::get(r) else {
+                return Some(Next::Finish(NGX_ERROR as _));
+            };
+            if !matches!(ctx.state(), State::WaitingForClient | State::Yielded) {
+                return None;
+            }
+            if let Some(lc) = Module::location_conf(&*r) {
+                lc.test_hooks.panic_if(Hook::PanicInWriteEvent);
+            }
+            match events::resume(r, &ctx.output) {
+                Resume::TimedOut => {
+                    let c = (*r).connection;
+                    ngx_log_error!(
+                        NGX_LOG_INFO,
+                        (*c).log,
+                        "wsgi: client timed out (send_timeout) ({})",
+                        NGX_ETIMEDOUT
+                    );
+                    (*c).set_timedout(1);
+                    Some(Next::Finish(NGX_HTTP_REQUEST_TIME_OUT as _))
+                }
+                Resume::Gone => {
+                    log_client_gone(ctx.log);
+                    Some(Next::Finish(NGX_ERROR as _))
+                }
+                Resume::Wait => Some(Next::WaitForClient),
+                Resume::Ready => match &ctx.mode {
+                    Mode::Inline(_) => Some(inline::drive(r, ctx)),
+                    Mode::Thread(link) => relay::relay(r, ctx.log, ctx.state(), &ctx.output, link),
+                },
+            }
+        });
+    }
+}
+
+/// Thread mode: a read event while the app waits for a thread or runs:
+/// the client may have closed the connection.
+extern "C" fn on_client_read(r: *mut ngx_http_request_t) {
+    // SAFETY: nginx calls the read event handler with the live request,
+    // which this module owns.
+    unsafe {
+        guarded(r, "the read event handler", || {
+            let closed = relay::client_closed(r);
+            let ctx = request::get(r).filter(|ctx| closed && ctx.state() != State::Done)?;
+            let Mode::Thread(link) = &ctx.mode else {
+                return None;
+            };
+            if let Some(lc) = Module::location_conf(&*r) {
+                lc.test_hooks.panic_if(Hook::PanicInClientRead);
+            }
+            (*(*r).connection).set_error(1);
+            Some(relay::client_left(ctx.log, link))
+        });
+    }
+}
+
+/// Thread mode: the request's wsgi_queue_timeout.
+extern "C" fn on_queue_timer(ev: *mut ngx_event_t) {
+    // SAFETY: relay::submit set `data` to the request; the timer is deleted
+    // when the request's context is dropped, so the request is live.
+    unsafe {
+        let r = (*ev).data as *mut ngx_http_request_t;
+        let c = (*r).connection;
+        guarded(r, "the queue timer", || {
+            let ctx = request::get(r)?;
+            let queued = ctx.state() == State::Queued;
+            let Mode::Thread(link) = &mut ctx.mode else {
+                return None;
+            };
+            let lc = Module::location_conf(&*r)?;
+            if !link.owns_timer(ev) || !queued {
+                return None;
+            }
+            lc.test_hooks.panic_if(Hook::PanicInQueueTimer);
+            relay::queue_timed_out(ctx.log, link, lc)
+        });
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+/// Thread mode: a pool thread (or another thread's log line) woke the
+/// event loop through the eventfd.
+pub extern "C" fn on_wake(ev: *mut ngx_event_t) {
+    let log = ngx::log::ngx_cycle_log().as_ptr();
+    let woken = guard::catch(|| {
+        // SAFETY: nginx calls this with the eventfd's read event.
+        let woken = unsafe { wakeup::take(ev) };
+        if woken.forced_down {
+            pool::abandon();
+        }
+        errlog::write_deferred(log);
+        woken.requests
+    });
+    match woken {
+        Ok(requests) => requests.iter().for_each(on_news),
+        Err(panic) => {
+            ngx_log_error!(
+                NGX_LOG_ALERT,
+                log,
+                "{}",
+                guard::message("the wake-up handler", &panic)
+            );
+        }
+    }
+}
+
+/// The news of one request's pool thread.
+fn on_news(handoff: &Arc<Handoff>) {
+    let r = handoff.request();
+    if r.is_null() {
+        return;
+    }
+    // SAFETY: the hand-off points at the request until the request's
+    // context is dropped, which clears it; this is the loop thread.
+    unsafe {
+        let c = (*r).connection;
+        guarded(r, "the wake-up handler", || {
+            let ctx = request::get(r)?;
+            let Mode::Thread(link) = &ctx.mode else {
+                return None;
+            };
+            if !link.owns(handoff) {
+                return None;
+            }
+            if let Some(lc) = Module::location_conf(&*r) {
+                lc.test_hooks.panic_if(Hook::PanicInWakeUp);
+            }
+            relay::relay(r, ctx.log, ctx.state(), &ctx.output, link)
+        });
+        ngx_http_run_posted_requests(c);
+    }
+}
+
+/// Thread mode: the timer that keeps an exiting worker waiting for the
+/// apps still running.
+pub extern "C" fn on_busy_timer(_ev: *mut ngx_event_t) {
+    if let Err(panic) = guard::catch(|| {
+        test_hooks::worker().panic_if(Hook::PanicInBusyTimer);
+        pool::check_busy();
+    }) {
+        let log = ngx::log::ngx_cycle_log().as_ptr();
+        ngx_log_error!(
+            NGX_LOG_ALERT,
+            log,
+            "{}",
+            guard::message("the busy timer", &panic)
+        );
+    }
+}
+
+/// Runs an entry point's `work` for request `r` and settles the request as
+/// the work decides (None: it stays as it is). A panic in the work is
+/// logged at alert and ends the request: 500, or, once the head is out, an
+/// aborted response.
+///
+/// # Safety
+/// `r` must be a live request of this module's location.
+unsafe fn guarded(r: *mut ngx_http_request_t, place: &str, work: impl FnOnce() -> Option<Next>) {
+    match guard::catch(work) {
+        Ok(Some(next)) => request::settle(r, next),
+        Ok(None) => {}
+        Err(panic) => {
+            let log = (*(*r).connection).log;
+            ngx_log_error!(NGX_LOG_ALERT, log, "{}", guard::message(place, &panic));
+            let rc = if (*r).header_sent() != 0 {
+                NGX_ERROR as ngx_int_t
+            } else {
+                NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t
+            };
+            request::settle(r, Next::Finish(rc));
+        }
+    }
+}

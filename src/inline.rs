@@ -1,0 +1,262 @@
+//! Inline mode: the app runs on the event loop. The pump asks the driver
+//! for chunk after chunk, each handed to nginx's output filters at once,
+//! until the response ends, nginx's output is busy (wait for the client),
+//! or the turn's budget is spent (yield to the event loop).
+
+use std::sync::Arc;
+
+use ngx::ffi::{
+    ngx_http_request_t, ngx_int_t, ngx_log_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_LOG_ERR,
+};
+use ngx::ngx_log_error;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use crate::config::{LocConf, MainConf};
+use crate::errlog::LogTo;
+use crate::event_loop;
+use crate::nginx::output::{self, SharedOutput};
+use crate::nginx::{body, cgi, headers_out};
+use crate::request::{Mode, Next, RequestCtx};
+use crate::wsgi::driver::{Gone, Response, Sink, Start, Step};
+use crate::wsgi::flush::{FlushError, FlushTarget};
+use crate::wsgi::kept::Kept;
+use crate::wsgi::start_response::Head;
+use crate::wsgi::{input, interp};
+
+/// Work one request may do in one event-loop turn before letting the
+/// worker's other connections run.
+const TURN_BYTES: usize = 1 << 20;
+const TURN_CHUNKS: usize = 256;
+
+/// What an app running on the event loop owns.
+#[derive(Default)]
+pub struct Inline {
+    response: Option<Response>,
+    /// The bytes objects nginx's buffers point into.
+    kept: Kept,
+}
+
+impl Inline {
+    /// The request is over (its pool is being destroyed): closes the
+    /// iterable if that has not happened, and lets go of every Python
+    /// reference, nginx's buffers being gone.
+    pub fn end_request(&mut self, _log: *mut ngx_log_t) {
+        if (self.response.is_none() && self.kept.is_empty()) || !interp::ready() {
+            return;
+        }
+        Python::attach(|py| self.release(py, None));
+    }
+
+    /// Lets go of the response's Python objects; of the bytes objects, those
+    /// of the first `done` chunks (nginx may still send the rest), or all.
+    fn release(&mut self, py: Python<'_>, done: Option<u64>) {
+        if let Some(response) = self.response.take() {
+            response.release(py);
+        }
+        match done {
+            Some(done) => self.kept.release_upto(done),
+            None => self.kept.clear(),
+        }
+    }
+}
+
+/// The request body is read: call the app, then pump its response.
+///
+/// # Safety
+/// `r` must be a live request owned by this module; `ctx` its context,
+/// `lc` and `main` its configuration.
+pub unsafe fn start(
+    r: *mut ngx_http_request_t,
+    ctx: &mut RequestCtx,
+    lc: &LocConf,
+    main: &MainConf,
+) -> Next {
+    let body_len = body::body_len(r);
+    let vars = match cgi::collect(r, body_len, lc.params(), &main.environ) {
+        Ok(vars) => vars,
+        Err(e) => {
+            ngx_log_error!(NGX_LOG_ERR, ctx.log, "wsgi: {e}");
+            return Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
+        }
+    };
+    let RequestCtx {
+        log,
+        app,
+        output,
+        mode,
+        ..
+    } = ctx;
+    let (Some(spec), Mode::Inline(inline)) = (main.apps.get(*app), mode) else {
+        return Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
+    };
+    let next = Python::attach(|py| {
+        let start = Start {
+            app: *app,
+            spec,
+            vars: &vars,
+            input: input::wsgi_input(py, body_len, |dst| body::gather(r, dst)),
+            log: LogTo::Request(*log),
+            flush: Arc::new(InlineFlush {
+                r,
+                output: output.clone(),
+            }),
+            multithread: false,
+            buffering: lc.buffering(),
+        };
+        let next = match Response::start(py, start) {
+            Ok(response) => {
+                inline.response = Some(response);
+                pump(py, r, output, inline)
+            }
+            Err(end) => Next::Finish(end.rc()),
+        };
+        release_if_finished(py, output, inline, &next);
+        next
+    });
+    vars.recycle();
+    next
+}
+
+/// Continues pumping a response that waited for the client or yielded.
+///
+/// # Safety
+/// As for `start`; the app has been called.
+pub unsafe fn drive(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> Next {
+    let RequestCtx { output, mode, .. } = ctx;
+    let Mode::Inline(inline) = mode else {
+        return Next::Finish(NGX_ERROR as _);
+    };
+    Python::attach(|py| {
+        let next = pump(py, r, output, inline);
+        release_if_finished(py, output, inline, &next);
+        next
+    })
+}
+
+/// At the response's end, lets go of its Python objects while the GIL is
+/// held: the request's end then need not take it again (only for bytes
+/// nginx is still sending).
+fn release_if_finished(py: Python<'_>, output: &SharedOutput, inline: &mut Inline, next: &Next) {
+    if let Next::Finish(_) = next {
+        let done = output::lock(output).done();
+        inline.release(py, Some(done));
+    }
+}
+
+/// Asks for chunks until the response ends, nginx's output is busy, or
+/// the turn's budget is spent.
+///
+/// # Safety
+/// `r` must be the live request, with the app called.
+unsafe fn pump(
+    py: Python<'_>,
+    r: *mut ngx_http_request_t,
+    output: &SharedOutput,
+    inline: &mut Inline,
+) -> Next {
+    inline.kept.release_upto(output::lock(output).done());
+    let Some(response) = inline.response.as_mut() else {
+        return Next::Finish(NGX_ERROR as _);
+    };
+    let (mut bytes, mut chunks) = (0usize, 0usize);
+    loop {
+        if output::lock(output).must_wait() {
+            return Next::WaitForClient;
+        }
+        if bytes >= TURN_BYTES || chunks >= TURN_CHUNKS {
+            // What is queued goes on now: the next turn may be a while.
+            if output::lock(output).send_queue(r, false) == NGX_ERROR as ngx_int_t {
+                return Next::Finish(response.client_gone(py).rc());
+            }
+            return Next::Yield;
+        }
+        let mut sink = InlineSink {
+            r,
+            output,
+            kept: &mut inline.kept,
+        };
+        match response.step(py, &mut sink) {
+            Step::Chunk(len) => {
+                bytes += len;
+                chunks += 1;
+            }
+            Step::End(end) => return Next::Finish(end.rc()),
+        }
+    }
+}
+
+/// The response goes straight into nginx's output filters.
+struct InlineSink<'a> {
+    r: *mut ngx_http_request_t,
+    output: &'a SharedOutput,
+    kept: &'a mut Kept,
+}
+
+impl Sink for InlineSink<'_> {
+    fn head(&mut self, head: Head, known_length: Option<usize>) -> Result<(), ngx_int_t> {
+        // SAFETY: the pump runs for the live request, its header not sent.
+        unsafe { headers_out::send_head(self.r, &head, known_length) }
+    }
+
+    fn chunk(&mut self, chunk: Bound<'_, PyBytes>, len: usize, flush: bool) -> Result<(), Gone> {
+        let mut out = output::lock(self.output);
+        let data = chunk.as_bytes().as_ptr();
+        // SAFETY: the pump runs for the live request; the bytes object is
+        // kept (below) until `done` counts this chunk or the request ends.
+        let rc = unsafe { out.write(self.r, data, len, flush, false) }.map_err(|()| Gone)?;
+        self.kept.push(chunk.unbind());
+        let done = out.done();
+        drop(out);
+        self.kept.release_upto(done);
+        if rc == NGX_ERROR as ngx_int_t {
+            return Err(Gone);
+        }
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<ngx_int_t, Gone> {
+        // SAFETY: as in `head`. The last buffer flushes every filter.
+        let rc = unsafe { output::lock(self.output).send_last(self.r) };
+        if rc == NGX_ERROR as ngx_int_t {
+            return Err(Gone);
+        }
+        Ok(rc)
+    }
+}
+
+/// `x-wsgiorg.flush` of an app on the event loop: sends at once.
+struct InlineFlush {
+    r: *mut ngx_http_request_t,
+    output: SharedOutput,
+}
+
+// SAFETY: the request pointer is only followed on the event-loop thread
+// (`flush` checks), and the output is behind its mutex.
+unsafe impl Send for InlineFlush {}
+// SAFETY: as above.
+unsafe impl Sync for InlineFlush {}
+
+impl FlushTarget for InlineFlush {
+    fn flush(&self) -> Result<(), FlushError> {
+        if !event_loop::is_current() {
+            return Err(FlushError::Refused(
+                "x-wsgiorg.flush() must be called from the thread running the app",
+            ));
+        }
+        // The pump never holds the lock while the app runs.
+        let Ok(mut output) = self.output.try_lock() else {
+            return Err(FlushError::Refused(
+                "x-wsgiorg.flush() called while the module sends",
+            ));
+        };
+        // SAFETY: the request lives (the Flush object is detached when the
+        // response ends, before the request) and this is the event-loop
+        // thread, inside the module's pump, which owns the request.
+        if unsafe { output.send_queue(self.r, true) } == NGX_ERROR as ngx_int_t {
+            return Err(FlushError::Gone);
+        }
+        Ok(())
+    }
+}

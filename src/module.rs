@@ -1,0 +1,541 @@
+//! The module as nginx loads it: the `ngx_module_t`, its http context, its
+//! command table with the directive handlers, and the worker's start and
+//! exit (CPython, the thread pools). Every function here that nginx calls
+//! runs through the panic guard.
+
+use std::ffi::{c_char, c_void, CStr};
+use std::path::Path;
+use std::ptr::addr_of;
+
+use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
+use ngx::ffi::{
+    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_t, ngx_cycle_t,
+    ngx_http_compile_complex_value, ngx_http_compile_complex_value_t, ngx_http_complex_value_t,
+    ngx_http_get_variable_index, ngx_http_module_t, ngx_int_t, ngx_module_t, ngx_pcalloc,
+    ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12,
+    NGX_CONF_TAKE23, NGX_ERROR, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
+    NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_OK,
+};
+use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+use ngx::{ngx_conf_log_error, ngx_log_error, ngx_string};
+
+use crate::config::{
+    check_python_home, AppSource, AppSpec, EnvironSources, Invalid, LocConf, MainConf, Module,
+    Param, PoolSpec,
+};
+#[cfg(feature = "test-hooks")]
+use crate::test_hooks::Hooks;
+use crate::test_hooks::{self, Hook};
+use crate::threads::{pool, wakeup};
+use crate::wsgi::interp;
+use crate::{entry, errlog, event_loop, guard};
+
+#[cfg_attr(not(test), used, no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static mut ngx_http_wsgi_module: ngx_module_t = ngx_module_t {
+    ctx: addr_of!(MODULE_CTX) as *mut c_void,
+    // SAFETY: only the address of the command table is taken.
+    commands: addr_of!(COMMANDS) as *mut _,
+    type_: NGX_HTTP_MODULE as ngx_uint_t,
+    init_process: Some(init_process),
+    exit_process: Some(exit_process),
+    ..ngx_module_t::default()
+};
+
+static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
+    preconfiguration: None,
+    postconfiguration: None,
+    create_main_conf: Some(Module::create_main_conf),
+    init_main_conf: None,
+    create_srv_conf: None,
+    merge_srv_conf: None,
+    create_loc_conf: Some(Module::create_loc_conf),
+    merge_loc_conf: Some(Module::merge_loc_conf),
+};
+
+/// Starts CPython in each worker (never in the master, so that reloads bring
+/// fresh code and fork stays safe), if any location uses `wsgi_pass`, and
+/// the thread pools. A Python that cannot start is logged and answered with
+/// 500s: failing here would make the master respawn the worker in a loop.
+extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+    guard::install();
+    // SAFETY: nginx passes the live cycle, on the worker's event loop.
+    let log = unsafe { (*cycle).log };
+    let started = guard::catch(|| {
+        // SAFETY: the cycle is live; its main configuration is this module's.
+        let Some(main) = (unsafe { Module::main_conf(&*cycle) }) else {
+            return;
+        };
+        test_hooks::arm_worker(main.test_hooks);
+        test_hooks::worker().panic_if(Hook::PanicInInitProcess);
+        if main.apps.is_empty() {
+            return;
+        }
+        event_loop::mark_current();
+        interp::start(main, log);
+        if !interp::ready() {
+            return;
+        }
+        // Pool threads, and an app's own threads, reach the event loop
+        // through the wake-up.
+        // SAFETY: on the event loop, in init_process, with the live cycle.
+        match unsafe { wakeup::start(cycle, Some(entry::on_wake)) } {
+            Ok(()) => {
+                errlog::defer_to_loop(wakeup::wake);
+                pool::start(&main.pools, &main.apps, log, Some(entry::on_busy_timer));
+            }
+            Err(e) => {
+                ngx_log_error!(
+                    NGX_LOG_ALERT,
+                    log,
+                    "wsgi: the event loop's wake-up cannot start (no thread pools): {e}"
+                );
+            }
+        }
+    });
+    if let Err(panic) = started {
+        ngx_log_error!(
+            NGX_LOG_ALERT,
+            log,
+            "{}",
+            guard::message("init_process", &panic)
+        );
+    }
+    NGX_OK as _
+}
+
+/// Lets the pool threads finish (they may still log), writes what they
+/// handed over, and runs the apps' atexit hooks.
+extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
+    // SAFETY: nginx passes the live cycle, on the event-loop thread.
+    let log = unsafe { (*cycle).log };
+    let stopped = guard::catch(|| {
+        test_hooks::worker().panic_if(Hook::PanicInExitProcess);
+        pool::stop(log);
+        errlog::close_deferred(log);
+        // SAFETY: on the event loop, in exit_process, after the threads.
+        unsafe { wakeup::stop() };
+        interp::stop();
+    });
+    if let Err(panic) = stopped {
+        ngx_log_error!(
+            NGX_LOG_ALERT,
+            log,
+            "{}",
+            guard::message("exit_process", &panic)
+        );
+    }
+}
+
+/// The levels a directive such as `wsgi_param` may appear at.
+const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
+
+type DirectiveHandler =
+    unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
+
+/// One row of the command table.
+const fn command(
+    name: ngx_str_t,
+    type_: u32,
+    set: DirectiveHandler,
+    conf: ngx_uint_t,
+    offset: usize,
+) -> ngx_command_t {
+    ngx_command_t {
+        name,
+        type_: type_ as ngx_uint_t,
+        set: Some(set),
+        conf,
+        offset: offset as _,
+        post: std::ptr::null_mut(),
+    }
+}
+
+/// The test build's `wsgi_test_hook` (src/test_hooks.rs) is one more row.
+const COMMAND_COUNT: usize = 8 + cfg!(feature = "test-hooks") as usize;
+
+static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
+    command(
+        ngx_string!("wsgi_pass"),
+        NGX_HTTP_LOC_CONF | NGX_HTTP_LIF_CONF | NGX_CONF_TAKE1,
+        set_wsgi_pass,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    command(
+        ngx_string!("wsgi_python_path"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
+        set_python_path,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        0,
+    ),
+    command(
+        ngx_string!("wsgi_python_home"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        set_python_home,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        0,
+    ),
+    command(
+        ngx_string!("wsgi_param"),
+        ANY_LEVEL | NGX_CONF_TAKE23,
+        set_param,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    command(
+        ngx_string!("wsgi_buffering"),
+        ANY_LEVEL | NGX_CONF_FLAG,
+        ngx_conf_set_flag_slot,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        std::mem::offset_of!(LocConf, buffering),
+    ),
+    command(
+        ngx_string!("wsgi_threads"),
+        ANY_LEVEL | NGX_CONF_TAKE12,
+        set_threads,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    command(
+        ngx_string!("wsgi_queue_timeout"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        ngx_conf_set_msec_slot,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        std::mem::offset_of!(LocConf, queue_timeout),
+    ),
+    #[cfg(feature = "test-hooks")]
+    command(
+        ngx_string!("wsgi_test_hook"),
+        ANY_LEVEL | NGX_CONF_1MORE,
+        set_test_hook,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    ngx_command_t::empty(),
+];
+
+/// Why a directive is refused.
+enum Refusal {
+    /// Logged as nginx words it: `invalid value "ARG" in "NAME" directive,
+    /// REASON`.
+    Invalid(Invalid),
+    /// `"NAME" directive is duplicate`.
+    Duplicate,
+    /// nginx has logged why already (a value it could not compile).
+    Logged,
+}
+
+impl From<Invalid> for Refusal {
+    fn from(invalid: Invalid) -> Refusal {
+        Refusal::Invalid(invalid)
+    }
+}
+
+/// A directive as its handler sees it.
+struct Directive {
+    cf: *mut ngx_conf_t,
+    /// The arguments after the directive's name.
+    args: Vec<String>,
+}
+
+impl Directive {
+    /// Argument `i` (0 is the first after the name).
+    fn arg(&self, i: usize) -> &str {
+        self.args.get(i).map(String::as_str).unwrap_or("")
+    }
+
+    /// Makes a relative path absolute against the directory of nginx.conf,
+    /// the way nginx resolves `include`.
+    fn resolve(&self, path: &str) -> String {
+        if path.starts_with('/') {
+            return path.to_owned();
+        }
+        // SAFETY: as in `main_conf`; the cycle outlives the parse.
+        let prefix = unsafe { (*(*self.cf).cycle).conf_prefix.as_bytes() };
+        let prefix = String::from_utf8_lossy(prefix);
+        format!("{}/{}", prefix.trim_end_matches('/'), path)
+    }
+
+    /// Argument `i` compiled as a complex value, a string that may hold
+    /// variables, from the configuration pool.
+    fn complex_value(&self, i: usize) -> Result<*mut ngx_http_complex_value_t, Refusal> {
+        // SAFETY: as in `main_conf`; `args` has this argument (its name is
+        // element 0 of nginx's array).
+        unsafe {
+            let cf = self.cf;
+            let value = ((*(*cf).args).elts as *mut ngx_str_t).add(i + 1);
+            let cv = ngx_pcalloc((*cf).pool, std::mem::size_of::<ngx_http_complex_value_t>())
+                as *mut ngx_http_complex_value_t;
+            if cv.is_null() {
+                return Err(Refusal::Logged);
+            }
+            let mut ccv: ngx_http_compile_complex_value_t = std::mem::zeroed();
+            ccv.cf = cf;
+            ccv.value = value;
+            ccv.complex_value = cv;
+            if ngx_http_compile_complex_value(&mut ccv) != NGX_OK as ngx_int_t {
+                return Err(Refusal::Logged);
+            }
+            Ok(cv)
+        }
+    }
+}
+
+/// This module's main configuration, while `cf` is being parsed.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed; the reference must not
+/// outlive the directive's handler nor meet another one.
+unsafe fn main_conf<'a>(cf: *mut ngx_conf_t) -> Result<&'a mut MainConf, Refusal> {
+    Module::main_conf_mut(&*cf).ok_or(Refusal::Logged)
+}
+
+/// Runs a directive handler: its arguments as UTF-8 strings, its refusals
+/// worded as nginx words its own directives', a panic logged and refused.
+///
+/// # Safety
+/// The arguments must be those nginx passes to a directive handler, with
+/// `conf` pointing at this module's configuration of type `C` at the
+/// directive's level.
+unsafe fn directive<C>(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+    set: impl FnOnce(&Directive, &mut C) -> Result<(), Refusal>,
+) -> *mut c_char {
+    guard::install();
+    let name = String::from_utf8_lossy((*cmd).name.as_bytes()).into_owned();
+    let outcome = guard::catch(|| {
+        let all = &*(*cf).args;
+        let all = std::slice::from_raw_parts(all.elts as *const ngx_str_t, all.nelts);
+        let mut args = Vec::with_capacity(all.len());
+        for arg in &all[1..] {
+            let text = std::str::from_utf8(arg.as_bytes()).map_err(|_| {
+                let shown = String::from_utf8_lossy(arg.as_bytes());
+                Invalid::value(&shown, "it must be valid UTF-8")
+            })?;
+            args.push(text.to_owned());
+        }
+        set(&Directive { cf, args }, &mut *(conf as *mut C))
+    });
+    match outcome {
+        Ok(Ok(())) => NGX_CONF_OK,
+        Ok(Err(Refusal::Duplicate)) => c"is duplicate".as_ptr() as *mut c_char,
+        Ok(Err(Refusal::Invalid(i))) => {
+            ngx_conf_log_error!(
+                NGX_LOG_EMERG,
+                cf,
+                "invalid {} \"{}\" in \"{name}\" directive, {}",
+                i.what,
+                i.arg,
+                i.reason
+            );
+            NGX_CONF_ERROR
+        }
+        Ok(Err(Refusal::Logged)) => NGX_CONF_ERROR,
+        Err(panic) => {
+            let place = format!("the \"{name}\" directive");
+            ngx_conf_log_error!(NGX_LOG_ALERT, cf, "{}", guard::message(&place, &panic));
+            NGX_CONF_ERROR
+        }
+    }
+}
+
+extern "C" fn set_wsgi_pass(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx calls directive handlers with the configuration being
+    // parsed and `conf` at this module's location configuration.
+    unsafe {
+        directive(cf, cmd, conf, |d, loc: &mut LocConf| {
+            if loc.app.is_some() {
+                return Err(Refusal::Duplicate);
+            }
+            let arg = d.arg(0);
+            let mut spec = AppSpec::parse(arg)?;
+            if let AppSource::File(path) = &spec.source {
+                let full = d.resolve(path);
+                if !Path::new(&full).is_file() {
+                    let reason = format!("file \"{full}\" does not exist");
+                    return Err(Invalid::value(arg, reason).into());
+                }
+                spec.source = AppSource::File(full);
+            }
+            let main = main_conf(d.cf)?;
+            if main.apps.is_empty() {
+                main.environ = environ_sources(d.cf).ok_or(Refusal::Logged)?;
+            }
+            let index = match main.apps.iter().position(|a| *a == spec) {
+                Some(i) => i,
+                None => {
+                    main.apps.push(spec);
+                    main.apps.len() - 1
+                }
+            };
+            loc.app = Some(index);
+            let clcf = NgxHttpCoreModule::location_conf_mut(&*d.cf).ok_or(Refusal::Logged)?;
+            clcf.handler = Some(entry::content_handler);
+            Ok(())
+        })
+    }
+}
+
+/// Registers the variables the environ reads and finds the auth modules.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed, inside `http {}`.
+unsafe fn environ_sources(cf: *mut ngx_conf_t) -> Option<EnvironSources> {
+    let index = |name: &str| {
+        let mut name = ngx_str_t {
+            len: name.len(),
+            data: name.as_ptr() as *mut u8,
+        };
+        let index = ngx_http_get_variable_index(cf, &mut name);
+        (index != NGX_ERROR as ngx_int_t).then_some(index as ngx_uint_t)
+    };
+    Some(EnvironSources {
+        document_root: index("document_root")?,
+        server_addr: index("server_addr")?,
+        remote_user: index("remote_user")?,
+        auth_basic: http_module_index(cf, c"ngx_http_auth_basic_module"),
+        auth_request: http_module_index(cf, c"ngx_http_auth_request_module"),
+    })
+}
+
+/// The context index of the named http module, if this nginx has it.
+///
+/// # Safety
+/// `cf` must be the configuration being parsed, inside `http {}` (where
+/// nginx has numbered the http modules).
+unsafe fn http_module_index(cf: *mut ngx_conf_t, name: &CStr) -> Option<ngx_uint_t> {
+    let mut module = (*(*cf).cycle).modules;
+    while !module.is_null() && !(*module).is_null() {
+        let m = *module;
+        if (*m).type_ == NGX_HTTP_MODULE as ngx_uint_t
+            && !(*m).name.is_null()
+            && CStr::from_ptr((*m).name) == name
+        {
+            return Some((*m).ctx_index);
+        }
+        module = module.add(1);
+    }
+    None
+}
+
+extern "C" fn set_threads(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in set_wsgi_pass.
+    unsafe {
+        directive(cf, cmd, conf, |d, loc: &mut LocConf| {
+            if loc.pool_set() {
+                return Err(Refusal::Duplicate);
+            }
+            let spec = PoolSpec::parse(&d.args)?;
+            let main = main_conf(d.cf)?;
+            loc.set_pool(spec.map(|spec| {
+                main.pools.push(spec);
+                main.pools.len() - 1
+            }));
+            Ok(())
+        })
+    }
+}
+
+extern "C" fn set_param(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in set_wsgi_pass.
+    unsafe {
+        directive(cf, cmd, conf, |d, loc: &mut LocConf| {
+            let name = d.arg(0);
+            if name.is_empty() {
+                return Err(Invalid::value(name, "it must be a parameter name").into());
+            }
+            let if_not_empty = match d.args.get(2).map(String::as_str) {
+                None => false,
+                Some("if_not_empty") => true,
+                Some(other) => {
+                    return Err(Invalid::parameter(other, "it must be \"if_not_empty\"").into())
+                }
+            };
+            let value = d.complex_value(1)?;
+            loc.add_param(Param {
+                name: name.to_owned(),
+                value,
+                if_not_empty,
+            });
+            Ok(())
+        })
+    }
+}
+
+extern "C" fn set_python_path(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in set_wsgi_pass; `conf` is this module's main configuration.
+    unsafe {
+        directive(cf, cmd, conf, |d, main: &mut MainConf| {
+            for dir in &d.args {
+                let full = d.resolve(dir);
+                if !Path::new(&full).is_dir() {
+                    let reason = format!("directory \"{full}\" does not exist");
+                    return Err(Invalid::value(dir, reason).into());
+                }
+                main.python_path.push(full);
+            }
+            Ok(())
+        })
+    }
+}
+
+extern "C" fn set_python_home(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in set_wsgi_pass; `conf` is this module's main configuration.
+    unsafe {
+        directive(cf, cmd, conf, |d, main: &mut MainConf| {
+            if main.python_home.is_some() {
+                return Err(Refusal::Duplicate);
+            }
+            let dir = d.arg(0);
+            let full = d.resolve(dir);
+            check_python_home(&full).map_err(|reason| Invalid::value(dir, reason))?;
+            main.python_home = Some(full);
+            Ok(())
+        })
+    }
+}
+
+#[cfg(feature = "test-hooks")]
+extern "C" fn set_test_hook(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: as in set_wsgi_pass.
+    unsafe {
+        directive(cf, cmd, conf, |d, loc: &mut LocConf| {
+            let hooks = Hooks::parse(&d.args).map_err(|arg| {
+                Invalid::value(&arg, "it must be one of the hooks in src/test_hooks.rs")
+            })?;
+            hooks.panic_if(Hook::PanicInDirective);
+            let main = main_conf(d.cf)?;
+            loc.test_hooks = loc.test_hooks.union(hooks);
+            main.test_hooks = main.test_hooks.union(hooks);
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,88 @@
+//! Waiting for the client, in nginx's terms: arm the write event and
+//! send_timeout while nginx holds output it could not write, give the event
+//! loop a turn, and, when the write event comes, push what nginx holds and
+//! say whether the response may go on.
+//!
+//! The write event handler itself is `entry::on_write_event`, which the
+//! module installs for the whole time it owns the request.
+
+use std::ptr::addr_of_mut;
+
+use ngx::ffi::{
+    ngx_add_timer, ngx_del_timer, ngx_handle_write_event, ngx_http_request_t, ngx_int_t,
+    ngx_post_event, ngx_posted_next_events, NGX_ERROR, NGX_OK,
+};
+use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
+
+use super::output::SharedOutput;
+
+/// Waits for the client's socket to become writable, within send_timeout.
+/// False when the write event cannot be armed.
+///
+/// # Safety
+/// `r` must be a live request owned by this module.
+pub unsafe fn wait_for_client(r: *mut ngx_http_request_t) -> bool {
+    let wev = (*(*r).connection).write;
+    let Some(clcf) = NgxHttpCoreModule::location_conf(&*(*r).main) else {
+        return false;
+    };
+    if (*wev).delayed() == 0 {
+        ngx_add_timer(wev, clcf.send_timeout);
+    }
+    ngx_handle_write_event(wev, clcf.send_lowat) == NGX_OK as ngx_int_t
+}
+
+/// Gives the event loop a turn and continues right after it. The event goes
+/// to the *next* posted queue: nginx runs it after the next poll for I/O (with
+/// a zero timeout), while a plain posted event would run again in this turn.
+///
+/// # Safety
+/// `r` must be a live request owned by this module.
+pub unsafe fn give_turn(r: *mut ngx_http_request_t) {
+    ngx_post_event(
+        (*(*r).connection).write,
+        addr_of_mut!(ngx_posted_next_events),
+    );
+}
+
+/// What the write event of a waiting response found.
+pub enum Resume {
+    /// The client took nothing within send_timeout.
+    TimedOut,
+    /// Writing failed: the client is gone.
+    Gone,
+    /// nginx still holds output (or limit_rate delays it): wait again.
+    Wait,
+    /// Everything nginx held is out: produce more.
+    Ready,
+}
+
+/// The write event of a waiting response: push what nginx holds.
+///
+/// # Safety
+/// `r` must be a live request owned by this module; `output` its output,
+/// not locked by the caller.
+pub unsafe fn resume(r: *mut ngx_http_request_t, output: &SharedOutput) -> Resume {
+    let wev = (*(*r).connection).write;
+    if (*wev).timedout() != 0 {
+        return Resume::TimedOut;
+    }
+    if (*wev).delayed() != 0 {
+        return Resume::Wait; // limit_rate: nginx wakes us when the delay is over
+    }
+    let (rc, must_wait) = {
+        let mut out = super::output::lock(output);
+        let rc = out.send(r, std::ptr::null_mut());
+        (rc, out.must_wait())
+    };
+    if rc == NGX_ERROR as ngx_int_t {
+        return Resume::Gone;
+    }
+    if must_wait {
+        return Resume::Wait;
+    }
+    if (*wev).timer_set() != 0 {
+        ngx_del_timer(wev);
+    }
+    Resume::Ready
+}

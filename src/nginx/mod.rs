@@ -1,0 +1,9 @@
+//! The event loop's side of a request, in nginx's terms: what it reads of
+//! the request (`cgi`, `body`) and how it answers (`headers_out`, `output`,
+//! `events`). Only the event-loop thread runs this code.
+
+pub mod body;
+pub mod cgi;
+pub mod events;
+pub mod headers_out;
+pub mod output;

@@ -1,0 +1,123 @@
+//! Thread mode, the pool thread's side: run one request's response through
+//! the driver, handing what it produces to the event loop, and wait
+//! (without the GIL) while the client cannot take more.
+
+use ngx::ffi::{ngx_int_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ALERT, NGX_OK};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::handoff::{Handoff, Room};
+use super::pool::Job;
+use crate::config::AppSpec;
+use crate::errlog::{LogTo, LoopLog};
+use crate::guard;
+use crate::test_hooks::{Hook, Hooks};
+use crate::wsgi::driver::{End, Gone, Response, Sink, Start, Step};
+use crate::wsgi::input;
+use crate::wsgi::kept::Kept;
+use crate::wsgi::start_response::Head;
+
+/// Runs one request's app to its end on this pool thread.
+pub fn run(py: Python<'_>, job: Job, apps: &[AppSpec]) {
+    let handoff = job.handoff.clone();
+    if !handoff.start() {
+        return; // it waited too long, or the client left
+    }
+    // Owned out here, so that a panic cannot drop the bytes nginx may still
+    // send, and close() still runs after one.
+    let mut kept = Kept::default();
+    let mut response = None;
+    let end =
+        guard::catch(|| produce(py, job, apps, &mut response, &mut kept)).unwrap_or_else(|panic| {
+            handoff.log(NGX_LOG_ALERT as _, &guard::message("a pool thread", &panic));
+            let head_sent = response.as_ref().is_some_and(Response::head_sent);
+            End::Finalize(if head_sent {
+                NGX_ERROR as _
+            } else {
+                NGX_HTTP_INTERNAL_SERVER_ERROR as _
+            })
+        });
+    if let Some(response) = response.take() {
+        response.release(py);
+    }
+    // The bytes nginx may still send go with the hand-off.
+    handoff.finish(end, kept);
+}
+
+/// Calls the app and hands its response over, chunk by chunk, as room is
+/// made. The response lives in `slot` until it is released.
+fn produce(
+    py: Python<'_>,
+    job: Job,
+    apps: &[AppSpec],
+    slot: &mut Option<Response>,
+    kept: &mut Kept,
+) -> End {
+    let Job {
+        handoff,
+        vars,
+        body,
+        app,
+        buffering,
+        test_hooks,
+    } = job;
+    let Some(spec) = apps.get(app) else {
+        return End::Finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
+    };
+    let start = Start {
+        app,
+        spec,
+        vars: &vars,
+        input: input::from_bytes(py, body),
+        log: LogTo::Loop(handoff.clone()),
+        flush: handoff.clone(),
+        multithread: true,
+        buffering,
+    };
+    let response = match Response::start(py, start) {
+        Ok(response) => slot.insert(response),
+        Err(end) => return end,
+    };
+    loop {
+        if let Room::Stop = handoff.wait_for_room(py, kept) {
+            // The request is over: nobody reads this end.
+            return End::Finalize(NGX_ERROR as _);
+        }
+        let mut sink = HandoffSink {
+            handoff: &handoff,
+            kept,
+            test_hooks,
+        };
+        if let Step::End(end) = response.step(py, &mut sink) {
+            return end;
+        }
+    }
+}
+
+/// The response goes to the event loop through the hand-off.
+struct HandoffSink<'a> {
+    handoff: &'a Handoff,
+    kept: &'a mut Kept,
+    test_hooks: Hooks,
+}
+
+impl Sink for HandoffSink<'_> {
+    fn head(&mut self, head: Head, known_length: Option<usize>) -> Result<(), ngx_int_t> {
+        // The loop sends it before the first chunk; a header-only response
+        // ends there, and this thread learns it at its next wait for room.
+        self.handoff.send_head(head, known_length);
+        Ok(())
+    }
+
+    fn chunk(&mut self, chunk: Bound<'_, PyBytes>, len: usize, flush: bool) -> Result<(), Gone> {
+        self.test_hooks.panic_if(Hook::PanicInPoolThread);
+        self.handoff.send_chunk(&chunk, len, flush);
+        self.kept.push(chunk.unbind());
+        Ok(())
+    }
+
+    fn end(&mut self) -> Result<ngx_int_t, Gone> {
+        // The loop sends the last buffer when it gets here.
+        Ok(NGX_OK as _)
+    }
+}

@@ -1,0 +1,318 @@
+//! Thread mode, the event loop's side: queue the request for a pool thread,
+//! pass what the thread hands over to nginx's output filters, tell the
+//! thread how the output stands, and watch the client and the queue's
+//! timer while the app waits or runs. The loop never takes the GIL here.
+//!
+//! Chunks that arrived together go to the filters together, flushed after
+//! the last: none waits for a later one (the app already produced them),
+//! and a fast app's small chunks share one write.
+
+use std::sync::Arc;
+
+use ngx::ffi::{
+    ngx_add_timer, ngx_del_timer, ngx_event_flags, ngx_event_handler_pt, ngx_event_t,
+    ngx_http_block_reading, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_uint_t, NGX_ERROR,
+    NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SERVICE_UNAVAILABLE,
+    NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_USE_CLEAR_EVENT,
+};
+use ngx::ngx_log_error;
+
+use super::handoff::{Handoff, News};
+use super::pool::{self, Job, Refused};
+use crate::config::{LocConf, MainConf};
+use crate::errlog::log_client_gone;
+use crate::nginx::output::{self, SharedOutput};
+use crate::nginx::{body, cgi, headers_out};
+use crate::request::{Next, State};
+use crate::wsgi::driver::End;
+
+/// What the request's context holds of a request whose app runs on a pool
+/// thread.
+pub struct Link {
+    /// Index of the pool in the main configuration.
+    pool: usize,
+    handoff: Arc<Handoff>,
+    /// wsgi_queue_timeout while queued.
+    timer: ngx_event_t,
+}
+
+impl Link {
+    pub fn new(r: *mut ngx_http_request_t, pool: usize) -> Link {
+        Link {
+            pool,
+            handoff: Handoff::new(r),
+            // SAFETY: an all-zero ngx_event_t is nginx's unarmed event.
+            timer: unsafe { std::mem::zeroed() },
+        }
+    }
+
+    /// Whether this is the link of `handoff` (after an internal redirect,
+    /// error_page, the request may have a new context).
+    pub fn owns(&self, handoff: &Arc<Handoff>) -> bool {
+        Arc::ptr_eq(&self.handoff, handoff)
+    }
+
+    /// Whether `ev` is this link's queue timer (see `owns`).
+    pub fn owns_timer(&self, ev: *const ngx_event_t) -> bool {
+        std::ptr::eq(&self.timer, ev)
+    }
+
+    /// The request was finalized: the app is to stop at its next chunk.
+    pub fn end_app(&mut self) {
+        self.handoff.cancel_app();
+        self.stop_timer();
+    }
+
+    /// The request is over (its pool is being destroyed): a queued request
+    /// leaves the queue, the app stops at its next chunk, and the lines it
+    /// handed over that the loop has not written yet are written now.
+    pub fn end_request(&mut self, log: *mut ngx_log_t) {
+        if !self.handoff.started() {
+            // Still queued (the client left, or the worker is forced down):
+            // the app must not run for it.
+            pool::withdraw(self.pool, &self.handoff);
+        }
+        for (level, text) in self.handoff.end_request() {
+            ngx_log_error!(level, log, "{}", text);
+        }
+        self.stop_timer();
+    }
+
+    fn stop_timer(&mut self) {
+        if self.timer.timer_set() != 0 {
+            // SAFETY: the timer was armed by this module on this event,
+            // which lives in the request's context.
+            unsafe { ngx_del_timer(&mut self.timer) };
+        }
+    }
+}
+
+/// The request body is read: copy what the app needs out of the request
+/// and queue it for a thread of the location's pool, within
+/// `wsgi_queue_timeout` (whose timer calls `on_queue_timer`).
+///
+/// # Safety
+/// `r` must be a live request owned by this module; `link` and `log` of its
+/// context, `lc` and `main` its configuration.
+pub unsafe fn submit(
+    r: *mut ngx_http_request_t,
+    log: *mut ngx_log_t,
+    app: usize,
+    link: &mut Link,
+    lc: &LocConf,
+    main: &MainConf,
+    on_queue_timer: ngx_event_handler_pt,
+) -> Next {
+    let body_len = body::body_len(r);
+    let prepared = cgi::collect(r, body_len, lc.params(), &main.environ).and_then(|vars| {
+        body::read_body(r, body_len)
+            .map(|body| (vars, body))
+            .map_err(|e| format!("reading the request body's temp file failed: {e}"))
+    });
+    let (vars, body) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => {
+            ngx_log_error!(NGX_LOG_ERR, log, "wsgi: {e}");
+            return Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
+        }
+    };
+    let job = Job {
+        handoff: link.handoff.clone(),
+        vars,
+        body,
+        app,
+        buffering: lc.buffering(),
+        test_hooks: lc.test_hooks,
+    };
+    match pool::submit(link.pool, job) {
+        Ok(()) => pool::keep_worker_alive(),
+        Err(Refused::Full(spec)) => {
+            ngx_log_error!(
+                NGX_LOG_ERR,
+                log,
+                "wsgi: all {} threads are busy and {} requests wait for one (wsgi_threads {} max_queue={}); answering 503",
+                spec.threads,
+                spec.max_queue,
+                spec.threads,
+                spec.max_queue
+            );
+            return Next::Finish(NGX_HTTP_SERVICE_UNAVAILABLE as _);
+        }
+        Err(Refused::NoThreads) => {
+            ngx_log_error!(
+                NGX_LOG_ALERT,
+                log,
+                "wsgi: the location's thread pool has no running thread in this worker (see the worker's start-up messages)"
+            );
+            return Next::Finish(NGX_HTTP_SERVICE_UNAVAILABLE as _);
+        }
+    }
+    link.timer.handler = on_queue_timer;
+    link.timer.data = r.cast();
+    link.timer.log = log;
+    ngx_add_timer(&mut link.timer, lc.queue_timeout);
+    Next::Queued
+}
+
+/// The queue timer fired: a request no thread took answers 503.
+///
+/// # Safety
+/// `log` must be the live request's log; `link` of its context.
+pub unsafe fn queue_timed_out(log: *mut ngx_log_t, link: &mut Link, lc: &LocConf) -> Option<Next> {
+    if !link.handoff.cancel_if_queued() {
+        return None; // a thread has it: the timer only kept it company
+    }
+    pool::withdraw(link.pool, &link.handoff);
+    ngx_log_error!(
+        NGX_LOG_ERR,
+        log,
+        "wsgi: no thread was free within wsgi_queue_timeout ({} ms); answering 503",
+        lc.queue_timeout
+    );
+    Some(Next::Finish(NGX_HTTP_SERVICE_UNAVAILABLE as _))
+}
+
+/// Whether a read event on a request that waits for a thread or whose app
+/// runs means the client closed the connection. A client that sends more
+/// (a pipelined request) is left alone.
+///
+/// # Safety
+/// `r` must be a live request.
+pub unsafe fn client_closed(r: *mut ngx_http_request_t) -> bool {
+    let c = (*r).connection;
+    let rev = (*c).read;
+    if (*c).error() != 0 {
+        true
+    } else if !(*r).stream.is_null() {
+        false // HTTP/2: a reset stream sets c->error
+    } else if (*rev).pending_eof() != 0 {
+        true
+    } else if ngx_event_flags & NGX_USE_CLEAR_EVENT as ngx_uint_t != 0 {
+        let mut byte = 0u8;
+        let n = libc::recv((*c).fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK);
+        n == 0
+            || (n < 0
+                && !matches!(
+                    std::io::Error::last_os_error().raw_os_error(),
+                    Some(libc::EAGAIN) | Some(libc::EINTR)
+                ))
+    } else {
+        // Level-triggered events would report pending data every turn:
+        // stop watching, as nginx does; a failed write tells instead.
+        ngx_http_block_reading(r);
+        false
+    }
+}
+
+/// The client closed the connection: like nginx's upstream module
+/// (without `proxy_ignore_client_abort`), the request ends (499); a queued
+/// app never runs, a running one stops at its next chunk.
+///
+/// # Safety
+/// `log` must be the live request's log.
+pub unsafe fn client_left(log: *mut ngx_log_t, link: &Link) -> Next {
+    if link.handoff.started() {
+        log_client_gone(log);
+    } else {
+        ngx_log_error!(
+            NGX_LOG_INFO,
+            log,
+            "wsgi: the client closed the connection while the request waited for a thread"
+        );
+    }
+    Next::Finish(NGX_HTTP_CLIENT_CLOSED_REQUEST as _)
+}
+
+/// Passes the thread's news to nginx: log lines, the header, chunks, the
+/// end; then tells the thread how the output stands. None when the
+/// request stays as it is (finalized, or waiting for the client: only log
+/// lines are taken then).
+///
+/// # Safety
+/// `r` must be a live request owned by this module; the rest of its
+/// context.
+pub unsafe fn relay(
+    r: *mut ngx_http_request_t,
+    log: *mut ngx_log_t,
+    state: State,
+    output: &SharedOutput,
+    link: &Link,
+) -> Option<Next> {
+    if state == State::ReadingBody {
+        return None;
+    }
+    // Once finalized, only log lines (close() tracebacks, say) are taken.
+    let take_output = state != State::Done && !output::lock(output).must_wait();
+    let news = link.handoff.take(take_output);
+    for (level, text) in &news.logs {
+        ngx_log_error!(*level, log, "{}", text);
+    }
+    if !take_output {
+        return None; // finalized, or waiting: the write event brings us back
+    }
+    if let Some(rc) = deliver(r, log, output, news) {
+        return Some(Next::Finish(rc));
+    }
+    let (blocked, done) = {
+        let out = output::lock(output);
+        (out.must_wait(), out.done())
+    };
+    link.handoff.report(blocked, done);
+    Some(if blocked {
+        Next::WaitForClient
+    } else {
+        Next::Running
+    })
+}
+
+/// Sends the header and chunks in `news`; `Some(rc)` when the request is
+/// to be finalized with `rc`.
+///
+/// # Safety
+/// As for `relay`.
+unsafe fn deliver(
+    r: *mut ngx_http_request_t,
+    log: *mut ngx_log_t,
+    output: &SharedOutput,
+    news: News,
+) -> Option<ngx_int_t> {
+    if let Some((head, known_length)) = news.head {
+        if (*r).header_sent() == 0 {
+            // Header-only or failed: the request ends, the app stops.
+            if let Err(rc) = headers_out::send_head(r, &head, known_length) {
+                return Some(rc);
+            }
+        }
+    }
+    let gone = || {
+        log_client_gone(log);
+        Some(NGX_ERROR as ngx_int_t)
+    };
+    let mut out = output::lock(output);
+    if news.chunks.is_empty() && news.flush && out.send_queue(r, true) == NGX_ERROR as ngx_int_t {
+        return gone();
+    }
+    let count = news.chunks.len();
+    for (i, chunk) in news.chunks.iter().enumerate() {
+        let last = i + 1 == count;
+        let flush = chunk.flush || (last && news.flush);
+        // SAFETY (of the pointer): the pool thread keeps the bytes object
+        // until `done()` counts this chunk or the request ends.
+        match out.write(r, chunk.data, chunk.len, flush, !last) {
+            Err(()) => return Some(NGX_ERROR as _),
+            Ok(rc) if rc == NGX_ERROR as ngx_int_t => return gone(),
+            Ok(_) => {}
+        }
+    }
+    match news.end? {
+        End::Finalize(rc) => Some(rc),
+        End::Complete(_) => {
+            // The last buffer flushes every filter.
+            let rc = out.send_last(r);
+            if rc == NGX_ERROR as ngx_int_t {
+                return gone();
+            }
+            Some(rc)
+        }
+    }
+}

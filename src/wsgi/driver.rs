@@ -1,0 +1,362 @@
+//! The response driver: the steps of a WSGI response that do not depend on
+//! where the app runs, written once. To start: load the app, build the
+//! environ, call the app, start iterating. Then chunk by chunk: the head
+//! before the first non-empty chunk (or at the end), the Content-Length the
+//! app declared, whether a chunk must reach the client at once, the end;
+//! and the error_log text of every failure.
+//!
+//! Where the response goes is a `Sink`: nginx's output filters inline
+//! (`inline.rs`), the hand-off to the event loop in thread mode
+//! (`threads/producer.rs`). Those files only schedule: when to ask for the
+//! next chunk, and how to wait.
+
+use std::sync::Arc;
+
+use ngx::ffi::{
+    ngx_int_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN,
+};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::call::Call;
+use super::environ::{self, Extras};
+use super::errors::ErrorLog;
+use super::flush::{Flush, FlushTarget};
+use super::interp;
+use super::start_response::Head;
+use crate::config::AppSpec;
+use crate::errlog::{LogTo, CLIENT_GONE};
+use crate::vars::Vars;
+
+/// Where a response goes.
+pub trait Sink {
+    /// The response head, with the body length a one-item list gives.
+    /// `Err(rc)`: the response ends here (a header-only response, or nginx
+    /// refused the head): finalize with `rc`.
+    fn head(&mut self, head: Head, known_length: Option<usize>) -> Result<(), ngx_int_t>;
+
+    /// The first `len` bytes of `chunk`; with `flush` they must reach the
+    /// client now, without waiting for more.
+    fn chunk(&mut self, chunk: Bound<'_, PyBytes>, len: usize, flush: bool) -> Result<(), Gone>;
+
+    /// The body is complete: its end. The code to finalize with.
+    fn end(&mut self) -> Result<ngx_int_t, Gone>;
+}
+
+/// The client connection is gone.
+pub struct Gone;
+
+/// How a response ended.
+pub enum End {
+    /// The body is complete and its end went to the sink: inline, `rc` is
+    /// nginx's answer to the last buffer; in thread mode the event loop
+    /// sends that buffer when it gets here.
+    Complete(ngx_int_t),
+    /// Finalize with `rc` as it is: a header-only response, a failure (500
+    /// before the head is out; NGX_ERROR, which aborts the response, after),
+    /// a client that left.
+    Finalize(ngx_int_t),
+}
+
+impl End {
+    /// The code to finalize the request with.
+    pub fn rc(&self) -> ngx_int_t {
+        match *self {
+            End::Complete(rc) | End::Finalize(rc) => rc,
+        }
+    }
+}
+
+/// What one step of the driver did.
+pub enum Step {
+    /// A chunk of this many bytes went to the sink (0: an empty chunk).
+    Chunk(usize),
+    /// The response is over.
+    End(End),
+}
+
+/// What the driver needs to start a response.
+pub struct Start<'a, 'py> {
+    /// The app, by index in the main configuration.
+    pub app: usize,
+    pub spec: &'a AppSpec,
+    pub vars: &'a Vars,
+    /// `wsgi.input`, or why it could not be made.
+    pub input: PyResult<Bound<'py, PyAny>>,
+    /// Where the app's failures and `wsgi.errors` go.
+    pub log: LogTo,
+    /// Where `x-wsgiorg.flush` goes.
+    pub flush: Arc<dyn FlushTarget>,
+    /// The app runs on a pool thread.
+    pub multithread: bool,
+    /// The location's `wsgi_buffering`.
+    pub buffering: bool,
+}
+
+/// One response, from the app's call to its end.
+pub struct Response {
+    call: Call,
+    log: LogTo,
+    errors: Py<ErrorLog>,
+    flush: Py<Flush>,
+    limit: BodyLimit,
+    /// The head went to the sink.
+    head_sent: bool,
+    /// Chunks may wait in nginx's filters: the location's `wsgi_buffering`,
+    /// or the app's `X-Accel-Buffering` once the head is known.
+    buffering: bool,
+}
+
+impl Response {
+    /// Loads the app if needed and calls it; on failure, how the request
+    /// ends (the failure is logged).
+    pub fn start(py: Python<'_>, start: Start<'_, '_>) -> Result<Response, End> {
+        let log = start.log;
+        let failed =
+            |e: PyErr, what: &str| End::Finalize(report_failure(py, &e, &log, what, false));
+        let app = interp::app(py, start.app, start.spec).map_err(|e| {
+            failed(
+                e,
+                &format!("wsgi: cannot load app \"{}\"", start.spec.display()),
+            )
+        })?;
+        let raised = || format!("wsgi: app \"{}\" raised", start.spec.display());
+        let errors =
+            Bound::new(py, ErrorLog::new(log.clone())).map_err(|e| failed(e, &raised()))?;
+        let flush = Bound::new(py, Flush::new(start.flush)).map_err(|e| failed(e, &raised()))?;
+        let called = start.input.and_then(|input| {
+            let extras = Extras {
+                input,
+                errors: errors.clone().into_any(),
+                flush: flush.clone().into_any(),
+                multithread: start.multithread,
+            };
+            let environ = environ::build(py, start.vars, extras)?;
+            Call::start(py, &app, environ)
+        });
+        let call = match called {
+            Ok(call) => call,
+            Err(e) => {
+                detach(&errors, &flush);
+                return Err(failed(e, &raised()));
+            }
+        };
+        let mut response = Response {
+            call,
+            log,
+            errors: errors.unbind(),
+            flush: flush.unbind(),
+            limit: BodyLimit::default(),
+            head_sent: false,
+            buffering: start.buffering,
+        };
+        if let Err(e) = response.call.iterate(py) {
+            let end = response.fail(py, &e, &raised());
+            response.release(py);
+            return Err(end);
+        }
+        Ok(response)
+    }
+
+    /// Asks the app for its next chunk and hands it to `sink`.
+    pub fn step(&mut self, py: Python<'_>, sink: &mut impl Sink) -> Step {
+        let chunk = match self.call.next_chunk(py) {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => return Step::End(self.finish(py, sink)),
+            Err(e) => {
+                return Step::End(self.fail(py, &e, "wsgi: the app's response iterable raised"))
+            }
+        };
+        if chunk.as_bytes().is_empty() {
+            return Step::Chunk(0);
+        }
+        if !self.head_sent {
+            if let Some(end) = self.send_head(py, sink) {
+                return Step::End(end);
+            }
+        }
+        let (len, warning) = self.limit.admit(chunk.as_bytes().len());
+        if let Some(warning) = warning {
+            self.log.write(NGX_LOG_WARN as _, &warning);
+        }
+        if len > 0 {
+            let flush = !self.buffering || self.flush.get().take_pending();
+            if sink.chunk(chunk, len, flush).is_err() {
+                return Step::End(self.client_gone(py));
+            }
+        }
+        if self.limit.reached() {
+            // The whole declared body is out: stop iterating.
+            return Step::End(self.finish(py, sink));
+        }
+        Step::Chunk(len)
+    }
+
+    /// Whether the head went to the sink.
+    pub fn head_sent(&self) -> bool {
+        self.head_sent
+    }
+
+    /// Hands the head over; `Some` when the response ends here.
+    fn send_head(&mut self, py: Python<'_>, sink: &mut impl Sink) -> Option<End> {
+        let head = match self.call.take_head(py) {
+            Ok(head) => head,
+            Err(e) => return Some(self.fail(py, &e, "wsgi: the app broke the WSGI protocol")),
+        };
+        self.limit = BodyLimit::new(head.content_length);
+        self.buffering = head.buffering.unwrap_or(self.buffering);
+        match sink.head(head, self.call.known_length) {
+            Ok(()) => {
+                self.head_sent = true;
+                self.flush.get().header_sent();
+                None
+            }
+            Err(rc) => {
+                self.call.close(py, &self.log);
+                Some(End::Finalize(rc))
+            }
+        }
+    }
+
+    /// The iterable is exhausted (or the declared body is out): close it,
+    /// send the head if no chunk did, and end the body.
+    fn finish(&mut self, py: Python<'_>, sink: &mut impl Sink) -> End {
+        self.call.close(py, &self.log);
+        if !self.head_sent {
+            // Nothing was sent: the body is empty unless the app said otherwise.
+            self.call.known_length.get_or_insert(0);
+            if let Some(end) = self.send_head(py, sink) {
+                return end;
+            }
+        }
+        if let Some(error) = self.limit.shortfall() {
+            self.log.write(NGX_LOG_ERR as _, &error);
+            return End::Finalize(NGX_ERROR as _);
+        }
+        match sink.end() {
+            Ok(rc) => End::Complete(rc),
+            Err(Gone) => self.client_gone(py),
+        }
+    }
+
+    /// The app failed: log the traceback, close the iterable, and answer
+    /// 500 or, once the head is out, abort the response.
+    pub fn fail(&mut self, py: Python<'_>, err: &PyErr, what: &str) -> End {
+        let rc = report_failure(py, err, &self.log, what, self.head_sent);
+        self.call.close(py, &self.log);
+        End::Finalize(rc)
+    }
+
+    /// Writing to the client failed: close the iterable and end.
+    pub fn client_gone(&mut self, py: Python<'_>) -> End {
+        self.log.write(NGX_LOG_INFO as _, CLIENT_GONE);
+        self.call.close(py, &self.log);
+        End::Finalize(NGX_ERROR as _)
+    }
+
+    /// The response is over: its iterable closed (if it was not), and the
+    /// `wsgi.errors` and flush objects, which the app may keep, cut loose.
+    pub fn release(mut self, py: Python<'_>) {
+        self.call.close(py, &self.log);
+        detach(self.errors.bind(py), self.flush.bind(py));
+    }
+}
+
+fn detach(errors: &Bound<'_, ErrorLog>, flush: &Bound<'_, Flush>) {
+    if let Ok(mut errors) = errors.try_borrow_mut() {
+        errors.detach();
+    }
+    flush.get().detach();
+}
+
+/// Logs an app failure with its traceback; the code to finalize with: 500,
+/// or, once the header is out, NGX_ERROR, which aborts the response so the
+/// client cannot take a truncated body for a whole one.
+fn report_failure(
+    py: Python<'_>,
+    err: &PyErr,
+    log: &LogTo,
+    what: &str,
+    header_sent: bool,
+) -> ngx_int_t {
+    if header_sent {
+        let what = format!("{what} after the response header was sent; aborting the response");
+        interp::log_exception(py, err, log, NGX_LOG_ERR as _, &what);
+        NGX_ERROR as _
+    } else {
+        interp::log_exception(py, err, log, NGX_LOG_ERR as _, what);
+        NGX_HTTP_INTERNAL_SERVER_ERROR as _
+    }
+}
+
+/// The body length the app's Content-Length header allows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BodyLimit {
+    declared: Option<u64>,
+    remaining: Option<u64>,
+}
+
+impl BodyLimit {
+    pub fn new(declared: Option<u64>) -> BodyLimit {
+        BodyLimit {
+            declared,
+            remaining: declared,
+        }
+    }
+
+    /// How much of a `len`-byte chunk may be sent; the warning for
+    /// error_log when that is less.
+    pub fn admit(&mut self, len: usize) -> (usize, Option<String>) {
+        let Some(remaining) = self.remaining else {
+            return (len, None);
+        };
+        let allowed = len.min(remaining as usize);
+        self.remaining = Some(remaining - allowed as u64);
+        let warning = (allowed < len).then(|| {
+            format!(
+                "wsgi: the app's body is longer than its Content-Length ({} bytes); the rest is not sent",
+                self.declared.unwrap_or(0)
+            )
+        });
+        (allowed, warning)
+    }
+
+    /// The whole declared body is out: stop iterating.
+    pub fn reached(&self) -> bool {
+        self.remaining == Some(0)
+    }
+
+    /// At the end of the body: the error for error_log when it is short.
+    pub fn shortfall(&self) -> Option<String> {
+        let short = self.remaining.filter(|&n| n > 0)?;
+        Some(format!(
+            "wsgi: the app's body ended {short} bytes short of its Content-Length ({}); closing the connection",
+            self.declared.unwrap_or(0)
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BodyLimit;
+
+    #[test]
+    fn content_length_limits() {
+        let mut open = BodyLimit::new(None);
+        assert_eq!(open.admit(10), (10, None));
+        assert!(!open.reached() && open.shortfall().is_none());
+
+        let mut limit = BodyLimit::new(Some(5));
+        assert_eq!(limit.admit(3), (3, None));
+        assert!(limit
+            .shortfall()
+            .unwrap()
+            .contains("2 bytes short of its Content-Length (5)"));
+        let (n, warning) = limit.admit(4);
+        assert_eq!(n, 2);
+        assert!(warning
+            .unwrap()
+            .contains("longer than its Content-Length (5 bytes)"));
+        assert!(limit.reached() && limit.shortfall().is_none());
+    }
+}
