@@ -25,8 +25,9 @@ use crate::config::Module;
 use crate::errlog::{self, log_client_gone};
 use crate::guard;
 use crate::inline::{self, Inline};
+use crate::next::Next;
 use crate::nginx::events::{self, Resume};
-use crate::request::{self, Mode, Next, RequestCtx, State};
+use crate::request::{self, Mode, RequestCtx, State};
 use crate::test_hooks::{self, Hook};
 use crate::threads::{pool, relay, wakeup, Handoff, Link};
 use crate::wsgi::interp;
@@ -72,7 +73,7 @@ unsafe fn start(r: *mut ngx_http_request_t) -> ngx_int_t {
         None => Mode::Inline(Inline::default()),
         Some(pool) => Mode::Thread(Link::new(r, pool)),
     };
-    if request::create(r, RequestCtx::new(log, app, mode)).is_none() {
+    if request::create(r, RequestCtx::new(r, app, mode)).is_none() {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as _;
     }
     ngx_log_debug_mask!(DebugMask::Http, log, "wsgi: reading the request body");
@@ -101,8 +102,13 @@ extern "C" fn on_body_read(r: *mut ngx_http_request_t) {
             // to handle: nginx's own handler would run the phases again.
             (*r).write_event_handler = Some(on_write_event);
             lc.test_hooks.panic_if(Hook::PanicInBodyHandler);
+            if let Mode::Inline(_) = ctx.mode {
+                ctx.set_state(State::Running);
+            }
             Some(match &mut ctx.mode {
-                Mode::Inline(_) => inline::start(r, ctx, lc, main),
+                Mode::Inline(inline) => {
+                    inline::start(r, ctx.log, ctx.app, &ctx.output, inline, lc, main)
+                }
                 Mode::Thread(link) => {
                     let next =
                         relay::submit(r, ctx.log, ctx.app, link, lc, main, Some(on_queue_timer));
@@ -152,10 +158,13 @@ extern "C" fn on_write_event(r: *mut ngx_http_request_t) {
                     Some(Next::Finish(NGX_ERROR as _))
                 }
                 Resume::Wait => Some(Next::WaitForClient),
-                Resume::Ready => match &ctx.mode {
-                    Mode::Inline(_) => Some(inline::drive(r, ctx)),
-                    Mode::Thread(link) => relay::relay(r, ctx.log, ctx.state(), &ctx.output, link),
-                },
+                Resume::Ready => {
+                    ctx.set_state(State::Running);
+                    match &mut ctx.mode {
+                        Mode::Inline(inline) => Some(inline::drive(r, &ctx.output, inline)),
+                        Mode::Thread(link) => relay::relay(r, ctx.log, false, &ctx.output, link),
+                    }
+                }
             }
         });
     }
@@ -244,16 +253,26 @@ fn on_news(handoff: &Arc<Handoff>) {
         let c = (*r).connection;
         guarded(r, "the wake-up handler", || {
             let ctx = request::get(r)?;
-            let Mode::Thread(link) = &ctx.mode else {
-                return None;
-            };
-            if !link.owns(handoff) {
+            // After an internal redirect (error_page) `r` may have a new context.
+            if !matches!(&ctx.mode, Mode::Thread(link) if link.owns(handoff)) {
                 return None;
             }
             if let Some(lc) = Module::location_conf(&*r) {
                 lc.test_hooks.panic_if(Hook::PanicInWakeUp);
             }
-            relay::relay(r, ctx.log, ctx.state(), &ctx.output, link)
+            let finalized = match ctx.state() {
+                State::ReadingBody => return None,
+                State::Done => true,
+                State::Queued => {
+                    ctx.set_state(State::Running); // the first news: a thread took it
+                    false
+                }
+                _ => false,
+            };
+            let Mode::Thread(link) = &ctx.mode else {
+                return None;
+            };
+            relay::relay(r, ctx.log, finalized, &ctx.output, link)
         });
         ngx_http_run_posted_requests(c);
     }

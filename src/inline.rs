@@ -3,7 +3,7 @@
 //! until the response ends, nginx's output is busy (wait for the client),
 //! or the turn's budget is spent (yield to the event loop).
 
-use std::sync::Arc;
+use std::sync::Mutex;
 
 use ngx::ffi::{
     ngx_http_request_t, ngx_int_t, ngx_log_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -16,9 +16,9 @@ use pyo3::types::PyBytes;
 use crate::config::{LocConf, MainConf};
 use crate::errlog::LogTo;
 use crate::event_loop;
-use crate::nginx::output::{self, SharedOutput};
+use crate::next::Next;
+use crate::nginx::output::{self, Output, SharedOutput};
 use crate::nginx::{body, cgi, headers_out};
-use crate::request::{Mode, Next, RequestCtx};
 use crate::wsgi::driver::{Gone, Response, Sink, Start, Step};
 use crate::wsgi::flush::{FlushError, FlushTarget};
 use crate::wsgi::kept::Kept;
@@ -65,11 +65,15 @@ impl Inline {
 /// The request body is read: call the app, then pump its response.
 ///
 /// # Safety
-/// `r` must be a live request owned by this module; `ctx` its context,
-/// `lc` and `main` its configuration.
+/// `r` must be a live request owned by this module; `log` its log, `app`
+/// its app, `output` and `inline` of its context, `lc` and `main` its
+/// configuration.
 pub unsafe fn start(
     r: *mut ngx_http_request_t,
-    ctx: &mut RequestCtx,
+    log: *mut ngx_log_t,
+    app: usize,
+    output: &SharedOutput,
+    inline: &mut Inline,
     lc: &LocConf,
     main: &MainConf,
 ) -> Next {
@@ -77,31 +81,21 @@ pub unsafe fn start(
     let vars = match cgi::collect(r, body_len, lc.params(), &main.environ) {
         Ok(vars) => vars,
         Err(e) => {
-            ngx_log_error!(NGX_LOG_ERR, ctx.log, "wsgi: {e}");
+            ngx_log_error!(NGX_LOG_ERR, log, "wsgi: {e}");
             return Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
         }
     };
-    let RequestCtx {
-        log,
-        app,
-        output,
-        mode,
-        ..
-    } = ctx;
-    let (Some(spec), Mode::Inline(inline)) = (main.apps.get(*app), mode) else {
+    let Some(spec) = main.apps.get(app) else {
         return Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
     };
     let next = Python::attach(|py| {
         let start = Start {
-            app: *app,
+            app,
             spec,
             vars: &vars,
             input: input::wsgi_input(py, body_len, |dst| body::gather(r, dst)),
-            log: LogTo::Request(*log),
-            flush: Arc::new(InlineFlush {
-                r,
-                output: output.clone(),
-            }),
+            log: LogTo::Request(log),
+            flush: output.clone(),
             multithread: false,
             buffering: lc.buffering(),
         };
@@ -123,11 +117,11 @@ pub unsafe fn start(
 ///
 /// # Safety
 /// As for `start`; the app has been called.
-pub unsafe fn drive(r: *mut ngx_http_request_t, ctx: &mut RequestCtx) -> Next {
-    let RequestCtx { output, mode, .. } = ctx;
-    let Mode::Inline(inline) = mode else {
-        return Next::Finish(NGX_ERROR as _);
-    };
+pub unsafe fn drive(
+    r: *mut ngx_http_request_t,
+    output: &SharedOutput,
+    inline: &mut Inline,
+) -> Next {
     Python::attach(|py| {
         let next = pump(py, r, output, inline);
         release_if_finished(py, output, inline, &next);
@@ -226,19 +220,9 @@ impl Sink for InlineSink<'_> {
     }
 }
 
-/// `x-wsgiorg.flush` of an app on the event loop: sends at once.
-struct InlineFlush {
-    r: *mut ngx_http_request_t,
-    output: SharedOutput,
-}
-
-// SAFETY: the request pointer is only followed on the event-loop thread
-// (`flush` checks), and the output is behind its mutex.
-unsafe impl Send for InlineFlush {}
-// SAFETY: as above.
-unsafe impl Sync for InlineFlush {}
-
-impl FlushTarget for InlineFlush {
+/// `x-wsgiorg.flush` of an app on the event loop sends at once, through
+/// the response's output (no allocation of its own per request).
+impl FlushTarget for Mutex<Output> {
     fn flush(&self) -> Result<(), FlushError> {
         if !event_loop::is_current() {
             return Err(FlushError::Refused(
@@ -246,15 +230,16 @@ impl FlushTarget for InlineFlush {
             ));
         }
         // The pump never holds the lock while the app runs.
-        let Ok(mut output) = self.output.try_lock() else {
+        let Ok(mut output) = self.try_lock() else {
             return Err(FlushError::Refused(
                 "x-wsgiorg.flush() called while the module sends",
             ));
         };
+        let r = output.request();
         // SAFETY: the request lives (the Flush object is detached when the
         // response ends, before the request) and this is the event-loop
         // thread, inside the module's pump, which owns the request.
-        if unsafe { output.send_queue(self.r, true) } == NGX_ERROR as ngx_int_t {
+        if unsafe { output.send_queue(r, true) } == NGX_ERROR as ngx_int_t {
             return Err(FlushError::Gone);
         }
         Ok(())

@@ -21,6 +21,7 @@ mod event_loop;
 mod guard;
 mod inline;
 mod module;
+mod next;
 mod nginx;
 mod request;
 mod test_hooks;
@@ -28,10 +29,26 @@ mod threads;
 mod vars;
 mod wsgi;
 
-/// The module's `ngx_module_t`, which nginx looks up by this name.
-pub use module::ngx_http_wsgi_module;
+use std::ffi::c_void;
+use std::ptr::addr_of;
+
+use ngx::ffi::{ngx_module_t, ngx_uint_t, NGX_HTTP_MODULE};
 
 // The unit-test executable has no nginx to link against: there, nothing
 // exports the module, so the linker drops every path into nginx's symbols.
 #[cfg(not(test))]
 ngx::ngx_modules!(ngx_http_wsgi_module);
+
+/// The module as nginx loads it, by this name; `config::Module` finds the
+/// module's configuration and context index through it.
+#[cfg_attr(not(test), used, no_mangle)]
+#[allow(non_upper_case_globals)]
+pub static mut ngx_http_wsgi_module: ngx_module_t = ngx_module_t {
+    ctx: addr_of!(module::MODULE_CTX) as *mut c_void,
+    // SAFETY: only the address of the command table is taken.
+    commands: addr_of!(module::COMMANDS) as *mut _,
+    type_: NGX_HTTP_MODULE as ngx_uint_t,
+    init_process: Some(module::init_process),
+    exit_process: Some(module::exit_process),
+    ..ngx_module_t::default()
+};

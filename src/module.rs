@@ -1,21 +1,20 @@
-//! The module as nginx loads it: the `ngx_module_t`, its http context, its
-//! command table with the directive handlers, and the worker's start and
-//! exit (CPython, the thread pools). Every function here that nginx calls
-//! runs through the panic guard.
+//! What the module's `ngx_module_t` (in lib.rs) points nginx at: its http
+//! context, its command table with the directive handlers, and the
+//! worker's start and exit (CPython, the thread pools). Every function here
+//! that nginx calls runs through the panic guard.
 
 use std::ffi::{c_char, c_void, CStr};
 use std::path::Path;
-use std::ptr::addr_of;
 
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_t, ngx_cycle_t,
     ngx_http_compile_complex_value, ngx_http_compile_complex_value_t, ngx_http_complex_value_t,
-    ngx_http_get_variable_index, ngx_http_module_t, ngx_int_t, ngx_module_t, ngx_pcalloc,
-    ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12,
-    NGX_CONF_TAKE23, NGX_ERROR, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
-    NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_OK,
+    ngx_http_get_variable_index, ngx_http_module_t, ngx_int_t, ngx_pcalloc, ngx_str_t, ngx_uint_t,
+    NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE23, NGX_ERROR,
+    NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF, NGX_LOG_ALERT, NGX_LOG_EMERG,
+    NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::{ngx_conf_log_error, ngx_log_error, ngx_string};
@@ -31,19 +30,7 @@ use crate::threads::{pool, wakeup};
 use crate::wsgi::interp;
 use crate::{entry, errlog, event_loop, guard};
 
-#[cfg_attr(not(test), used, no_mangle)]
-#[allow(non_upper_case_globals)]
-pub static mut ngx_http_wsgi_module: ngx_module_t = ngx_module_t {
-    ctx: addr_of!(MODULE_CTX) as *mut c_void,
-    // SAFETY: only the address of the command table is taken.
-    commands: addr_of!(COMMANDS) as *mut _,
-    type_: NGX_HTTP_MODULE as ngx_uint_t,
-    init_process: Some(init_process),
-    exit_process: Some(exit_process),
-    ..ngx_module_t::default()
-};
-
-static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
+pub static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: None,
     postconfiguration: None,
     create_main_conf: Some(Module::create_main_conf),
@@ -58,7 +45,7 @@ static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
 /// fresh code and fork stays safe), if any location uses `wsgi_pass`, and
 /// the thread pools. A Python that cannot start is logged and answered with
 /// 500s: failing here would make the master respawn the worker in a loop.
-extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
+pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
     guard::install();
     // SAFETY: nginx passes the live cycle, on the worker's event loop.
     let log = unsafe { (*cycle).log };
@@ -107,7 +94,7 @@ extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
 
 /// Lets the pool threads finish (they may still log), writes what they
 /// handed over, and runs the apps' atexit hooks.
-extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
+pub extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
     // SAFETY: nginx passes the live cycle, on the event-loop thread.
     let log = unsafe { (*cycle).log };
     let stopped = guard::catch(|| {
@@ -155,7 +142,7 @@ const fn command(
 /// The test build's `wsgi_test_hook` (src/test_hooks.rs) is one more row.
 const COMMAND_COUNT: usize = 8 + cfg!(feature = "test-hooks") as usize;
 
-static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
+pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
     command(
         ngx_string!("wsgi_pass"),
         NGX_HTTP_LOC_CONF | NGX_HTTP_LIF_CONF | NGX_CONF_TAKE1,

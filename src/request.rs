@@ -29,6 +29,7 @@ use ngx::{ngx_log_debug_mask, ngx_log_error};
 use crate::config::Module;
 use crate::guard;
 use crate::inline::Inline;
+use crate::next::Next;
 use crate::nginx::events;
 use crate::nginx::output::{self, SharedOutput};
 use crate::threads::Link;
@@ -52,21 +53,6 @@ pub enum State {
     Done,
 }
 
-/// Where a request goes from here, as an entry point's work decides it.
-pub enum Next {
-    /// Thread mode: wait in the pool's queue (its timer is armed).
-    Queued,
-    /// Go on as the request is: inline, nothing waits; in thread mode, the
-    /// next wake-up from the app's thread brings more.
-    Running,
-    /// Give the event loop a turn, then continue.
-    Yield,
-    /// Wait until the client can take more.
-    WaitForClient,
-    /// Finalize the request with this code.
-    Finish(ngx_int_t),
-}
-
 pub struct RequestCtx {
     state: State,
     /// The request's log (carries client, server and request in messages).
@@ -83,12 +69,13 @@ pub enum Mode {
 }
 
 impl RequestCtx {
-    pub fn new(log: *mut ngx_log_t, app: usize, mode: Mode) -> RequestCtx {
+    pub fn new(r: *mut ngx_http_request_t, app: usize, mode: Mode) -> RequestCtx {
         RequestCtx {
             state: State::ReadingBody,
-            log,
+            // SAFETY: the caller's request is live.
+            log: unsafe { (*(*r).connection).log },
             app,
-            output: output::shared(),
+            output: output::shared(r),
             mode,
         }
     }
@@ -97,7 +84,9 @@ impl RequestCtx {
         self.state
     }
 
-    fn set_state(&mut self, state: State) {
+    /// Moves the request to `state`, traced at debug level. The work of
+    /// an entry point marks `Running` as it starts; `settle` does the rest.
+    pub fn set_state(&mut self, state: State) {
         if state != self.state {
             ngx_log_debug_mask!(
                 DebugMask::Http,

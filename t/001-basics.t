@@ -288,3 +288,19 @@ location /cond {
 ["GET /cond", "GET /cond?other=1"]
 --- response_body eval
 ["Hello, world!", "I am the other app\n"]
+
+
+
+=== TEST 18: error_log at debug level (nginx --with-debug) traces each state of a request
+--- config
+location /hello { wsgi_pass basics:hello; }
+--- request
+GET /hello
+--- response_body chomp
+Hello, world!
+--- error_log eval
+$ENV{TEST_NGINX_WSGI_THREADS}
+    ? ["wsgi: reading the request body", "wsgi: request ReadingBody -> Queued",
+       "wsgi: request Queued -> Running", "wsgi: request Running -> Done", "wsgi: finalize 0"]
+    : ["wsgi: reading the request body", "wsgi: request ReadingBody -> Running",
+       "wsgi: request Running -> Done", "wsgi: finalize 0"]

@@ -197,6 +197,13 @@ impl Merge for LocConf {
 const NGX_CONF_UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
 const DEFAULT_QUEUE_TIMEOUT: ngx_msec_t = 60_000;
 
+extern "C" {
+    // The module's ngx_module_t, defined and exported by lib.rs: declared
+    // here as nginx's C modules declare theirs, so that the configuration
+    // reaches it through the linker, not up through the crate's root.
+    static ngx_http_wsgi_module: ngx_module_t;
+}
+
 /// The module as nginx knows it: how code finds the module's configuration
 /// of a cycle or a request, and its context index.
 pub struct Module;
@@ -205,7 +212,7 @@ impl HttpModule for Module {
     fn module() -> &'static ngx_module_t {
         // SAFETY: nginx writes the module's indexes while loading it, before
         // any code here runs; afterwards it is only read.
-        unsafe { &*addr_of!(crate::ngx_http_wsgi_module) }
+        unsafe { &*addr_of!(ngx_http_wsgi_module) }
     }
 }
 

@@ -52,6 +52,9 @@ fn tag() -> *mut std::ffi::c_void {
 }
 
 pub struct Output {
+    /// The request this output belongs to, for the one caller that has not
+    /// got it at hand: the app's `x-wsgiorg.flush` (inline).
+    request: *mut ngx_http_request_t,
     free: *mut ngx_chain_t,
     busy: *mut ngx_chain_t,
     /// Queued buffers not yet passed to the filters: first and last link.
@@ -100,8 +103,9 @@ unsafe impl Send for Output {}
 /// The response's output, shared by the pump and `x-wsgiorg.flush`.
 pub type SharedOutput = Arc<Mutex<Output>>;
 
-pub fn shared() -> SharedOutput {
+pub fn shared(r: *mut ngx_http_request_t) -> SharedOutput {
     Arc::new(Mutex::new(Output {
+        request: r,
         free: null_mut(),
         busy: null_mut(),
         queue: null_mut(),
@@ -127,6 +131,11 @@ pub fn lock(output: &SharedOutput) -> MutexGuard<'_, Output> {
 }
 
 impl Output {
+    /// The request this output belongs to.
+    pub fn request(&self) -> *mut ngx_http_request_t {
+        self.request
+    }
+
     /// True while nginx holds buffers of this response that it could not
     /// write: the signal to stop asking the app for more until the write
     /// event. Buffers a filter merely keeps back to batch them (buffering,
@@ -584,7 +593,8 @@ mod tests {
 
     #[test]
     fn a_flushed_chunk_goes_out_at_once_and_is_done() {
-        let (r, output) = (request(), shared());
+        let r = request();
+        let output = shared(r);
         let mut out = output.lock().unwrap();
         let chunk = b"hello".to_vec();
         assert_eq!(write(&mut out, r, &chunk, true, false), NGX_OK as ngx_int_t);
@@ -596,7 +606,8 @@ mod tests {
 
     #[test]
     fn a_full_socket_holds_the_chunk_until_it_drains() {
-        let (r, output) = (request(), shared());
+        let r = request();
+        let output = shared(r);
         let mut out = output.lock().unwrap();
         set_room(2);
         let chunk = b"hello".to_vec();
@@ -621,7 +632,8 @@ mod tests {
 
     #[test]
     fn small_batched_chunks_share_one_buffer() {
-        let (r, output) = (request(), shared());
+        let r = request();
+        let output = shared(r);
         let mut out = output.lock().unwrap();
         let chunks: Vec<Vec<u8>> = (0..5u8).map(|i| vec![b'a' + i; 100]).collect();
         for chunk in &chunks {
@@ -636,7 +648,8 @@ mod tests {
 
     #[test]
     fn chunks_past_the_copy_limit_keep_their_own_buffers() {
-        let (r, output) = (request(), shared());
+        let r = request();
+        let output = shared(r);
         let mut out = output.lock().unwrap();
         let chunks = [
             vec![1u8; 10],
@@ -657,7 +670,8 @@ mod tests {
 
     #[test]
     fn done_counts_the_chunks_of_copies_as_they_go_out() {
-        let (r, output) = (request(), shared());
+        let r = request();
+        let output = shared(r);
         let mut out = output.lock().unwrap();
         let chunks: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 1000]).collect();
         for chunk in &chunks[..3] {
@@ -685,7 +699,8 @@ mod tests {
 
     #[test]
     fn a_full_batch_goes_on_without_a_flush() {
-        let (r, output) = (request(), shared());
+        let r = request();
+        let output = shared(r);
         let mut out = output.lock().unwrap();
         let chunk = vec![7u8; BATCH_BYTES / 4];
         for _ in 0..3 {
@@ -699,7 +714,8 @@ mod tests {
 
     #[test]
     fn chunks_at_hand_go_out_together_flushed_after_the_last() {
-        let (r, output) = (request(), shared());
+        let r = request();
+        let output = shared(r);
         let mut out = output.lock().unwrap();
         let chunks: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 5000]).collect();
         assert_eq!(
@@ -718,7 +734,8 @@ mod tests {
 
     #[test]
     fn the_end_of_an_empty_queue_is_nginx_s_last_buffer() {
-        let (r, output) = (request(), shared());
+        let r = request();
+        let output = shared(r);
         let mut out = output.lock().unwrap();
         let chunk = b"body".to_vec();
         write(&mut out, r, &chunk, true, false);

@@ -13,7 +13,7 @@
 //! than `MAX_CHUNKS` / `MAX_BYTES` wait here, so a slow client costs a
 //! waiting thread and a bounded amount of memory.
 //!
-//! The loop is woken through `wakeup` when there is news and the request is
+//! The loop is woken (through `wakeup`) when there is news and the request is
 //! not already on the loop's list: before the thread calls into the app
 //! again (where time may pass), at a flush, a log line and the end — so
 //! what the app produced between two calls travels in one wake-up and no
@@ -27,7 +27,6 @@ use ngx::ffi::{ngx_http_request_t, ngx_uint_t};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use super::wakeup;
 use crate::errlog::{self, LoopLog};
 use crate::wsgi::driver::End;
 use crate::wsgi::flush::{FlushError, FlushTarget};
@@ -91,7 +90,10 @@ struct Shared {
 pub struct Handoff {
     shared: Mutex<Shared>,
     room: Condvar,
-    /// This hand-off, for the loop's list of requests with news.
+    /// Puts a hand-off on the event loop's list of requests with news and
+    /// wakes the loop (`wakeup::post`).
+    post: fn(Arc<Handoff>),
+    /// This hand-off, for that list.
     me: Weak<Handoff>,
 }
 
@@ -111,7 +113,7 @@ pub enum Room {
 }
 
 impl Handoff {
-    pub fn new(r: *mut ngx_http_request_t) -> Arc<Handoff> {
+    pub fn new(r: *mut ngx_http_request_t, post: fn(Arc<Handoff>)) -> Arc<Handoff> {
         Arc::new_cyclic(|me| Handoff {
             shared: Mutex::new(Shared {
                 news: News::default(),
@@ -128,6 +130,7 @@ impl Handoff {
                 request: r,
             }),
             room: Condvar::new(),
+            post,
             me: me.clone(),
         })
     }
@@ -141,7 +144,7 @@ impl Handoff {
         if !shared.posted && !shared.request.is_null() {
             if let Some(me) = self.me.upgrade() {
                 shared.posted = true;
-                wakeup::post(me);
+                (self.post)(me);
             }
         }
     }
@@ -358,7 +361,7 @@ impl FlushTarget for Handoff {
 
 /// The hand-off's states, as a pool thread and the event loop move them.
 /// The request pointer is never followed by the hand-off, so a dangling
-/// one stands in for it; with no wake-up started, posting does nothing.
+/// one stands in for it; posting to the loop counts, per test thread.
 #[cfg(test)]
 mod tests {
     use std::sync::mpsc;
@@ -368,9 +371,19 @@ mod tests {
 
     use super::*;
 
+    thread_local! {
+        static POSTED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
     fn handoff() -> Arc<Handoff> {
         Python::initialize();
-        Handoff::new(std::ptr::NonNull::dangling().as_ptr())
+        Handoff::new(std::ptr::NonNull::dangling().as_ptr(), |_| {
+            POSTED.with(|p| p.set(p.get() + 1))
+        })
+    }
+
+    fn posted() -> usize {
+        POSTED.with(|p| p.get())
     }
 
     /// Runs `wait_for_room` on another thread; the result comes on the
@@ -430,6 +443,22 @@ mod tests {
         let lens: Vec<(usize, bool)> = news.chunks.iter().map(|c| (c.len, c.flush)).collect();
         assert_eq!(lens, [(2, false), (3, true)]);
         assert!(news.logs.is_empty());
+    }
+
+    #[test]
+    fn news_wakes_the_loop_once_until_it_looks() {
+        let h = handoff();
+        h.start();
+        h.log_line(4, "one");
+        h.log_line(4, "two");
+        assert!(h.flush_news());
+        assert_eq!(posted(), 1, "the request is on the loop's list already");
+        assert_eq!(h.take(true).logs.len(), 2);
+        h.log_line(4, "three");
+        assert_eq!(posted(), 2);
+        h.end_request();
+        h.log_line(4, "to the worker's log");
+        assert_eq!(posted(), 2, "nothing is posted for a request that ended");
     }
 
     #[test]

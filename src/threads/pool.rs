@@ -19,26 +19,11 @@ use ngx::ngx_log_error;
 use pyo3::prelude::*;
 
 use super::handoff::Handoff;
-use super::producer;
+use super::producer::{self, Job};
 use crate::config::{AppSpec, PoolSpec};
 use crate::errlog;
 use crate::guard;
-use crate::test_hooks::{self, Hook, Hooks};
-use crate::vars::Vars;
-
-/// A request for a pool thread: everything the app needs, owned, so that
-/// the thread never touches nginx's request.
-pub struct Job {
-    pub handoff: Arc<Handoff>,
-    pub vars: Vars,
-    pub body: Vec<u8>,
-    /// Index of the app in the main configuration.
-    pub app: usize,
-    /// The location's `wsgi_buffering`.
-    pub buffering: bool,
-    /// Test build: the location's hooks.
-    pub test_hooks: Hooks,
-}
+use crate::test_hooks::{self, Hook};
 
 struct Queue {
     jobs: VecDeque<Job>,

@@ -2,20 +2,36 @@
 //! the driver, handing what it produces to the event loop, and wait
 //! (without the GIL) while the client cannot take more.
 
+use std::sync::Arc;
+
 use ngx::ffi::{ngx_int_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ALERT, NGX_OK};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::handoff::{Handoff, Room};
-use super::pool::Job;
 use crate::config::AppSpec;
 use crate::errlog::{LogTo, LoopLog};
 use crate::guard;
 use crate::test_hooks::{Hook, Hooks};
+use crate::vars::Vars;
 use crate::wsgi::driver::{End, Gone, Response, Sink, Start, Step};
 use crate::wsgi::input;
 use crate::wsgi::kept::Kept;
 use crate::wsgi::start_response::Head;
+
+/// A request for a pool thread: everything the app needs, owned, so that
+/// the thread never touches nginx's request.
+pub struct Job {
+    pub handoff: Arc<Handoff>,
+    pub vars: Vars,
+    pub body: Vec<u8>,
+    /// Index of the app in the main configuration.
+    pub app: usize,
+    /// The location's `wsgi_buffering`.
+    pub buffering: bool,
+    /// Test build: the location's hooks.
+    pub test_hooks: Hooks,
+}
 
 /// Runs one request's app to its end on this pool thread.
 pub fn run(py: Python<'_>, job: Job, apps: &[AppSpec]) {

@@ -18,12 +18,14 @@ use ngx::ffi::{
 use ngx::ngx_log_error;
 
 use super::handoff::{Handoff, News};
-use super::pool::{self, Job, Refused};
+use super::pool::{self, Refused};
+use super::producer::Job;
+use super::wakeup;
 use crate::config::{LocConf, MainConf};
 use crate::errlog::log_client_gone;
+use crate::next::Next;
 use crate::nginx::output::{self, SharedOutput};
 use crate::nginx::{body, cgi, headers_out};
-use crate::request::{Next, State};
 use crate::wsgi::driver::End;
 
 /// What the request's context holds of a request whose app runs on a pool
@@ -40,7 +42,7 @@ impl Link {
     pub fn new(r: *mut ngx_http_request_t, pool: usize) -> Link {
         Link {
             pool,
-            handoff: Handoff::new(r),
+            handoff: Handoff::new(r, wakeup::post),
             // SAFETY: an all-zero ngx_event_t is nginx's unarmed event.
             timer: unsafe { std::mem::zeroed() },
         }
@@ -229,20 +231,17 @@ pub unsafe fn client_left(log: *mut ngx_log_t, link: &Link) -> Next {
 /// lines are taken then).
 ///
 /// # Safety
-/// `r` must be a live request owned by this module; the rest of its
-/// context.
+/// `r` must be a live request owned by this module, its app submitted;
+/// `finalized` whether the module finalized it; the rest of its context.
 pub unsafe fn relay(
     r: *mut ngx_http_request_t,
     log: *mut ngx_log_t,
-    state: State,
+    finalized: bool,
     output: &SharedOutput,
     link: &Link,
 ) -> Option<Next> {
-    if state == State::ReadingBody {
-        return None;
-    }
     // Once finalized, only log lines (close() tracebacks, say) are taken.
-    let take_output = state != State::Done && !output::lock(output).must_wait();
+    let take_output = !finalized && !output::lock(output).must_wait();
     let news = link.handoff.take(take_output);
     for (level, text) in &news.logs {
         ngx_log_error!(*level, log, "{}", text);

@@ -1,9 +1,9 @@
 //! `x-wsgiorg.flush`: the app's explicit flush. Calling it passes what the
 //! app sent so far to nginx's filters with `flush` set, so it reaches the
 //! client now (gzip emits a sync flush). Where that happens is the
-//! target's business: inline it sends at once (`inline::InlineFlush`); in
-//! thread mode it marks the hand-off, and the event loop flushes right
-//! after the chunks before it (`threads::Handoff`).
+//! target's business: inline it sends at once (`inline.rs`, through the
+//! response's output); in thread mode it marks the hand-off, and the event
+//! loop flushes right after the chunks before it (`threads::Handoff`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

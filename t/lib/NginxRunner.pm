@@ -80,13 +80,18 @@ sub stop {
 sub DESTROY { $_[0]->stop }
 
 # The pids of the worker processes (the process itself without a master).
+# A master listens before it forks its workers: wait a moment for them.
 sub worker_pids {
     my ($self) = @_;
-    open my $f, '<', "$self->{root}/logs/nginx.pid" or return ();
-    chomp(my $pid = <$f>);
-    return ($pid) if !$self->{master};
-    my @children = grep { /^\d+$/ } split /\s+/, `cat /proc/$pid/task/*/children 2>/dev/null`;
-    return @children;
+    for (1 .. 40) {
+        open my $f, '<', "$self->{root}/logs/nginx.pid" or return ();
+        chomp(my $pid = <$f>);
+        return ($pid) if !$self->{master};
+        my @children = grep { /^\d+$/ } split /\s+/, `cat /proc/$pid/task/*/children 2>/dev/null`;
+        return @children if @children;
+        sleep 0.05;
+    }
+    return ();
 }
 
 sub error_log {
