@@ -146,28 +146,28 @@ pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
     command(
         ngx_string!("wsgi_pass"),
         NGX_HTTP_LOC_CONF | NGX_HTTP_LIF_CONF | NGX_CONF_TAKE1,
-        set_wsgi_pass,
+        handle::<WsgiPass>,
         NGX_HTTP_LOC_CONF_OFFSET,
         0,
     ),
     command(
         ngx_string!("wsgi_python_path"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
-        set_python_path,
+        handle::<WsgiPythonPath>,
         NGX_HTTP_MAIN_CONF_OFFSET,
         0,
     ),
     command(
         ngx_string!("wsgi_python_home"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
-        set_python_home,
+        handle::<WsgiPythonHome>,
         NGX_HTTP_MAIN_CONF_OFFSET,
         0,
     ),
     command(
         ngx_string!("wsgi_param"),
         ANY_LEVEL | NGX_CONF_TAKE23,
-        set_param,
+        handle::<WsgiParam>,
         NGX_HTTP_LOC_CONF_OFFSET,
         0,
     ),
@@ -181,7 +181,7 @@ pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
     command(
         ngx_string!("wsgi_threads"),
         ANY_LEVEL | NGX_CONF_TAKE12,
-        set_threads,
+        handle::<WsgiThreads>,
         NGX_HTTP_LOC_CONF_OFFSET,
         0,
     ),
@@ -196,7 +196,7 @@ pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
     command(
         ngx_string!("wsgi_test_hook"),
         ANY_LEVEL | NGX_CONF_1MORE,
-        set_test_hook,
+        handle::<WsgiTestHook>,
         NGX_HTTP_LOC_CONF_OFFSET,
         0,
     ),
@@ -231,6 +231,30 @@ impl Directive {
     /// Argument `i` (0 is the first after the name).
     fn arg(&self, i: usize) -> &str {
         self.args.get(i).map(String::as_str).unwrap_or("")
+    }
+
+    /// This module's main configuration, in which a directive of any level
+    /// may record what the workers need (apps, pools). Not to be held
+    /// beyond the directive's handler, nor twice.
+    fn main_conf<'a>(&self) -> Result<&'a mut MainConf, Refusal> {
+        // SAFETY: `cf` is the configuration being parsed (see `handle`);
+        // the main configuration lives as long as the cycle.
+        unsafe { Module::main_conf_mut(&*self.cf) }.ok_or(Refusal::Logged)
+    }
+
+    /// Makes the current location's requests this module's.
+    fn handle_location(&self) -> Result<(), Refusal> {
+        // SAFETY: as in `main_conf`; the core module's location
+        // configuration is nginx's, set up before the location's directives.
+        let clcf = unsafe { NgxHttpCoreModule::location_conf_mut(&*self.cf) };
+        clcf.ok_or(Refusal::Logged)?.handler = Some(entry::content_handler);
+        Ok(())
+    }
+
+    /// Registers the variables the environ reads, finds the auth modules.
+    fn environ_sources(&self) -> Result<EnvironSources, Refusal> {
+        // SAFETY: as in `main_conf`, inside `http {}`.
+        unsafe { environ_sources(self.cf) }.ok_or(Refusal::Logged)
     }
 
     /// Makes a relative path absolute against the directory of nginx.conf,
@@ -270,22 +294,30 @@ impl Directive {
     }
 }
 
-/// This module's main configuration, while `cf` is being parsed.
-///
-/// # Safety
-/// `cf` must be the configuration being parsed; the reference must not
-/// outlive the directive's handler nor meet another one.
-unsafe fn main_conf<'a>(cf: *mut ngx_conf_t) -> Result<&'a mut MainConf, Refusal> {
-    Module::main_conf_mut(&*cf).ok_or(Refusal::Logged)
+/// One of the module's directives: which configuration it sets, and how.
+trait Set {
+    /// `MainConf` for http-only directives, `LocConf` for the others.
+    type Conf;
+    fn set(d: &Directive, conf: &mut Self::Conf) -> Result<(), Refusal>;
 }
 
-/// Runs a directive handler: its arguments as UTF-8 strings, its refusals
-/// worded as nginx words its own directives', a panic logged and refused.
-///
+/// The handler nginx calls for directive `S`: its arguments as UTF-8
+/// strings, its refusals worded as nginx words its own directives', a panic
+/// logged and refused.
+extern "C" fn handle<S: Set>(
+    cf: *mut ngx_conf_t,
+    cmd: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    // SAFETY: nginx calls a directive handler with the configuration being
+    // parsed and `conf` pointing at this module's configuration of the
+    // directive's level (the command table's `conf` offset), which is
+    // `S::Conf`: MainConf for the http-only directives, LocConf for others.
+    unsafe { directive(cf, cmd, conf, S::set) }
+}
+
 /// # Safety
-/// The arguments must be those nginx passes to a directive handler, with
-/// `conf` pointing at this module's configuration of type `C` at the
-/// directive's level.
+/// As `handle` says.
 unsafe fn directive<C>(
     cf: *mut ngx_conf_t,
     cmd: *mut ngx_command_t,
@@ -330,44 +362,38 @@ unsafe fn directive<C>(
     }
 }
 
-extern "C" fn set_wsgi_pass(
-    cf: *mut ngx_conf_t,
-    cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: nginx calls directive handlers with the configuration being
-    // parsed and `conf` at this module's location configuration.
-    unsafe {
-        directive(cf, cmd, conf, |d, loc: &mut LocConf| {
-            if loc.app.is_some() {
-                return Err(Refusal::Duplicate);
+struct WsgiPass;
+
+impl Set for WsgiPass {
+    type Conf = LocConf;
+
+    fn set(d: &Directive, loc: &mut LocConf) -> Result<(), Refusal> {
+        if loc.app.is_some() {
+            return Err(Refusal::Duplicate);
+        }
+        let arg = d.arg(0);
+        let mut spec = AppSpec::parse(arg)?;
+        if let AppSource::File(path) = &spec.source {
+            let full = d.resolve(path);
+            if !Path::new(&full).is_file() {
+                let reason = format!("file \"{full}\" does not exist");
+                return Err(Invalid::value(arg, reason).into());
             }
-            let arg = d.arg(0);
-            let mut spec = AppSpec::parse(arg)?;
-            if let AppSource::File(path) = &spec.source {
-                let full = d.resolve(path);
-                if !Path::new(&full).is_file() {
-                    let reason = format!("file \"{full}\" does not exist");
-                    return Err(Invalid::value(arg, reason).into());
-                }
-                spec.source = AppSource::File(full);
+            spec.source = AppSource::File(full);
+        }
+        let main = d.main_conf()?;
+        if main.apps.is_empty() {
+            main.environ = d.environ_sources()?;
+        }
+        let index = match main.apps.iter().position(|a| *a == spec) {
+            Some(i) => i,
+            None => {
+                main.apps.push(spec);
+                main.apps.len() - 1
             }
-            let main = main_conf(d.cf)?;
-            if main.apps.is_empty() {
-                main.environ = environ_sources(d.cf).ok_or(Refusal::Logged)?;
-            }
-            let index = match main.apps.iter().position(|a| *a == spec) {
-                Some(i) => i,
-                None => {
-                    main.apps.push(spec);
-                    main.apps.len() - 1
-                }
-            };
-            loc.app = Some(index);
-            let clcf = NgxHttpCoreModule::location_conf_mut(&*d.cf).ok_or(Refusal::Logged)?;
-            clcf.handler = Some(entry::content_handler);
-            Ok(())
-        })
+        };
+        loc.app = Some(index);
+        d.handle_location()
     }
 }
 
@@ -413,116 +439,102 @@ unsafe fn http_module_index(cf: *mut ngx_conf_t, name: &CStr) -> Option<ngx_uint
     None
 }
 
-extern "C" fn set_threads(
-    cf: *mut ngx_conf_t,
-    cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: as in set_wsgi_pass.
-    unsafe {
-        directive(cf, cmd, conf, |d, loc: &mut LocConf| {
-            if loc.pool_set() {
-                return Err(Refusal::Duplicate);
-            }
-            let spec = PoolSpec::parse(&d.args)?;
-            let main = main_conf(d.cf)?;
-            loc.set_pool(spec.map(|spec| {
-                main.pools.push(spec);
-                main.pools.len() - 1
-            }));
-            Ok(())
-        })
+struct WsgiThreads;
+
+impl Set for WsgiThreads {
+    type Conf = LocConf;
+
+    fn set(d: &Directive, loc: &mut LocConf) -> Result<(), Refusal> {
+        if loc.pool_set() {
+            return Err(Refusal::Duplicate);
+        }
+        let spec = PoolSpec::parse(&d.args)?;
+        let main = d.main_conf()?;
+        loc.set_pool(spec.map(|spec| {
+            main.pools.push(spec);
+            main.pools.len() - 1
+        }));
+        Ok(())
     }
 }
 
-extern "C" fn set_param(
-    cf: *mut ngx_conf_t,
-    cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: as in set_wsgi_pass.
-    unsafe {
-        directive(cf, cmd, conf, |d, loc: &mut LocConf| {
-            let name = d.arg(0);
-            if name.is_empty() {
-                return Err(Invalid::value(name, "it must be a parameter name").into());
+struct WsgiParam;
+
+impl Set for WsgiParam {
+    type Conf = LocConf;
+
+    fn set(d: &Directive, loc: &mut LocConf) -> Result<(), Refusal> {
+        let name = d.arg(0);
+        if name.is_empty() {
+            return Err(Invalid::value(name, "it must be a parameter name").into());
+        }
+        let if_not_empty = match d.args.get(2).map(String::as_str) {
+            None => false,
+            Some("if_not_empty") => true,
+            Some(other) => {
+                return Err(Invalid::parameter(other, "it must be \"if_not_empty\"").into())
             }
-            let if_not_empty = match d.args.get(2).map(String::as_str) {
-                None => false,
-                Some("if_not_empty") => true,
-                Some(other) => {
-                    return Err(Invalid::parameter(other, "it must be \"if_not_empty\"").into())
-                }
-            };
-            let value = d.complex_value(1)?;
-            loc.add_param(Param {
-                name: name.to_owned(),
-                value,
-                if_not_empty,
-            });
-            Ok(())
-        })
+        };
+        let value = d.complex_value(1)?;
+        loc.add_param(Param {
+            name: name.to_owned(),
+            value,
+            if_not_empty,
+        });
+        Ok(())
     }
 }
 
-extern "C" fn set_python_path(
-    cf: *mut ngx_conf_t,
-    cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: as in set_wsgi_pass; `conf` is this module's main configuration.
-    unsafe {
-        directive(cf, cmd, conf, |d, main: &mut MainConf| {
-            for dir in &d.args {
-                let full = d.resolve(dir);
-                if !Path::new(&full).is_dir() {
-                    let reason = format!("directory \"{full}\" does not exist");
-                    return Err(Invalid::value(dir, reason).into());
-                }
-                main.python_path.push(full);
-            }
-            Ok(())
-        })
-    }
-}
+struct WsgiPythonPath;
 
-extern "C" fn set_python_home(
-    cf: *mut ngx_conf_t,
-    cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: as in set_wsgi_pass; `conf` is this module's main configuration.
-    unsafe {
-        directive(cf, cmd, conf, |d, main: &mut MainConf| {
-            if main.python_home.is_some() {
-                return Err(Refusal::Duplicate);
-            }
-            let dir = d.arg(0);
+impl Set for WsgiPythonPath {
+    type Conf = MainConf;
+
+    fn set(d: &Directive, main: &mut MainConf) -> Result<(), Refusal> {
+        for dir in &d.args {
             let full = d.resolve(dir);
-            check_python_home(&full).map_err(|reason| Invalid::value(dir, reason))?;
-            main.python_home = Some(full);
-            Ok(())
-        })
+            if !Path::new(&full).is_dir() {
+                let reason = format!("directory \"{full}\" does not exist");
+                return Err(Invalid::value(dir, reason).into());
+            }
+            main.python_path.push(full);
+        }
+        Ok(())
+    }
+}
+
+struct WsgiPythonHome;
+
+impl Set for WsgiPythonHome {
+    type Conf = MainConf;
+
+    fn set(d: &Directive, main: &mut MainConf) -> Result<(), Refusal> {
+        if main.python_home.is_some() {
+            return Err(Refusal::Duplicate);
+        }
+        let dir = d.arg(0);
+        let full = d.resolve(dir);
+        check_python_home(&full).map_err(|reason| Invalid::value(dir, reason))?;
+        main.python_home = Some(full);
+        Ok(())
     }
 }
 
 #[cfg(feature = "test-hooks")]
-extern "C" fn set_test_hook(
-    cf: *mut ngx_conf_t,
-    cmd: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    // SAFETY: as in set_wsgi_pass.
-    unsafe {
-        directive(cf, cmd, conf, |d, loc: &mut LocConf| {
-            let hooks = Hooks::parse(&d.args).map_err(|arg| {
-                Invalid::value(&arg, "it must be one of the hooks in src/test_hooks.rs")
-            })?;
-            hooks.panic_if(Hook::PanicInDirective);
-            let main = main_conf(d.cf)?;
-            loc.test_hooks = loc.test_hooks.union(hooks);
-            main.test_hooks = main.test_hooks.union(hooks);
-            Ok(())
-        })
+struct WsgiTestHook;
+
+#[cfg(feature = "test-hooks")]
+impl Set for WsgiTestHook {
+    type Conf = LocConf;
+
+    fn set(d: &Directive, loc: &mut LocConf) -> Result<(), Refusal> {
+        let hooks = Hooks::parse(&d.args).map_err(|arg| {
+            Invalid::value(&arg, "it must be one of the hooks in src/test_hooks.rs")
+        })?;
+        hooks.panic_if(Hook::PanicInDirective);
+        let main = d.main_conf()?;
+        loc.test_hooks = loc.test_hooks.union(hooks);
+        main.test_hooks = main.test_hooks.union(hooks);
+        Ok(())
     }
 }

@@ -205,14 +205,14 @@ impl Handoff {
     }
 
     /// Hands over the response header (posted with what follows).
-    pub fn send_head(&self, head: Head, known_length: Option<usize>) {
+    pub fn hand_over_head(&self, head: Head, known_length: Option<usize>) {
         self.lock().news.head = Some((head, known_length));
     }
 
     /// Hands over the first `len` bytes of `chunk`, which the caller keeps
     /// alive (in `Kept`) until nginx is done with them. Posted before the
     /// app is called again.
-    pub fn send_chunk(&self, chunk: &Bound<'_, PyBytes>, len: usize, flush: bool) {
+    pub fn hand_over_chunk(&self, chunk: &Bound<'_, PyBytes>, len: usize, flush: bool) {
         let mut shared = self.lock();
         if shared.stopped || shared.cancelled_app {
             return;
@@ -429,8 +429,8 @@ mod tests {
         h.start();
         Python::attach(|py| {
             let chunk = PyBytes::new(py, b"abc");
-            h.send_chunk(&chunk, 2, false);
-            h.send_chunk(&chunk, 3, true);
+            h.hand_over_chunk(&chunk, 2, false);
+            h.hand_over_chunk(&chunk, 3, true);
         });
         h.log_line(4, "a line");
         let news = h.take(false);
@@ -467,7 +467,7 @@ mod tests {
         h.start();
         assert!(h.flush_news());
         assert!(h.take(true).flush);
-        Python::attach(|py| h.send_chunk(&PyBytes::new(py, b"a"), 1, false));
+        Python::attach(|py| h.hand_over_chunk(&PyBytes::new(py, b"a"), 1, false));
         assert!(h.flush_news());
         let news = h.take(true);
         assert!(news.chunks[0].flush && !news.flush);
@@ -494,7 +494,7 @@ mod tests {
         Python::attach(|py| {
             let chunk = PyBytes::new(py, b"x");
             for _ in 0..MAX_CHUNKS {
-                h.send_chunk(&chunk, 1, false);
+                h.hand_over_chunk(&chunk, 1, false);
             }
         });
         let rx = wait_elsewhere(&h, Kept::default());
@@ -529,7 +529,7 @@ mod tests {
         let rx = wait_elsewhere(&h, Kept::default());
         h.cancel_app();
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok((false, true)));
-        Python::attach(|py| h.send_chunk(&PyBytes::new(py, b"late"), 4, false));
+        Python::attach(|py| h.hand_over_chunk(&PyBytes::new(py, b"late"), 4, false));
         assert!(
             h.take(true).chunks.is_empty(),
             "nothing more is handed over"

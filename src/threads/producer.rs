@@ -121,13 +121,13 @@ impl Sink for HandoffSink<'_> {
     fn head(&mut self, head: Head, known_length: Option<usize>) -> Result<(), ngx_int_t> {
         // The loop sends it before the first chunk; a header-only response
         // ends there, and this thread learns it at its next wait for room.
-        self.handoff.send_head(head, known_length);
+        self.handoff.hand_over_head(head, known_length);
         Ok(())
     }
 
     fn chunk(&mut self, chunk: Bound<'_, PyBytes>, len: usize, flush: bool) -> Result<(), Gone> {
         self.test_hooks.panic_if(Hook::PanicInPoolThread);
-        self.handoff.send_chunk(&chunk, len, flush);
+        self.handoff.hand_over_chunk(&chunk, len, flush);
         self.kept.push(chunk.unbind());
         Ok(())
     }

@@ -171,7 +171,7 @@ impl Response {
             return Step::Chunk(0);
         }
         if !self.head_sent {
-            if let Some(end) = self.send_head(py, sink) {
+            if let Some(end) = self.hand_over_head(py, sink) {
                 return Step::End(end);
             }
         }
@@ -198,7 +198,7 @@ impl Response {
     }
 
     /// Hands the head over; `Some` when the response ends here.
-    fn send_head(&mut self, py: Python<'_>, sink: &mut impl Sink) -> Option<End> {
+    fn hand_over_head(&mut self, py: Python<'_>, sink: &mut impl Sink) -> Option<End> {
         let head = match self.call.take_head(py) {
             Ok(head) => head,
             Err(e) => return Some(self.fail(py, &e, "wsgi: the app broke the WSGI protocol")),
@@ -225,7 +225,7 @@ impl Response {
         if !self.head_sent {
             // Nothing was sent: the body is empty unless the app said otherwise.
             self.call.known_length.get_or_insert(0);
-            if let Some(end) = self.send_head(py, sink) {
+            if let Some(end) = self.hand_over_head(py, sink) {
                 return end;
             }
         }

@@ -80,12 +80,17 @@ sub stop {
 sub DESTROY { $_[0]->stop }
 
 # The pids of the worker processes (the process itself without a master).
-# A master listens before it forks its workers: wait a moment for them.
+# nginx listens before it writes its pid file and a master before it forks
+# its workers: wait a moment for both.
 sub worker_pids {
     my ($self) = @_;
     for (1 .. 40) {
-        open my $f, '<', "$self->{root}/logs/nginx.pid" or return ();
-        chomp(my $pid = <$f>);
+        my $pid = -e "$self->{root}/logs/nginx.pid" && `cat $self->{root}/logs/nginx.pid`;
+        if (!$pid) {
+            sleep 0.05;
+            next;
+        }
+        chomp $pid;
         return ($pid) if !$self->{master};
         my @children = grep { /^\d+$/ } split /\s+/, `cat /proc/$pid/task/*/children 2>/dev/null`;
         return @children if @children;
