@@ -4,6 +4,10 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use WsgiTest;
 
+# The module's debug traces are compiled in only for an nginx built
+# --with-debug (the test build's; the release build's is not).
+our $WithDebug = `$ENV{TEST_NGINX_BINARY} -V 2>&1` =~ /--with-debug/;
+
 master_on();
 workers(2);
 no_shuffle();
@@ -292,6 +296,7 @@ location /cond {
 
 
 === TEST 18: error_log at debug level (nginx --with-debug) traces each state of a request
+--- skip_eval: 7: !$main::WithDebug
 --- config
 location /hello { wsgi_pass basics:hello; }
 --- request
