@@ -2,6 +2,8 @@
 #   make run    build nginx + the module, serve nginx-conf/example.conf on 127.0.0.1:8080
 #   make test   cargo test + the Test::Nginx suite under t/, against the test
 #               build (scripts/build test), and t/001 against the release build
+#   make test-eagain  the streaming, framing, slow-client and thread-mode
+#               files with every socket write of nginx cut short (t/lib/eagain.c)
 #   make bench  ngx_wsgi side by side with uWSGI, gunicorn, granian, bjoern (bench/)
 # Both install what is missing on Debian 12 first (scripts/install-deps).
 
@@ -18,7 +20,7 @@ export TEST_NGINX_CERTS := $(CURDIR)/t/certs
 export TEST_NGINX_EXAMPLES := $(CURDIR)/nginx-conf
 export TEST_NGINX_VENV := $(CURDIR)/target/venv
 
-.PHONY: all build build-test run test unit prove prove-release deps test-deps venv bench clean
+.PHONY: all build build-test run test unit prove prove-release eagain test-eagain prove-eagain deps test-deps venv bench clean
 
 all: build
 
@@ -37,8 +39,8 @@ build-test: deps
 run: build
 	$(PREFIX)/sbin/nginx -p $(PREFIX) -c $(CURDIR)/nginx-conf/example.conf -g 'daemon off;'
 
-test: test-deps build build-test venv
-	$(MAKE) --no-print-directory unit prove prove-release
+test: test-deps build build-test venv eagain
+	$(MAKE) --no-print-directory unit prove prove-release prove-eagain
 
 # The example apps' virtualenv (Flask, Django), used by the suite.
 venv:
@@ -55,6 +57,25 @@ prove-release:
 	TEST_NGINX_BINARY=$(PREFIX)/sbin/nginx \
 	TEST_NGINX_LOAD_MODULES=$(PREFIX)/modules/ngx_http_wsgi_module.so \
 	prove t/001-basics.t
+
+# EAGAIN mode: preloaded into nginx, t/lib/eagain.c answers every write to a
+# TCP socket with EAGAIN until nginx polled it writable, then lets a few
+# bytes through. It needs nginx's poll event method.
+EAGAIN_LIB := $(CURDIR)/target/eagain/libeagain.so
+EAGAIN_TESTS := t/006-framing.t t/011-streaming.t t/012-slow-clients.t t/013-threads.t \
+	t/threads/006-framing.t t/threads/011-streaming.t t/threads/012-slow-clients.t
+
+eagain: $(EAGAIN_LIB)
+
+$(EAGAIN_LIB): t/lib/eagain.c
+	mkdir -p $(dir $@)
+	cc -shared -fPIC -O2 -Wall -Wextra -o $@ $< -ldl
+
+test-eagain: test-deps build-test venv eagain
+	$(MAKE) --no-print-directory prove-eagain
+
+prove-eagain:
+	TEST_NGINX_LD_PRELOAD=$(EAGAIN_LIB) TEST_NGINX_EVENT_TYPE=poll prove $(EAGAIN_TESTS)
 
 # BENCH_ARGS="--quick" for a short run; see bench/run.py --help.
 bench: build

@@ -269,7 +269,7 @@ fn on_news(handoff: &Arc<Handoff>) {
                 }
                 _ => false,
             };
-            let Mode::Thread(link) = &ctx.mode else {
+            let Mode::Thread(link) = &mut ctx.mode else {
                 return None;
             };
             relay::relay(r, ctx.log, finalized, &ctx.output, link)

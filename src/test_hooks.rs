@@ -22,6 +22,11 @@ pub enum Hook {
     /// the loop is not reading them, and the worker exits right after. The
     /// order in which a graceful quit once lost an app's close() line.
     BusyTimerBlocksAtExit,
+    /// Thread mode: a pool thread posts its response's news only with the
+    /// end (or a flush, a log line, or when it must wait for room), so that
+    /// head, chunks and end reach the event loop together, as they do when
+    /// the loop is slower than the app.
+    NewsWaitsForTheEnd,
     /// A panic in the named place.
     PanicInContentHandler,
     PanicInBodyHandler,
@@ -37,8 +42,9 @@ pub enum Hook {
     PanicInDirective,
 }
 
-const NAMES: [(&str, Hook); 12] = [
+const NAMES: [(&str, Hook); 13] = [
     ("busy_timer_blocks_at_exit", Hook::BusyTimerBlocksAtExit),
+    ("news_waits_for_the_end", Hook::NewsWaitsForTheEnd),
     ("panic_in_content_handler", Hook::PanicInContentHandler),
     ("panic_in_body_handler", Hook::PanicInBodyHandler),
     ("panic_in_write_event", Hook::PanicInWriteEvent),

@@ -94,6 +94,57 @@ subtest 'small chunks batched (wsgi_buffering on) are held back by a slow reader
     $ngx->stop;
 };
 
+subtest 'through gzip, a socket full of gzip\'s own output holds the app back: the first chunk is out before the app pauses' => sub {
+    # gzip copies each chunk into buffers of its own at once; the app must
+    # still not be asked for the next one (inline, it then sleeps on the
+    # event loop) while those wait for the socket. (Found by EAGAIN mode.)
+    my $ngx = NginxRunner->new(
+        listen_opts => 'sndbuf=16k',
+        http => 'gzip on; gzip_types application/octet-stream; gzip_min_length 1;',
+        server => 'location /r { wsgi_pass streaming:random_then_sleep; }',
+    );
+    my $s = $ngx->client(rcvbuf => 16384);
+    print $s "GET /r HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n";
+    # A steady reader (16 KiB every 20 ms) keeps the socket full. The
+    # longest silence is the app's 2 s pause: what came before it?
+    my ($got, $start, $last, $pause, $before) = (0, time, time, 0, 0);
+    while (time - $start < 30) {
+        my $data = NginxRunner::read_some($s, 0.05, 16384);
+        next if !defined $data;
+        last if $data eq '';
+        if (time - $last > $pause) {
+            ($pause, $before) = (time - $last, $got);
+        }
+        $got += length $data;
+        $last = time;
+        sleep 0.02;
+    }
+    cmp_ok($pause, '>', 1.5, sprintf('the app paused (%.1f s)', $pause));
+    cmp_ok($before, '>', 512 * 1024, "before it, the whole first chunk, gzipped ($before bytes)");
+    $ngx->stop;
+};
+
+subtest 'an app that raises after a big chunk: the client gets the whole chunk, then the connection closes without the last chunk' => sub {
+    # In thread mode the chunk and the failure may reach the event loop
+    # together (the test hook makes it so); what the app produced before
+    # still goes out first, as inline. (Found by EAGAIN mode.)
+    my $ngx = NginxRunner->new(
+        listen_opts => 'sndbuf=16k',
+        http => 'wsgi_test_hook news_waits_for_the_end;',
+        server => 'location /r { wsgi_pass streaming:big_then_raise; }',
+    );
+    my $s = $ngx->get('/r', rcvbuf => 16384);
+    my ($data) = NginxRunner::read_until($s, qr/\A(?!)/, 10);
+    my (undef, $body) = split /\r\n\r\n/, $data, 2;
+    like($data, qr/\AHTTP\/1\.1 200 /, 'the head');
+    cmp_ok(($body =~ tr/x//), '==', 200 << 10, 'the whole 200 KiB');
+    unlike($body, qr/\r\n0\r\n\r\n\z/, 'no last chunk: the client cannot take the body as complete');
+    ok($ngx->wait_log(qr/\[error\] .*raised after the response header was sent; aborting the response:/, 2),
+        'error_log says so');
+    like($ngx->error_log, qr/RuntimeError: big_then_raise: failing after the first chunk/, 'with the traceback');
+    $ngx->stop;
+};
+
 subtest 'a client that disconnects mid-stream: the iterable is closed, info in error_log' => sub {
     my $ngx = NginxRunner->new(
         listen_opts => 'sndbuf=16k',

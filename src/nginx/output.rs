@@ -37,10 +37,26 @@ const SPARE_MAX: usize = 4;
 // A buffer's data and a chunk, both small, fit in one of the own buffers.
 const _: () = assert!(2 * COPY_MAX <= COPY_BUFFER);
 
+/// Whether, after a filter call that answered `rc`, nginx holds output of
+/// this response that the client's socket would not take: nginx says it
+/// holds some (NGX_AGAIN, or the connection marked buffered, as an HTTP/2
+/// stream whose frames wait for the connection or its window), and the
+/// write event is not ready (the socket took less than it was given) or is
+/// delayed (limit_rate). A write event will come then. Output a filter only
+/// keeps back to batch it (postpone_output, gzip without a flush) leaves
+/// the write event ready: nothing would wake a response waiting for it.
+///
+/// It does not matter whose buffers nginx holds: gzip copies the module's
+/// chunks into buffers of its own, and a socket full of those must hold the
+/// app back as much as one full of the module's.
+///
 /// # Safety
 /// `r` must be a live request.
 unsafe fn is_blocked(r: *mut ngx_http_request_t, rc: ngx_int_t) -> bool {
-    rc == NGX_AGAIN as ngx_int_t || (*(*r).connection).buffered() != 0
+    let c = (*r).connection;
+    let wev = (*c).write;
+    (rc == NGX_AGAIN as ngx_int_t || (*c).buffered() != 0)
+        && ((*wev).ready() == 0 || (*wev).delayed() != 0)
 }
 
 /// The buffer tag: nginx returns buffers with this tag to our free list.
@@ -64,11 +80,9 @@ pub struct Output {
     queued_buffers: usize,
     /// How many chunks the queued buffers carry.
     queued_chunks: u64,
-    /// After the last filter call, nginx could not pass everything on: the
-    /// write filter said NGX_AGAIN (the socket is full), or the connection
-    /// is marked buffered (an HTTP/2 stream whose frames wait for the
-    /// connection or its flow-control window). Either way a write event
-    /// will come once output moves.
+    /// After the last filter call, nginx holds output that the client's
+    /// socket would not take (`is_blocked`): a write event will come once
+    /// it can.
     blocked: bool,
     /// How many buffers were passed to the filters, since the response began.
     passed: u64,
@@ -136,12 +150,11 @@ impl Output {
         self.request
     }
 
-    /// True while nginx holds buffers of this response that it could not
-    /// write: the signal to stop asking the app for more until the write
-    /// event. Buffers a filter merely keeps back to batch them (buffering,
-    /// postpone_output) do not count: no write event would come for them.
+    /// True while nginx holds output of this response that the client's
+    /// socket would not take: the signal to stop asking the app for more
+    /// until the write event.
     pub fn must_wait(&self) -> bool {
-        !self.busy.is_null() && self.blocked
+        self.blocked
     }
 
     /// How many of the chunks queued so far nginx is done with: the data
@@ -419,8 +432,8 @@ mod tests {
     use std::ptr::null_mut;
 
     use ngx::ffi::{
-        ngx_buf_t, ngx_chain_t, ngx_connection_t, ngx_http_request_t, ngx_int_t, ngx_pool_t,
-        ngx_uint_t, NGX_AGAIN, NGX_HTTP_FLUSH, NGX_HTTP_LAST, NGX_OK,
+        ngx_buf_t, ngx_chain_t, ngx_connection_t, ngx_event_t, ngx_http_request_t, ngx_int_t,
+        ngx_pool_t, ngx_uint_t, NGX_AGAIN, NGX_HTTP_FLUSH, NGX_HTTP_LAST, NGX_OK,
     };
 
     use super::{shared, Output, BATCH_BYTES, COPY_MAX};
@@ -437,6 +450,10 @@ mod tests {
         /// Whether the last buffer written had flush or last_buf set.
         flushed: bool,
         last: bool,
+        /// Like gzip: the filters copy every buffer at once into output of
+        /// their own, which then waits for the socket.
+        copying: bool,
+        copied: Vec<u8>,
     }
 
     thread_local! {
@@ -509,6 +526,25 @@ mod tests {
                 nginx.held.push((*cl).buf);
                 cl = (*cl).next;
             }
+            if nginx.copying {
+                for b in std::mem::take(&mut nginx.held) {
+                    nginx
+                        .copied
+                        .extend_from_slice(std::slice::from_raw_parts((*b).pos, size(b)));
+                    (*b).pos = (*b).last;
+                }
+                let n = nginx.copied.len().min(nginx.room);
+                let bytes: Vec<u8> = nginx.copied.drain(..n).collect();
+                nginx.writes.push((bytes, 0));
+                let waiting = !nginx.copied.is_empty();
+                (*(*r).connection).set_buffered(waiting as _);
+                (*(*(*r).connection).write).set_ready((!waiting) as _);
+                return if waiting {
+                    NGX_AGAIN as ngx_int_t
+                } else {
+                    NGX_OK as ngx_int_t
+                };
+            }
             let (mut bytes, mut buffers) = (Vec::new(), 0);
             while let Some(&b) = nginx.held.first() {
                 let n = size(b).min(nginx.room - bytes.len().min(nginx.room));
@@ -527,6 +563,8 @@ mod tests {
             }
             let waiting = !nginx.held.is_empty();
             (*(*r).connection).set_buffered(waiting as _);
+            // As nginx's send chain: a socket that took less is not ready.
+            (*(*(*r).connection).write).set_ready((!waiting) as _);
             if waiting {
                 NGX_AGAIN as ngx_int_t
             } else {
@@ -556,10 +594,14 @@ mod tests {
 
     /// A request with a connection, as much of them as the output reads.
     fn request() -> *mut ngx_http_request_t {
-        // SAFETY: all-zero request and connection structs are plain data
-        // here; the output reads `main`, `post_action` and `buffered`.
+        // SAFETY: all-zero request, connection and event structs are plain
+        // data here; the output reads `main`, `post_action`, `buffered` and
+        // the write event's `ready` and `delayed`.
         unsafe {
+            let wev: *mut ngx_event_t = Box::into_raw(Box::new(std::mem::zeroed()));
+            (*wev).set_ready(1);
             let c: *mut ngx_connection_t = Box::into_raw(Box::new(std::mem::zeroed()));
+            (*c).write = wev;
             let r: *mut ngx_http_request_t = Box::into_raw(Box::new(std::mem::zeroed()));
             (*r).connection = c;
             (*r).main = r;
@@ -628,6 +670,44 @@ mod tests {
         write(&mut out, r, &next, true, false);
         assert!(out.busy.is_null() && !out.free.is_null());
         assert_eq!(out.done(), 2);
+    }
+
+    #[test]
+    fn a_full_socket_holds_the_app_back_even_when_a_filter_copied_the_chunk() {
+        let r = request();
+        let output = shared(r);
+        let mut out = output.lock().unwrap();
+        NGINX.with_borrow_mut(|nginx| nginx.copying = true);
+        set_room(4);
+        let chunk = b"compressed".to_vec();
+        assert_eq!(
+            write(&mut out, r, &chunk, true, false),
+            NGX_AGAIN as ngx_int_t
+        );
+        assert_eq!(out.done(), 1, "the filter took the chunk");
+        assert!(out.must_wait(), "but its copy waits for the socket");
+        set_room(usize::MAX);
+        // SAFETY: the request lives.
+        unsafe { out.send(r, null_mut()) };
+        assert!(!out.must_wait());
+        assert_eq!(writes(), [(b"comp".to_vec(), 0), (b"ressed".to_vec(), 0)]);
+    }
+
+    #[test]
+    fn output_a_filter_keeps_back_does_not_hold_the_app() {
+        // What nginx keeps without having tried the socket (postpone_output,
+        // gzip without a flush) leaves the write event ready: no event
+        // would come for it.
+        let r = request();
+        let output = shared(r);
+        let mut out = output.lock().unwrap();
+        let chunk = b"batched".to_vec();
+        write(&mut out, r, &chunk, true, false);
+        // SAFETY: the request lives; as nginx's filters would leave it.
+        unsafe { (*(*r).connection).set_buffered(1) };
+        // SAFETY: as above.
+        assert_eq!(unsafe { out.send(r, null_mut()) }, NGX_OK as ngx_int_t);
+        assert!(!out.must_wait());
     }
 
     #[test]

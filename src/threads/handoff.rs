@@ -160,10 +160,13 @@ impl Handoff {
 
     /// Sends the news on, then waits, without the GIL, until the app may
     /// produce the next chunk; drops the bytes objects nginx is done with.
-    pub fn wait_for_room(&self, py: Python<'_>, kept: &mut Kept) -> Room {
+    /// (`post: false`: the news stays until a later post, as the test
+    /// hook `news_waits_for_the_end` has it, unless the thread must wait:
+    /// only the loop taking the news makes room.)
+    pub fn wait_for_room(&self, py: Python<'_>, kept: &mut Kept, post: bool) -> Room {
         let (stopped, cancelled, done) = {
             let mut shared = self.lock();
-            if Self::has_news(&shared) {
+            if (post || Self::must_wait(&shared)) && Self::has_news(&shared) {
                 self.post(&mut shared);
             }
             if !Self::must_wait(&shared) {
@@ -393,7 +396,7 @@ mod tests {
         let h = h.clone();
         std::thread::spawn(move || {
             let mut kept = kept;
-            let room = Python::attach(|py| h.wait_for_room(py, &mut kept));
+            let room = Python::attach(|py| h.wait_for_room(py, &mut kept, true));
             let _ = tx.send((matches!(room, Room::Go), kept.is_empty()));
         });
         rx
@@ -513,11 +516,11 @@ mod tests {
         h.start();
         h.report(false, 2);
         let mut kept = Python::attach(|py| kept(py, 3));
-        let room = Python::attach(|py| h.wait_for_room(py, &mut kept));
+        let room = Python::attach(|py| h.wait_for_room(py, &mut kept, true));
         assert!(matches!(room, Room::Go));
         assert!(!kept.is_empty(), "the third chunk is still nginx's");
         h.report(false, 3);
-        Python::attach(|py| h.wait_for_room(py, &mut kept));
+        Python::attach(|py| h.wait_for_room(py, &mut kept, true));
         assert!(kept.is_empty());
     }
 

@@ -95,7 +95,10 @@ fn produce(
         Err(end) => return end,
     };
     loop {
-        if let Room::Stop = handoff.wait_for_room(py, kept) {
+        // Test build: the news may wait for the end, as when the loop is
+        // slower than the app, so that all of it reaches the loop at once.
+        let post = !test_hooks.armed(Hook::NewsWaitsForTheEnd);
+        if let Room::Stop = handoff.wait_for_room(py, kept, post) {
             // The request is over: nobody reads this end.
             return End::Finalize(NGX_ERROR as _);
         }

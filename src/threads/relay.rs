@@ -36,6 +36,9 @@ pub struct Link {
     handoff: Arc<Handoff>,
     /// wsgi_queue_timeout while queued.
     timer: ngx_event_t,
+    /// The app failed after its head went out: the response is aborted
+    /// once nginx has written what the app produced before (as inline).
+    aborting: bool,
 }
 
 impl Link {
@@ -45,6 +48,7 @@ impl Link {
             handoff: Handoff::new(r, wakeup::post),
             // SAFETY: an all-zero ngx_event_t is nginx's unarmed event.
             timer: unsafe { std::mem::zeroed() },
+            aborting: false,
         }
     }
 
@@ -182,28 +186,31 @@ pub unsafe fn queue_timed_out(log: *mut ngx_log_t, link: &mut Link, lc: &LocConf
 /// `r` must be a live request.
 pub unsafe fn client_closed(r: *mut ngx_http_request_t) -> bool {
     let c = (*r).connection;
-    let rev = (*c).read;
     if (*c).error() != 0 {
-        true
-    } else if !(*r).stream.is_null() {
-        false // HTTP/2: a reset stream sets c->error
-    } else if (*rev).pending_eof() != 0 {
-        true
-    } else if ngx_event_flags & NGX_USE_CLEAR_EVENT as ngx_uint_t != 0 {
-        let mut byte = 0u8;
-        let n = libc::recv((*c).fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK);
-        n == 0
-            || (n < 0
-                && !matches!(
-                    std::io::Error::last_os_error().raw_os_error(),
-                    Some(libc::EAGAIN) | Some(libc::EINTR)
-                ))
-    } else {
-        // Level-triggered events would report pending data every turn:
-        // stop watching, as nginx does; a failed write tells instead.
-        ngx_http_block_reading(r);
-        false
+        return true;
     }
+    if !(*r).stream.is_null() {
+        return false; // HTTP/2: a reset stream sets c->error
+    }
+    if (*(*c).read).pending_eof() != 0 {
+        return true;
+    }
+    // As nginx's upstream module checks a broken connection: peek.
+    let mut byte = 0u8;
+    let n = libc::recv((*c).fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK);
+    if n > 0 {
+        // A pipelined request. Level-triggered events (poll) would report
+        // it every turn: stop watching, as nginx does; a failed write tells.
+        if ngx_event_flags & NGX_USE_CLEAR_EVENT as ngx_uint_t == 0 {
+            ngx_http_block_reading(r);
+        }
+        return false;
+    }
+    n == 0
+        || !matches!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EAGAIN) | Some(libc::EINTR)
+        )
 }
 
 /// The client closed the connection: like nginx's upstream module
@@ -238,7 +245,7 @@ pub unsafe fn relay(
     log: *mut ngx_log_t,
     finalized: bool,
     output: &SharedOutput,
-    link: &Link,
+    link: &mut Link,
 ) -> Option<Next> {
     // Once finalized, only log lines (close() tracebacks, say) are taken.
     let take_output = !finalized && !output::lock(output).must_wait();
@@ -249,13 +256,21 @@ pub unsafe fn relay(
     if !take_output {
         return None; // finalized, or waiting: the write event brings us back
     }
-    if let Some(rc) = deliver(r, log, output, news) {
-        return Some(Next::Finish(rc));
+    if link.aborting {
+        return Some(Next::Finish(NGX_ERROR as _)); // what came before is out
+    }
+    match deliver(r, log, output, news) {
+        Delivered::More => {}
+        Delivered::Finish(rc) => return Some(Next::Finish(rc)),
+        Delivered::Abort => link.aborting = true,
     }
     let (blocked, done) = {
         let out = output::lock(output);
         (out.must_wait(), out.done())
     };
+    if link.aborting && !blocked {
+        return Some(Next::Finish(NGX_ERROR as _));
+    }
     link.handoff.report(blocked, done);
     Some(if blocked {
         Next::WaitForClient
@@ -264,8 +279,17 @@ pub unsafe fn relay(
     })
 }
 
-/// Sends the header and chunks in `news`; `Some(rc)` when the request is
-/// to be finalized with `rc`.
+/// What `deliver` leaves the request to do.
+enum Delivered {
+    /// Go on: more news will come.
+    More,
+    /// Finalize with this code.
+    Finish(ngx_int_t),
+    /// The app failed after its head: abort, once nginx wrote the rest.
+    Abort,
+}
+
+/// Sends the header and chunks in `news`, and its end.
 ///
 /// # Safety
 /// As for `relay`.
@@ -274,18 +298,18 @@ unsafe fn deliver(
     log: *mut ngx_log_t,
     output: &SharedOutput,
     news: News,
-) -> Option<ngx_int_t> {
+) -> Delivered {
     if let Some((head, known_length)) = news.head {
         if (*r).header_sent() == 0 {
             // Header-only or failed: the request ends, the app stops.
             if let Err(rc) = headers_out::send_head(r, &head, known_length) {
-                return Some(rc);
+                return Delivered::Finish(rc);
             }
         }
     }
     let gone = || {
         log_client_gone(log);
-        Some(NGX_ERROR as ngx_int_t)
+        Delivered::Finish(NGX_ERROR as _)
     };
     let mut out = output::lock(output);
     if news.chunks.is_empty() && news.flush && out.send_queue(r, true) == NGX_ERROR as ngx_int_t {
@@ -298,20 +322,26 @@ unsafe fn deliver(
         // SAFETY (of the pointer): the pool thread keeps the bytes object
         // until `done()` counts this chunk or the request ends.
         match out.write(r, chunk.data, chunk.len, flush, !last) {
-            Err(()) => return Some(NGX_ERROR as _),
+            Err(()) => return Delivered::Finish(NGX_ERROR as _),
             Ok(rc) if rc == NGX_ERROR as ngx_int_t => return gone(),
             Ok(_) => {}
         }
     }
-    match news.end? {
-        End::Finalize(rc) => Some(rc),
-        End::Complete(_) => {
+    match news.end {
+        None => Delivered::More,
+        // An abort after the head (the app raised, a short body): what the
+        // app produced before goes out first.
+        Some(End::Finalize(rc)) if rc == NGX_ERROR as ngx_int_t && (*r).header_sent() != 0 => {
+            Delivered::Abort
+        }
+        Some(End::Finalize(rc)) => Delivered::Finish(rc),
+        Some(End::Complete(_)) => {
             // The last buffer flushes every filter.
             let rc = out.send_last(r);
             if rc == NGX_ERROR as ngx_int_t {
                 return gone();
             }
-            Some(rc)
+            Delivered::Finish(rc)
         }
     }
 }

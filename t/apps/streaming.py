@@ -1,5 +1,6 @@
 """Apps for the streaming tests (t/011-streaming.t, t/012-backpressure.t)."""
 
+import os
 import time
 
 
@@ -109,3 +110,19 @@ def mixed_sizes(environ, start_response):
         yield bytes([65 + i % 26]) * size
         if flush and i == 7:
             environ["x-wsgiorg.flush"]()
+
+
+def random_then_sleep(environ, start_response):
+    """512 KiB that gzip cannot shrink, then a 2 s pause, then a last chunk."""
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    yield os.urandom(512 * 1024)
+    time.sleep(2)
+    yield b"end\n"
+
+
+def big_then_raise(environ, start_response):
+    """200 KiB (within thread mode's hand-off window), then an exception:
+    the response is cut after them."""
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    yield b"x" * (200 << 10)
+    raise RuntimeError("big_then_raise: failing after the first chunk")

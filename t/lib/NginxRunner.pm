@@ -33,6 +33,10 @@ sub new {
     make_path("$self->{root}/conf", "$self->{root}/logs");
     my $listen = "127.0.0.1:$self->{port}" . ($args{listen_opts} ? " $args{listen_opts}" : "");
     my $user = $> == 0 ? "user root;" : "";
+    # EAGAIN mode (t/lib/eagain.c), as Test::Nginx has it: its event
+    # method and its preload.
+    my $events = $ENV{TEST_NGINX_EVENT_TYPE} ? "use $ENV{TEST_NGINX_EVENT_TYPE};" : "";
+    local $ENV{LD_PRELOAD} = $ENV{TEST_NGINX_LD_PRELOAD} if $ENV{TEST_NGINX_LD_PRELOAD};
     # Thread mode (see ThreadMode.pm): apps on a pool thread.
     my $threads = $ENV{TEST_NGINX_WSGI_THREADS} ? "wsgi_threads $ENV{TEST_NGINX_WSGI_THREADS};" : "";
     open my $conf, '>', "$self->{root}/conf/nginx.conf" or die $!;
@@ -44,7 +48,7 @@ master_process ${\ ($args{master} ? 'on' : 'off')};
 worker_processes 1;
 error_log logs/error.log info;
 pid logs/nginx.pid;
-events { worker_connections 256; }
+events { worker_connections 256; $events }
 http {
     access_log off;
     wsgi_python_path $ENV{TEST_NGINX_APPS};
