@@ -186,19 +186,11 @@ subtest 'nginx -s quit lets a request in flight finish, then the worker exits' =
     my $start = time;
     my $s = start_get($ngx, '/sleep?1');
     sleep 0.3;
-    system($ENV{TEST_NGINX_BINARY}, '-p', "$ngx->{root}/", '-c', "$ngx->{root}/conf/nginx.conf", '-s', 'quit') == 0
-        or die "quit failed";
+    ok($ngx->quit, 'nginx exited, after the request in flight');
     my ($status, $body) = finish_get($s, $start);
     is($status, 200, 'the request in flight was answered');
     is($body, "slept 1.00\n", 'in full');
-    my $gone = 0;
-    for (1 .. 100) {
-        if (!-e "$ngx->{root}/logs/nginx.pid") { $gone = 1; last; }
-        sleep 0.05;
-    }
-    ok($gone, 'nginx exited');
     unlike($ngx->error_log, qr/\[alert\]|open socket/, 'no alert at exit');
-    $ngx->{stopped} = 1;
 };
 
 subtest 'nginx -s quit waits for an app whose client already left' => sub {
@@ -207,17 +199,9 @@ subtest 'nginx -s quit waits for an app whose client already left' => sub {
     sleep 0.2;
     close $s;
     ok($ngx->wait_log(qr/the client connection is gone/, 1), 'the request ended');
-    system($ENV{TEST_NGINX_BINARY}, '-p', "$ngx->{root}/", '-c', "$ngx->{root}/conf/nginx.conf", '-s', 'quit') == 0
-        or die "quit failed";
-    my $gone = 0;
-    for (1 .. 100) {
-        if (!-e "$ngx->{root}/logs/nginx.pid") { $gone = 1; last; }
-        sleep 0.05;
-    }
-    ok($gone, 'nginx exited');
+    ok($ngx->quit, 'nginx exited');
     like($ngx->error_log, qr/sleep_then_yield: close\(\) called/, 'after the app finished and its close() ran');
     unlike($ngx->error_log, qr/still inside the app at exit/, 'no thread was left behind');
-    $ngx->{stopped} = 1;
 };
 
 subtest 'nginx -s quit: the line an app logs as its thread finishes is written, even when the worker exits before its event loop reads it' => sub {
@@ -231,17 +215,9 @@ subtest 'nginx -s quit: the line an app logs as its thread finishes is written, 
     sleep 0.2;
     close $s;
     ok($ngx->wait_log(qr/the client connection is gone/, 1), 'the request ended');
-    system($ENV{TEST_NGINX_BINARY}, '-p', "$ngx->{root}/", '-c', "$ngx->{root}/conf/nginx.conf", '-s', 'quit') == 0
-        or die "quit failed";
-    my $gone = 0;
-    for (1 .. 100) {
-        if (!-e "$ngx->{root}/logs/nginx.pid") { $gone = 1; last; }
-        sleep 0.05;
-    }
-    ok($gone, 'nginx exited');
+    ok($ngx->quit, 'nginx exited');
     like($ngx->error_log, qr/\[error\] .*sleep_then_yield: close\(\) called/, "close()'s line is in error.log");
     unlike($ngx->error_log, qr/still inside the app at exit/, 'no thread was left behind');
-    $ngx->{stopped} = 1;
 };
 
 subtest 'an idle worker with a thread pool uses no CPU (no polling)' => sub {

@@ -81,6 +81,21 @@ sub stop {
     }
 }
 
+# nginx -s quit (graceful): sends it, and waits up to $timeout s (5) for
+# nginx to exit; returns whether it did.
+sub quit {
+    my ($self, $timeout) = @_;
+    system($ENV{TEST_NGINX_BINARY}, '-p', "$self->{root}/", '-c', "$self->{root}/conf/nginx.conf", '-s', 'quit') == 0
+        or die "quit failed";
+    $self->{stopped} = 1;
+    my $deadline = time + ($timeout // 5);
+    while (time < $deadline) {
+        return 1 if !-e "$self->{root}/logs/nginx.pid";
+        sleep 0.05;
+    }
+    return 0;
+}
+
 sub DESTROY { $_[0]->stop }
 
 # The pids of the worker processes (the process itself without a master).
