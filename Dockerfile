@@ -11,4 +11,7 @@ COPY . .
 RUN bash .ci/run
 
 EXPOSE 8080
-CMD ["sh", "-c", "sed -i 's/listen 127.0.0.1:8080;/listen 8080;/' nginx-conf/example.conf && make run"]
+# nginx itself is the container's process (exec), so `docker stop` reaches
+# it; SIGQUIT is its graceful quit, which lets requests in flight finish.
+STOPSIGNAL SIGQUIT
+CMD ["sh", "-c", "sed -i 's/listen 127.0.0.1:8080;/listen 8080;/' nginx-conf/example.conf && exec target/nginx/sbin/nginx -p target/nginx -c /src/nginx-conf/example.conf -g 'daemon off;'"]
