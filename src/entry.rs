@@ -73,7 +73,7 @@ unsafe fn start(r: *mut ngx_http_request_t) -> ngx_int_t {
         None => Mode::Inline(Inline::default()),
         Some(pool) => Mode::Thread(Link::new(r, pool)),
     };
-    if request::create(r, RequestCtx::new(r, app, mode)).is_none() {
+    if !request::create(r, RequestCtx::new(r, app, mode)) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as _;
     }
     ngx_log_debug_mask!(DebugMask::Http, log, "wsgi: reading the request body");
@@ -138,9 +138,7 @@ extern "C" fn on_write_event(r: *mut ngx_http_request_t) {
             if !matches!(ctx.state(), State::WaitingForClient | State::Yielded) {
                 return None;
             }
-            if let Some(lc) = Module::location_conf(&*r) {
-                lc.test_hooks.panic_if(Hook::PanicInWriteEvent);
-            }
+            fault_point(r, Hook::PanicInWriteEvent);
             match events::resume(r, &ctx.output) {
                 Resume::TimedOut => {
                     let c = (*r).connection;
@@ -182,9 +180,7 @@ extern "C" fn on_client_read(r: *mut ngx_http_request_t) {
             let Mode::Thread(link) = &ctx.mode else {
                 return None;
             };
-            if let Some(lc) = Module::location_conf(&*r) {
-                lc.test_hooks.panic_if(Hook::PanicInClientRead);
-            }
+            fault_point(r, Hook::PanicInClientRead);
             (*(*r).connection).set_error(1);
             Some(relay::client_left(ctx.log, link))
         });
@@ -257,9 +253,7 @@ fn on_news(handoff: &Arc<Handoff>) {
             if !matches!(&ctx.mode, Mode::Thread(link) if link.owns(handoff)) {
                 return None;
             }
-            if let Some(lc) = Module::location_conf(&*r) {
-                lc.test_hooks.panic_if(Hook::PanicInWakeUp);
-            }
+            fault_point(r, Hook::PanicInWakeUp);
             let finalized = match ctx.state() {
                 State::ReadingBody => return None,
                 State::Done => true,
@@ -292,6 +286,20 @@ pub extern "C" fn on_busy_timer(_ev: *mut ngx_event_t) {
             "{}",
             guard::message("the busy timer", &panic)
         );
+    }
+}
+
+/// Test build: panics here if the location of `r` armed `hook`. A release
+/// build has no hooks, and looks nothing up.
+///
+/// # Safety
+/// `r` must be a live request.
+#[inline(always)]
+unsafe fn fault_point(r: *mut ngx_http_request_t, hook: Hook) {
+    if cfg!(feature = "test-hooks") {
+        if let Some(lc) = Module::location_conf(&*r) {
+            lc.test_hooks.panic_if(hook);
+        }
     }
 }
 

@@ -42,7 +42,7 @@ impl Inline {
     /// The request is over (its pool is being destroyed): closes the
     /// iterable if that has not happened, and lets go of every Python
     /// reference, nginx's buffers being gone.
-    pub fn end_request(&mut self, _log: *mut ngx_log_t) {
+    pub fn end_request(&mut self) {
         if (self.response.is_none() && self.kept.is_empty()) || !interp::ready() {
             return;
         }
@@ -150,27 +150,35 @@ unsafe fn pump(
     output: &SharedOutput,
     inline: &mut Inline,
 ) -> Next {
-    inline.kept.release_upto(output::lock(output).done());
-    let Some(response) = inline.response.as_mut() else {
+    let Inline { response, kept } = inline;
+    kept.release_upto(output::lock(output).done());
+    let Some(response) = response.as_mut() else {
         return Next::Finish(NGX_ERROR as _);
+    };
+    let mut sink = InlineSink {
+        r,
+        output,
+        kept,
+        must_wait: None,
     };
     let (mut bytes, mut chunks) = (0usize, 0usize);
     loop {
-        if output::lock(output).must_wait() {
+        // A chunk's write says; anything else (an empty chunk, after which
+        // a flush() may have blocked) asks.
+        let must_wait = sink
+            .must_wait
+            .take()
+            .unwrap_or_else(|| output::lock(output).must_wait());
+        if must_wait {
             return Next::WaitForClient;
         }
         if bytes >= TURN_BYTES || chunks >= TURN_CHUNKS {
             // What is queued goes on now: the next turn may be a while.
-            if output::lock(output).send_queue(r, false) == NGX_ERROR as ngx_int_t {
+            if output::lock(output).send_queue(false) == NGX_ERROR as ngx_int_t {
                 return Next::Finish(response.client_gone(py).rc());
             }
             return Next::Yield;
         }
-        let mut sink = InlineSink {
-            r,
-            output,
-            kept: &mut inline.kept,
-        };
         match response.step(py, &mut sink) {
             Step::Chunk(len) => {
                 bytes += len;
@@ -186,6 +194,9 @@ struct InlineSink<'a> {
     r: *mut ngx_http_request_t,
     output: &'a SharedOutput,
     kept: &'a mut Kept,
+    /// Whether the output must wait for the client, as the last chunk's
+    /// write left it (taken by the pump, which spares a lock per chunk).
+    must_wait: Option<bool>,
 }
 
 impl Sink for InlineSink<'_> {
@@ -199,9 +210,10 @@ impl Sink for InlineSink<'_> {
         let data = chunk.as_bytes().as_ptr();
         // SAFETY: the pump runs for the live request; the bytes object is
         // kept (below) until `done` counts this chunk or the request ends.
-        let rc = unsafe { out.write(self.r, data, len, flush, false) }.map_err(|()| Gone)?;
+        let rc = unsafe { out.write(data, len, flush, false) }.map_err(|()| Gone)?;
         self.kept.push(chunk.unbind());
         let done = out.done();
+        self.must_wait = Some(out.must_wait());
         drop(out);
         self.kept.release_upto(done);
         if rc == NGX_ERROR as ngx_int_t {
@@ -212,7 +224,7 @@ impl Sink for InlineSink<'_> {
 
     fn end(&mut self) -> Result<ngx_int_t, Gone> {
         // SAFETY: as in `head`. The last buffer flushes every filter.
-        let rc = unsafe { output::lock(self.output).send_last(self.r) };
+        let rc = unsafe { output::lock(self.output).send_last() };
         if rc == NGX_ERROR as ngx_int_t {
             return Err(Gone);
         }
@@ -235,11 +247,10 @@ impl FlushTarget for Mutex<Output> {
                 "x-wsgiorg.flush() called while the module sends",
             ));
         };
-        let r = output.request();
         // SAFETY: the request lives (the Flush object is detached when the
         // response ends, before the request) and this is the event-loop
         // thread, inside the module's pump, which owns the request.
-        if unsafe { output.send_queue(r, true) } == NGX_ERROR as ngx_int_t {
+        if unsafe { output.send_queue(true) } == NGX_ERROR as ngx_int_t {
             return Err(FlushError::Gone);
         }
         Ok(())

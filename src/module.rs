@@ -234,12 +234,16 @@ impl Directive {
     }
 
     /// This module's main configuration, in which a directive of any level
-    /// may record what the workers need (apps, pools). Not to be held
-    /// beyond the directive's handler, nor twice.
-    fn main_conf<'a>(&self) -> Result<&'a mut MainConf, Refusal> {
-        // SAFETY: `cf` is the configuration being parsed (see `handle`);
-        // the main configuration lives as long as the cycle.
-        unsafe { Module::main_conf_mut(&*self.cf) }.ok_or(Refusal::Logged)
+    /// may record what the workers need (apps, pools).
+    ///
+    /// # Safety
+    /// The reference must not outlive the directive's handler, nor meet
+    /// another one to the main configuration (a main-level directive's
+    /// `conf` is that configuration).
+    unsafe fn main_conf<'a>(&self) -> Result<&'a mut MainConf, Refusal> {
+        // `cf` is the configuration being parsed (see `handle`); the main
+        // configuration lives as long as the cycle.
+        Module::main_conf_mut(&*self.cf).ok_or(Refusal::Logged)
     }
 
     /// Makes the current location's requests this module's.
@@ -381,7 +385,9 @@ impl Set for WsgiPass {
             }
             spec.source = AppSource::File(full);
         }
-        let main = d.main_conf()?;
+        // SAFETY: a location-level directive: `loc` is not the main
+        // configuration, and `main` is dropped with the handler.
+        let main = unsafe { d.main_conf() }?;
         if main.apps.is_empty() {
             main.environ = d.environ_sources()?;
         }
@@ -449,7 +455,9 @@ impl Set for WsgiThreads {
             return Err(Refusal::Duplicate);
         }
         let spec = PoolSpec::parse(&d.args)?;
-        let main = d.main_conf()?;
+        // SAFETY: a location-level directive: `loc` is not the main
+        // configuration, and `main` is dropped with the handler.
+        let main = unsafe { d.main_conf() }?;
         loc.set_pool(spec.map(|spec| {
             main.pools.push(spec);
             main.pools.len() - 1
@@ -532,7 +540,9 @@ impl Set for WsgiTestHook {
             Invalid::value(&arg, "it must be one of the hooks in src/test_hooks.rs")
         })?;
         hooks.panic_if(Hook::PanicInDirective);
-        let main = d.main_conf()?;
+        // SAFETY: a location-level directive: `loc` is not the main
+        // configuration, and `main` is dropped with the handler.
+        let main = unsafe { d.main_conf() }?;
         loc.test_hooks = loc.test_hooks.union(hooks);
         main.test_hooks = main.test_hooks.union(hooks);
         Ok(())

@@ -105,7 +105,7 @@ impl Drop for RequestCtx {
         let log = self.log;
         // The pool cleanup is called from nginx's C code: nothing may unwind.
         if let Err(panic) = guard::catch(|| match &mut self.mode {
-            Mode::Inline(inline) => inline.end_request(log),
+            Mode::Inline(inline) => inline.end_request(),
             Mode::Thread(link) => link.end_request(log),
         }) {
             ngx_log_error!(
@@ -166,21 +166,19 @@ unsafe fn finish(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, rc: ngx_int_t
 }
 
 /// Stores `ctx` in the request pool (dropped by the pool's cleanup) and
-/// registers it as this module's context of `r`.
+/// registers it as this module's context of `r`; false when the pool has
+/// no memory for it.
 ///
 /// # Safety
 /// `r` must be a live request.
-pub unsafe fn create(
-    r: *mut ngx_http_request_t,
-    ctx: RequestCtx,
-) -> Option<&'static mut RequestCtx> {
+pub unsafe fn create(r: *mut ngx_http_request_t, ctx: RequestCtx) -> bool {
     let request = Request::from_ngx_http_request(r);
     let p = request.pool().allocate(ctx);
     if p.is_null() {
-        return None;
+        return false;
     }
     request.set_module_ctx(p.cast(), Module::module());
-    p.as_mut()
+    true
 }
 
 /// The context `create` registered for `r`.

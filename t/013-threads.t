@@ -154,32 +154,25 @@ subtest 'a client that leaves while its request waits in the queue: the app neve
     $ngx->stop;
 };
 
-subtest 'with a level-triggered event method (poll), a client that leaves is noticed too' => sub {
-    # poll reports a readable socket every turn: the module peeks, as nginx's
-    # upstream module does, instead of waiting for a write to fail. (Found
-    # by EAGAIN mode, which runs nginx with poll.)
-    local $ENV{TEST_NGINX_EVENT_TYPE} = 'poll';
-    my $ngx = NginxRunner->new(server => 'location /late { wsgi_threads 1; wsgi_pass threads:sleep_then_yield; }');
-    my $s = start_get($ngx, '/late?1');
-    sleep 0.15;
-    close $s;
-    ok($ngx->wait_log(qr/\[info\] .*wsgi: the client connection is gone; closing the response iterable/, 0.3),
-        'noticed at once, while the app sleeps');
-    ok($ngx->wait_log(qr/sleep_then_yield: close\(\) called/, 2), 'close() runs after its next chunk');
-    $ngx->stop;
-};
-
-subtest 'a client that leaves while the app runs: the app learns it at its next chunk, close() runs' => sub {
-    my $ngx = NginxRunner->new(server => 'location /late { wsgi_threads 1; wsgi_pass threads:sleep_then_yield; }');
-    my $s = start_get($ngx, '/late');
-    sleep 0.15;
-    close $s;
-    ok($ngx->wait_log(qr/\[info\] .*wsgi: the client connection is gone; closing the response iterable/, 0.3),
-        'noticed at once, while the app sleeps');
-    unlike($ngx->error_log, qr/close\(\) called/, 'the app is still inside its sleep');
-    ok($ngx->wait_log(qr/sleep_then_yield: close\(\) called/, 2), 'close() runs after its next chunk');
-    $ngx->stop;
-};
+# With poll (level-triggered) too, which reports a readable socket every
+# turn: the module peeks, as nginx's upstream module does, instead of
+# waiting for a write to fail. (Found by EAGAIN mode, which runs nginx with
+# poll.)
+for my $events ('', 'poll') {
+    my $with = $events ? " (events: $events)" : '';
+    subtest "a client that leaves while the app runs: the app learns it at its next chunk, close() runs$with" => sub {
+        local $ENV{TEST_NGINX_EVENT_TYPE} = $events if $events;
+        my $ngx = NginxRunner->new(server => 'location /late { wsgi_threads 1; wsgi_pass threads:sleep_then_yield; }');
+        my $s = start_get($ngx, '/late');
+        sleep 0.15;
+        close $s;
+        ok($ngx->wait_log(qr/\[info\] .*wsgi: the client connection is gone; closing the response iterable/, 0.3),
+            'noticed at once, while the app sleeps');
+        unlike($ngx->error_log, qr/close\(\) called/, 'the app is still inside its sleep');
+        ok($ngx->wait_log(qr/sleep_then_yield: close\(\) called/, 2), 'close() runs after its next chunk');
+        $ngx->stop;
+    };
+}
 
 subtest 'nginx -s quit lets a request in flight finish, then the worker exits' => sub {
     my $ngx = NginxRunner->new(master => 1, server => 'location /sleep { wsgi_threads 2; wsgi_pass threads:sleep; }');

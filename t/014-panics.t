@@ -41,40 +41,46 @@ sub panic_line {
 
 my $ok = 'location /ok { wsgi_pass basics:hello; }';
 
+# Starts nginx (a master, one worker) with `$location` beside /ok and the
+# other NginxRunner options, runs `$check` against it, then checks that the
+# same worker serves on.
+sub after_panic {
+    my ($location, $check, %opts) = @_;
+    my $ngx = NginxRunner->new(master => 1, %opts, server => "$location\n$ok");
+    my ($worker) = $ngx->worker_pids;
+    $check->($ngx);
+    serves_on($ngx, $worker);
+    $ngx->stop;
+}
+
 for my $case (
     ['the content handler', 'panic_in_content_handler', 'PanicInContentHandler'],
     ['the request body handler', 'panic_in_body_handler', 'PanicInBodyHandler'],
 ) {
     my ($place, $hook, $name) = @$case;
     subtest "a panic in $place: 500, an alert, the worker serves on" => sub {
-        my $ngx = NginxRunner->new(master => 1, server => "
-            location /panic { wsgi_test_hook $hook; wsgi_pass basics:hello; }
-            $ok");
-        my ($worker) = $ngx->worker_pids;
-        my ($status) = fetch($ngx, '/panic');
-        is($status, 500, 'answered 500');
-        ok($ngx->wait_log(panic_line($place, $name), 2), 'error_log says where, at alert');
-        like($ngx->error_log, qr/test hook \Q$name\E.*client: 127\.0\.0\.1, server: , request: "GET \/panic /,
-            "with the request's context");
-        serves_on($ngx, $worker);
-        $ngx->stop;
+        after_panic("location /panic { wsgi_test_hook $hook; wsgi_pass basics:hello; }", sub {
+            my ($ngx) = @_;
+            my ($status) = fetch($ngx, '/panic');
+            is($status, 500, 'answered 500');
+            ok($ngx->wait_log(panic_line($place, $name), 2), 'error_log says where, at alert');
+            like($ngx->error_log, qr/test hook \Q$name\E.*client: 127\.0\.0\.1, server: , request: "GET \/panic /,
+                "with the request's context");
+        });
     };
 }
 
 subtest 'a panic in the write event handler once the head is out: the response is aborted' => sub {
     # A slow client makes the response wait for the write event.
-    my $ngx = NginxRunner->new(master => 1, listen_opts => 'sndbuf=16k', server => "
-        location /big { wsgi_test_hook panic_in_write_event; wsgi_pass streaming:big_stream; }
-        $ok");
-    my ($worker) = $ngx->worker_pids;
-    my $s = $ngx->get('/big?64', rcvbuf => 16384);
-    sleep 0.3;
-    my ($data) = NginxRunner::read_until($s, qr/\A(?!)/, 5);
-    like($data, qr/\AHTTP\/1\.1 200 /, 'the head went out');
-    unlike($data, qr/\r\n0\r\n\r\n\z/, 'the body has no last chunk: the client cannot take it as whole');
-    ok($ngx->wait_log(panic_line('the write event handler', 'PanicInWriteEvent'), 2), 'error_log says where');
-    serves_on($ngx, $worker);
-    $ngx->stop;
+    after_panic('location /big { wsgi_test_hook panic_in_write_event; wsgi_pass streaming:big_stream; }', sub {
+        my ($ngx) = @_;
+        my $s = $ngx->get('/big?64', rcvbuf => 16384);
+        sleep 0.3;
+        my ($data) = NginxRunner::read_until($s, qr/\A(?!)/, 5);
+        like($data, qr/\AHTTP\/1\.1 200 /, 'the head went out');
+        unlike($data, qr/\r\n0\r\n\r\n\z/, 'the body has no last chunk: the client cannot take it as whole');
+        ok($ngx->wait_log(panic_line('the write event handler', 'PanicInWriteEvent'), 2), 'error_log says where');
+    }, listen_opts => 'sndbuf=16k');
 };
 
 subtest 'a panic in init_process: an alert, 500s with the reason, no respawn loop' => sub {
@@ -119,79 +125,61 @@ SKIP: {
     skip 'the thread-mode entry points: t/threads/014-panics.t', 5 if !$threads;
 
     subtest 'thread mode: a panic in the wake-up handler before the head: 500, the app stops' => sub {
-        my $ngx = NginxRunner->new(master => 1, server => "
-            location /panic { wsgi_test_hook panic_in_wake_up; wsgi_pass basics:hello; }
-            $ok");
-        my ($worker) = $ngx->worker_pids;
-        my ($status) = fetch($ngx, '/panic');
-        is($status, 500, 'answered 500');
-        ok($ngx->wait_log(panic_line('the wake-up handler', 'PanicInWakeUp'), 2), 'error_log says where');
-        serves_on($ngx, $worker);
-        $ngx->stop;
+        after_panic('location /panic { wsgi_test_hook panic_in_wake_up; wsgi_pass basics:hello; }', sub {
+            my ($ngx) = @_;
+            my ($status) = fetch($ngx, '/panic');
+            is($status, 500, 'answered 500');
+            ok($ngx->wait_log(panic_line('the wake-up handler', 'PanicInWakeUp'), 2), 'error_log says where');
+        });
     };
 
     subtest 'thread mode: a panic on the pool thread once the head is handed over: the response is aborted' => sub {
-        my $ngx = NginxRunner->new(master => 1, server => "
-            location /panic { wsgi_test_hook panic_in_pool_thread; wsgi_pass basics:hello; }
-            $ok");
-        my ($worker) = $ngx->worker_pids;
-        my ($status, $data) = fetch($ngx, '/panic');
-        # The head may or may not have reached the socket before the abort.
-        ok($status == 0 || $status == 200, "no error page in place of the app's head (status $status)");
-        unlike($data, qr/Hello/, 'no body: the connection was closed');
-        ok($ngx->wait_log(panic_line('a pool thread', 'PanicInPoolThread'), 2), 'error_log says where');
-        like($ngx->error_log, qr/PanicInPoolThread.*request: "GET \/panic /, "with the request's context");
-        serves_on($ngx, $worker);
-        $ngx->stop;
+        after_panic('location /panic { wsgi_test_hook panic_in_pool_thread; wsgi_pass basics:hello; }', sub {
+            my ($ngx) = @_;
+            my ($status, $data) = fetch($ngx, '/panic');
+            # The head may or may not have reached the socket before the abort.
+            ok($status == 0 || $status == 200, "no error page in place of the app's head (status $status)");
+            unlike($data, qr/Hello/, 'no body: the connection was closed');
+            ok($ngx->wait_log(panic_line('a pool thread', 'PanicInPoolThread'), 2), 'error_log says where');
+            like($ngx->error_log, qr/PanicInPoolThread.*request: "GET \/panic /, "with the request's context");
+        });
     };
 
     subtest 'thread mode: a panic in the queue timer: 500, the app never runs for it' => sub {
-        my $ngx = NginxRunner->new(master => 1, server => "
-            location /sleep {
-                wsgi_threads 1;
-                wsgi_queue_timeout 200ms;
-                wsgi_test_hook panic_in_queue_timer;
-                wsgi_pass threads:sleep;
-            }
-            $ok");
-        my ($worker) = $ngx->worker_pids;
-        my $running = $ngx->get('/sleep?0.6');
-        sleep 0.1;
-        my ($status) = fetch($ngx, '/sleep?0.01');
-        is($status, 500, 'the queued request: 500');
-        ok($ngx->wait_log(panic_line('the queue timer', 'PanicInQueueTimer'), 2), 'error_log says where');
-        my ($data) = NginxRunner::read_until($running, qr/\A(?!)/, 5);
-        like($data, qr/\AHTTP\/1\.1 200 /, 'the running request completes');
-        sleep 0.2;
-        unlike($ngx->error_log, qr/sleep: start 0\.01/, 'the app never ran for the queued one');
-        serves_on($ngx, $worker);
-        $ngx->stop;
+        my $location = 'location /sleep { wsgi_threads 1; wsgi_queue_timeout 200ms; '
+            . 'wsgi_test_hook panic_in_queue_timer; wsgi_pass threads:sleep; }';
+        after_panic($location, sub {
+            my ($ngx) = @_;
+            my $running = $ngx->get('/sleep?0.6');
+            sleep 0.1;
+            my ($status) = fetch($ngx, '/sleep?0.01');
+            is($status, 500, 'the queued request: 500');
+            ok($ngx->wait_log(panic_line('the queue timer', 'PanicInQueueTimer'), 2), 'error_log says where');
+            my ($data) = NginxRunner::read_until($running, qr/\A(?!)/, 5);
+            like($data, qr/\AHTTP\/1\.1 200 /, 'the running request completes');
+            sleep 0.2;
+            unlike($ngx->error_log, qr/sleep: start 0\.01/, 'the app never ran for the queued one');
+        });
     };
 
     subtest 'thread mode: a panic in the read event handler when the client leaves' => sub {
-        my $ngx = NginxRunner->new(master => 1, server => "
-            location /late { wsgi_test_hook panic_in_client_read; wsgi_pass threads:sleep_then_yield; }
-            $ok");
-        my ($worker) = $ngx->worker_pids;
-        my $s = $ngx->get('/late?0.5');
-        sleep 0.2;
-        close $s;
-        ok($ngx->wait_log(panic_line('the read event handler', 'PanicInClientRead'), 2), 'error_log says where');
-        ok($ngx->wait_log(qr/sleep_then_yield: close\(\) called/, 3), "the app stops and its close() runs");
-        serves_on($ngx, $worker);
-        $ngx->stop;
+        after_panic('location /late { wsgi_test_hook panic_in_client_read; wsgi_pass threads:sleep_then_yield; }', sub {
+            my ($ngx) = @_;
+            my $s = $ngx->get('/late?0.5');
+            sleep 0.2;
+            close $s;
+            ok($ngx->wait_log(panic_line('the read event handler', 'PanicInClientRead'), 2), 'error_log says where');
+            ok($ngx->wait_log(qr/sleep_then_yield: close\(\) called/, 3), "the app stops and its close() runs");
+        });
     };
 
     subtest 'thread mode: a panic in the busy timer: an alert, the request completes' => sub {
-        my $ngx = NginxRunner->new(master => 1, http => 'wsgi_test_hook panic_in_busy_timer;', server => "
-            location /sleep { wsgi_pass threads:sleep; }
-            $ok");
-        my ($worker) = $ngx->worker_pids;
-        my ($status) = fetch($ngx, '/sleep?0.4');
-        is($status, 200, 'the request completes');
-        ok($ngx->wait_log(panic_line('the busy timer', 'PanicInBusyTimer'), 2), 'error_log says where');
-        serves_on($ngx, $worker);
-        $ngx->stop;
+        after_panic('location /sleep { wsgi_pass threads:sleep; }', sub {
+            my ($ngx) = @_;
+            my ($status) = fetch($ngx, '/sleep?0.4');
+            is($status, 200, 'the request completes');
+            ok($ngx->wait_log(panic_line('the busy timer', 'PanicInBusyTimer'), 2), 'error_log says where');
+        }, http => 'wsgi_test_hook panic_in_busy_timer;');
     };
 }
 

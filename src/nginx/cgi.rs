@@ -105,7 +105,7 @@ pub unsafe fn collect(
     } else if let Some(root) = variable(r, sources.document_root) {
         vars.set(Known::DocumentRoot, root);
     }
-    if let Some(user) = authenticated_user(r, sources) {
+    if let Some(user) = authenticated_user(r, clcf.satisfy, sources) {
         vars.set(Known::RemoteUser, user);
         // $remote_user is the user of Basic credentials, nginx's only scheme.
         vars.set(Known::AuthType, b"Basic");
@@ -163,13 +163,14 @@ unsafe fn variable<'a>(r: *mut ngx_http_request_t, index: ngx_uint_t) -> Option<
 /// client could name any user: then there is none.
 ///
 /// # Safety
-/// `r` must be a live request; `sources` from its main configuration.
+/// `r` must be a live request; `satisfy` its location's, `sources` from
+/// its main configuration.
 unsafe fn authenticated_user<'a>(
     r: *mut ngx_http_request_t,
+    satisfy: ngx_uint_t,
     sources: &EnvironSources,
 ) -> Option<&'a [u8]> {
-    let clcf = NgxHttpCoreModule::location_conf(&*r)?;
-    if clcf.satisfy != NGX_HTTP_SATISFY_ALL as ngx_uint_t {
+    if satisfy != NGX_HTTP_SATISFY_ALL as ngx_uint_t {
         return None;
     }
     let checked = sources.auth_basic.is_some_and(|i| auth_basic_on(r, i))

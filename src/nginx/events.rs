@@ -72,7 +72,7 @@ pub unsafe fn resume(r: *mut ngx_http_request_t, output: &SharedOutput) -> Resum
     }
     let (rc, must_wait) = {
         let mut out = super::output::lock(output);
-        let rc = out.send(r, std::ptr::null_mut());
+        let rc = out.send(std::ptr::null_mut());
         (rc, out.must_wait())
     };
     if rc == NGX_ERROR as ngx_int_t {

@@ -68,8 +68,7 @@ fn tag() -> *mut std::ffi::c_void {
 }
 
 pub struct Output {
-    /// The request this output belongs to, for the one caller that has not
-    /// got it at hand: the app's `x-wsgiorg.flush` (inline).
+    /// The request this output belongs to (in its pool).
     request: *mut ngx_http_request_t,
     free: *mut ngx_chain_t,
     busy: *mut ngx_chain_t,
@@ -145,11 +144,6 @@ pub fn lock(output: &SharedOutput) -> MutexGuard<'_, Output> {
 }
 
 impl Output {
-    /// The request this output belongs to.
-    pub fn request(&self) -> *mut ngx_http_request_t {
-        self.request
-    }
-
     /// True while nginx holds output of this response that the client's
     /// socket would not take: the signal to stop asking the app for more
     /// until the write event.
@@ -172,14 +166,10 @@ impl Output {
     /// that points at them, or, when small, a copy behind the last one.
     ///
     /// # Safety
-    /// `r` must be the live request this output belongs to; the bytes must
-    /// stay valid until `done()` counts this chunk or the request ends.
-    unsafe fn queue(
-        &mut self,
-        r: *mut ngx_http_request_t,
-        data: *const u8,
-        len: usize,
-    ) -> Result<(), ()> {
+    /// The output's request must be live; the bytes must stay valid until
+    /// `done()` counts this chunk or the request ends.
+    unsafe fn queue(&mut self, data: *const u8, len: usize) -> Result<(), ()> {
+        let r = self.request;
         // Only a batch has a queue to copy behind (a flushed chunk goes alone).
         if !self.queue.is_null() && self.copy_behind_last(data, len) {
             self.queued_bytes += len;
@@ -284,18 +274,17 @@ impl Output {
     /// As for `queue`.
     pub unsafe fn write(
         &mut self,
-        r: *mut ngx_http_request_t,
         data: *const u8,
         len: usize,
         flush: bool,
         more: bool,
     ) -> Result<ngx_int_t, ()> {
-        self.queue(r, data, len)?;
+        self.queue(data, len)?;
         self.flush_wanted |= flush;
         Ok(if self.flush_wanted && !more {
-            self.send_queue(r, true)
+            self.send_queue(true)
         } else if !self.flush_wanted && self.batch_full() {
-            self.send_queue(r, false)
+            self.send_queue(false)
         } else {
             NGX_OK as ngx_int_t
         })
@@ -305,8 +294,9 @@ impl Output {
     /// filter holds it back (an empty queue then sends a flush alone).
     ///
     /// # Safety
-    /// `r` must be the live request this output belongs to.
-    pub unsafe fn send_queue(&mut self, r: *mut ngx_http_request_t, flush: bool) -> ngx_int_t {
+    /// The output's request must be live.
+    pub unsafe fn send_queue(&mut self, flush: bool) -> ngx_int_t {
+        let r = self.request;
         if flush {
             self.flush_wanted = false;
         }
@@ -329,15 +319,16 @@ impl Output {
         self.queued_bytes = 0;
         self.queued_buffers = 0;
         self.queued_chunks = 0;
-        self.send(r, out)
+        self.send(out)
     }
 
     /// Ends the response: passes the queue with its last buffer marked as
     /// the body's end, or, when nothing is queued, nginx's own last buffer.
     ///
     /// # Safety
-    /// `r` must be the live request this output belongs to.
-    pub unsafe fn send_last(&mut self, r: *mut ngx_http_request_t) -> ngx_int_t {
+    /// The output's request must be live.
+    pub unsafe fn send_last(&mut self) -> ngx_int_t {
+        let r = self.request;
         if self.queue.is_null() {
             let rc = ngx_http_send_special(r, NGX_HTTP_LAST as _);
             if rc != NGX_ERROR as ngx_int_t {
@@ -362,19 +353,16 @@ impl Output {
         } else {
             (*b).set_last_in_chain(1);
         }
-        self.send_queue(r, true)
+        self.send_queue(true)
     }
 
     /// Passes `out` (null: only what nginx holds) to the output filters and
     /// moves the buffers nginx is done with to the free list.
     ///
     /// # Safety
-    /// `r` must be the live request this output belongs to.
-    pub unsafe fn send(
-        &mut self,
-        r: *mut ngx_http_request_t,
-        mut out: *mut ngx_chain_t,
-    ) -> ngx_int_t {
+    /// The output's request must be live.
+    pub unsafe fn send(&mut self, mut out: *mut ngx_chain_t) -> ngx_int_t {
+        let r = self.request;
         let rc = ngx_http_output_filter(r, out);
         if rc == NGX_ERROR as ngx_int_t {
             return rc;
@@ -622,15 +610,9 @@ mod tests {
         NGINX.with_borrow(|nginx| (nginx.flushed, nginx.last))
     }
 
-    fn write(
-        out: &mut Output,
-        r: *mut ngx_http_request_t,
-        chunk: &[u8],
-        flush: bool,
-        more: bool,
-    ) -> ngx_int_t {
+    fn write(out: &mut Output, chunk: &[u8], flush: bool, more: bool) -> ngx_int_t {
         // SAFETY: the test keeps every chunk alive until it ends.
-        unsafe { out.write(r, chunk.as_ptr(), chunk.len(), flush, more) }.expect("queued")
+        unsafe { out.write(chunk.as_ptr(), chunk.len(), flush, more) }.expect("queued")
     }
 
     #[test]
@@ -639,7 +621,7 @@ mod tests {
         let output = shared(r);
         let mut out = output.lock().unwrap();
         let chunk = b"hello".to_vec();
-        assert_eq!(write(&mut out, r, &chunk, true, false), NGX_OK as ngx_int_t);
+        assert_eq!(write(&mut out, &chunk, true, false), NGX_OK as ngx_int_t);
         assert_eq!(writes(), [(b"hello".to_vec(), 1)]);
         assert_eq!(flushed(), (true, false));
         assert_eq!(out.done(), 1);
@@ -653,21 +635,18 @@ mod tests {
         let mut out = output.lock().unwrap();
         set_room(2);
         let chunk = b"hello".to_vec();
-        assert_eq!(
-            write(&mut out, r, &chunk, true, false),
-            NGX_AGAIN as ngx_int_t
-        );
+        assert_eq!(write(&mut out, &chunk, true, false), NGX_AGAIN as ngx_int_t);
         assert!(out.must_wait(), "the socket took 2 of 5 bytes");
         assert_eq!(out.done(), 0, "nginx still points into the chunk");
         set_room(usize::MAX);
         // SAFETY: the request and its chunk live.
-        assert_eq!(unsafe { out.send(r, null_mut()) }, NGX_OK as ngx_int_t);
+        assert_eq!(unsafe { out.send(null_mut()) }, NGX_OK as ngx_int_t);
         assert!(!out.must_wait());
         assert_eq!(out.done(), 1);
         assert_eq!(writes(), [(b"he".to_vec(), 0), (b"llo".to_vec(), 1)]);
         // The buffer came back to the free list and serves the next chunk.
         let next = b"again".to_vec();
-        write(&mut out, r, &next, true, false);
+        write(&mut out, &next, true, false);
         assert!(out.busy.is_null() && !out.free.is_null());
         assert_eq!(out.done(), 2);
     }
@@ -680,15 +659,12 @@ mod tests {
         NGINX.with_borrow_mut(|nginx| nginx.copying = true);
         set_room(4);
         let chunk = b"compressed".to_vec();
-        assert_eq!(
-            write(&mut out, r, &chunk, true, false),
-            NGX_AGAIN as ngx_int_t
-        );
+        assert_eq!(write(&mut out, &chunk, true, false), NGX_AGAIN as ngx_int_t);
         assert_eq!(out.done(), 1, "the filter took the chunk");
         assert!(out.must_wait(), "but its copy waits for the socket");
         set_room(usize::MAX);
         // SAFETY: the request lives.
-        unsafe { out.send(r, null_mut()) };
+        unsafe { out.send(null_mut()) };
         assert!(!out.must_wait());
         assert_eq!(writes(), [(b"comp".to_vec(), 0), (b"ressed".to_vec(), 0)]);
     }
@@ -702,11 +678,11 @@ mod tests {
         let output = shared(r);
         let mut out = output.lock().unwrap();
         let chunk = b"batched".to_vec();
-        write(&mut out, r, &chunk, true, false);
+        write(&mut out, &chunk, true, false);
         // SAFETY: the request lives; as nginx's filters would leave it.
         unsafe { (*(*r).connection).set_buffered(1) };
         // SAFETY: as above.
-        assert_eq!(unsafe { out.send(r, null_mut()) }, NGX_OK as ngx_int_t);
+        assert_eq!(unsafe { out.send(null_mut()) }, NGX_OK as ngx_int_t);
         assert!(!out.must_wait());
     }
 
@@ -717,11 +693,11 @@ mod tests {
         let mut out = output.lock().unwrap();
         let chunks: Vec<Vec<u8>> = (0..5u8).map(|i| vec![b'a' + i; 100]).collect();
         for chunk in &chunks {
-            assert_eq!(write(&mut out, r, chunk, false, false), NGX_OK as ngx_int_t);
+            assert_eq!(write(&mut out, chunk, false, false), NGX_OK as ngx_int_t);
         }
         assert!(writes().is_empty(), "a batch waits for a flush or its size");
         // SAFETY: the request and the chunks live.
-        unsafe { out.send_queue(r, true) };
+        unsafe { out.send_queue(true) };
         assert_eq!(writes(), [(chunks.concat(), 1)]);
         assert_eq!(out.done(), 5);
     }
@@ -738,10 +714,10 @@ mod tests {
             vec![4u8; 10],
         ];
         for chunk in &chunks {
-            write(&mut out, r, chunk, false, false);
+            write(&mut out, chunk, false, false);
         }
         // SAFETY: as above.
-        unsafe { out.send_last(r) };
+        unsafe { out.send_last() };
         // 10 | COPY_MAX + 1 | 10 + 10 copied together, the last marked last_buf.
         assert_eq!(writes(), [(chunks.concat(), 3)]);
         assert_eq!(flushed(), (true, true));
@@ -755,21 +731,21 @@ mod tests {
         let mut out = output.lock().unwrap();
         let chunks: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 1000]).collect();
         for chunk in &chunks[..3] {
-            write(&mut out, r, chunk, false, false);
+            write(&mut out, chunk, false, false);
         }
         // SAFETY: as above.
-        unsafe { out.send_queue(r, false) };
+        unsafe { out.send_queue(false) };
         assert_eq!(out.done(), 3);
         set_room(500);
         for chunk in &chunks[3..] {
-            write(&mut out, r, chunk, false, false);
+            write(&mut out, chunk, false, false);
         }
         // SAFETY: as above.
-        assert_eq!(unsafe { out.send_queue(r, true) }, NGX_AGAIN as ngx_int_t);
+        assert_eq!(unsafe { out.send_queue(true) }, NGX_AGAIN as ngx_int_t);
         assert_eq!(out.done(), 3, "the copy of chunks 3 to 5 is not out");
         set_room(usize::MAX);
         // SAFETY: as above.
-        unsafe { out.send(r, null_mut()) };
+        unsafe { out.send(null_mut()) };
         assert_eq!(out.done(), 6);
         // The second copy reused the first one's memory, which waits now
         // for the next copies.
@@ -784,10 +760,10 @@ mod tests {
         let mut out = output.lock().unwrap();
         let chunk = vec![7u8; BATCH_BYTES / 4];
         for _ in 0..3 {
-            write(&mut out, r, &chunk, false, false);
+            write(&mut out, &chunk, false, false);
         }
         assert!(writes().is_empty());
-        write(&mut out, r, &chunk, false, false);
+        write(&mut out, &chunk, false, false);
         assert_eq!(writes(), [(chunk.repeat(4), 4)]);
         assert_eq!(flushed(), (false, false));
     }
@@ -798,16 +774,13 @@ mod tests {
         let output = shared(r);
         let mut out = output.lock().unwrap();
         let chunks: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 5000]).collect();
+        assert_eq!(write(&mut out, &chunks[0], true, true), NGX_OK as ngx_int_t);
         assert_eq!(
-            write(&mut out, r, &chunks[0], true, true),
-            NGX_OK as ngx_int_t
-        );
-        assert_eq!(
-            write(&mut out, r, &chunks[1], false, true),
+            write(&mut out, &chunks[1], false, true),
             NGX_OK as ngx_int_t
         );
         assert!(writes().is_empty(), "more chunks are at hand");
-        write(&mut out, r, &chunks[2], false, false);
+        write(&mut out, &chunks[2], false, false);
         assert_eq!(writes(), [(chunks.concat(), 3)]);
         assert_eq!(flushed(), (true, false));
     }
@@ -818,9 +791,9 @@ mod tests {
         let output = shared(r);
         let mut out = output.lock().unwrap();
         let chunk = b"body".to_vec();
-        write(&mut out, r, &chunk, true, false);
+        write(&mut out, &chunk, true, false);
         // SAFETY: as above.
-        assert_eq!(unsafe { out.send_last(r) }, NGX_OK as ngx_int_t);
+        assert_eq!(unsafe { out.send_last() }, NGX_OK as ngx_int_t);
         assert_eq!(writes(), [(b"body".to_vec(), 1), (Vec::new(), 1)]);
         assert_eq!(flushed(), (false, true));
         assert_eq!(out.done(), 1);

@@ -312,7 +312,7 @@ unsafe fn deliver(
         Delivered::Finish(NGX_ERROR as _)
     };
     let mut out = output::lock(output);
-    if news.chunks.is_empty() && news.flush && out.send_queue(r, true) == NGX_ERROR as ngx_int_t {
+    if news.chunks.is_empty() && news.flush && out.send_queue(true) == NGX_ERROR as ngx_int_t {
         return gone();
     }
     let count = news.chunks.len();
@@ -321,7 +321,7 @@ unsafe fn deliver(
         let flush = chunk.flush || (last && news.flush);
         // SAFETY (of the pointer): the pool thread keeps the bytes object
         // until `done()` counts this chunk or the request ends.
-        match out.write(r, chunk.data, chunk.len, flush, !last) {
+        match out.write(chunk.data, chunk.len, flush, !last) {
             Err(()) => return Delivered::Finish(NGX_ERROR as _),
             Ok(rc) if rc == NGX_ERROR as ngx_int_t => return gone(),
             Ok(_) => {}
@@ -337,7 +337,7 @@ unsafe fn deliver(
         Some(End::Finalize(rc)) => Delivered::Finish(rc),
         Some(End::Complete(_)) => {
             // The last buffer flushes every filter.
-            let rc = out.send_last(r);
+            let rc = out.send_last();
             if rc == NGX_ERROR as ngx_int_t {
                 return gone();
             }
