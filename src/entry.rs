@@ -23,7 +23,6 @@ use ngx::{ngx_log_debug_mask, ngx_log_error};
 
 use crate::config::Module;
 use crate::errlog::{self, log_client_gone};
-use crate::guard;
 use crate::inline::{self, Inline};
 use crate::next::Next;
 use crate::nginx::events::{self, Resume};
@@ -31,6 +30,7 @@ use crate::request::{self, Mode, RequestCtx, State};
 use crate::test_hooks::{self, Hook};
 use crate::threads::{pool, relay, wakeup, Handoff, Link};
 use crate::wsgi::interp;
+use crate::{guard, retire};
 
 /// The content handler of `wsgi_pass` locations: create the request's
 /// context and let nginx read the body; `on_body_read` starts the app.
@@ -222,6 +222,8 @@ pub extern "C" fn on_wake(ev: *mut ngx_event_t) {
             pool::abandon();
         }
         errlog::write_deferred(log);
+        // The watchdog found an app stuck on a pool thread (and logged why).
+        retire::act_on_request();
         woken.requests
     });
     match woken {

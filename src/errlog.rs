@@ -43,6 +43,36 @@ impl LogTo {
             _ => worker_log(level, text),
         }
     }
+
+    /// Writes `heading` and a long `body` (a traceback, a stack) in as
+    /// many messages as nginx's limit on one needs.
+    pub fn write_long(&self, level: ngx_uint_t, heading: &str, body: &str) {
+        for message in pieces(heading, body) {
+            self.write(level, &message);
+        }
+    }
+}
+
+/// `heading:` and `body`, split at line ends into messages that fit
+/// nginx's error message limit (2048 bytes with its own prefix).
+pub fn pieces(heading: &str, body: &str) -> Vec<String> {
+    const ROOM: usize = 1800;
+    let mut messages = Vec::new();
+    let mut message = String::with_capacity(1024);
+    message.push_str(heading);
+    message.push_str(":\n");
+    for line in body.lines() {
+        if message.len() + line.len() > ROOM && !message.is_empty() {
+            messages.push(message.trim_end().to_owned());
+            message.clear();
+        }
+        message.push_str(line);
+        message.push('\n');
+    }
+    if !message.trim_end().is_empty() {
+        messages.push(message.trim_end().to_owned());
+    }
+    messages
 }
 
 /// What becomes of a line for the worker's log written on another thread.
@@ -116,6 +146,13 @@ pub fn worker_log(level: ngx_uint_t, text: &str) {
     write_line(level, std::ptr::null_mut(), text);
 }
 
+/// Writes to the worker's log from any thread, at once: only for when the
+/// event loop cannot, being stuck inside an app (nginx's own thread pools
+/// log from their threads likewise).
+pub fn write_from_any_thread(level: ngx_uint_t, text: &str) {
+    write_line(level, std::ptr::null_mut(), text);
+}
+
 /// Writes a line to `log`, or, when null, the worker's. The unit-test
 /// executable has no nginx: there, lines go to stderr.
 fn write_line(level: ngx_uint_t, log: *mut ngx_log_t, text: &str) {
@@ -138,4 +175,27 @@ pub const CLIENT_GONE: &str = "wsgi: the client connection is gone; closing the 
 
 pub fn log_client_gone(log: *mut ngx_log_t) {
     write_line(NGX_LOG_INFO as _, log, CLIENT_GONE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pieces;
+
+    #[test]
+    fn long_text_is_split_at_line_ends() {
+        let short = pieces("heading", "  File \"a.py\", line 1, in f\n    x()\n");
+        assert_eq!(short, ["heading:\n  File \"a.py\", line 1, in f\n    x()"]);
+
+        let line = "x".repeat(100);
+        let body = vec![line.as_str(); 50].join("\n");
+        let messages = pieces("heading", &body);
+        assert!(messages.len() > 1);
+        assert!(messages.iter().all(|m| m.len() <= 1800));
+        assert!(messages[0].starts_with("heading:\n"));
+        let lines: usize = messages
+            .iter()
+            .map(|m| m.lines().filter(|l| *l == line).count())
+            .sum();
+        assert_eq!(lines, 50, "every line once, none cut");
+    }
 }

@@ -23,7 +23,7 @@ use crate::wsgi::driver::{Gone, Response, Sink, Start, Step};
 use crate::wsgi::flush::{FlushError, FlushTarget};
 use crate::wsgi::kept::Kept;
 use crate::wsgi::start_response::Head;
-use crate::wsgi::{input, interp};
+use crate::wsgi::{input, interp, watch};
 
 /// Work one request may do in one event-loop turn before letting the
 /// worker's other connections run.
@@ -98,13 +98,12 @@ pub unsafe fn start(
             flush: output.clone(),
             multithread: false,
             buffering: lc.buffering(),
+            watch: watch::event_loop(),
+            read_timeout: lc.read_timeout as u64,
         };
-        let next = match Response::start(py, start) {
-            Ok(response) => {
-                inline.response = Some(response);
-                pump(py, r, output, inline)
-            }
-            Err(end) => Next::Finish(end.rc()),
+        let next = match Response::start(py, start, &mut inline.response) {
+            None => pump(py, r, output, inline),
+            Some(end) => Next::Finish(end.rc()),
         };
         release_if_finished(py, output, inline, &next);
         next

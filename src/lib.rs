@@ -24,6 +24,8 @@ mod module;
 mod next;
 mod nginx;
 mod request;
+mod retire;
+mod signals;
 mod test_hooks;
 mod threads;
 mod vars;

@@ -10,25 +10,25 @@ use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_t, ngx_cycle_t,
     ngx_http_compile_complex_value, ngx_http_compile_complex_value_t, ngx_http_complex_value_t,
-    ngx_http_get_variable_index, ngx_http_module_t, ngx_int_t, ngx_pcalloc, ngx_str_t, ngx_uint_t,
-    NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE23, NGX_ERROR,
-    NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF, NGX_LOG_ALERT, NGX_LOG_EMERG,
-    NGX_OK,
+    ngx_http_get_variable_index, ngx_http_module_t, ngx_int_t, ngx_parse_time, ngx_pcalloc,
+    ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12,
+    NGX_CONF_TAKE23, NGX_ERROR, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
+    NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::{ngx_conf_log_error, ngx_log_error, ngx_string};
 
 use crate::config::{
-    check_python_home, AppSource, AppSpec, EnvironSources, Invalid, LocConf, MainConf, Module,
-    Param, PoolSpec,
+    check_python_home, max_requests, size, AppSource, AppSpec, EnvironSources, Invalid, LocConf,
+    MainConf, Module, Param, PoolSpec,
 };
 #[cfg(feature = "test-hooks")]
 use crate::test_hooks::Hooks;
 use crate::test_hooks::{self, Hook};
 use crate::threads::{pool, wakeup};
-use crate::wsgi::interp;
-use crate::{entry, errlog, event_loop, guard};
+use crate::wsgi::{interp, watchdog};
+use crate::{entry, errlog, event_loop, guard, retire};
 
 pub static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: None,
@@ -60,10 +60,25 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
             return;
         }
         event_loop::mark_current();
+        retire::configure(main.max_requests, main.max_rss);
         interp::start(main, log);
         if !interp::ready() {
             return;
         }
+        // A worker without thread pools keeps one thread: its watchdog is
+        // a process.
+        let single_threaded = main.pools.is_empty();
+        let shortest = main.shortest_read_timeout();
+        if let Err(e) = watchdog::start(&main.apps, shortest, single_threaded, log) {
+            ngx_log_error!(
+                NGX_LOG_ALERT,
+                log,
+                "wsgi: {e}; wsgi_read_timeout is not enforced in this worker"
+            );
+        }
+        // Warm start: the first request after a start or a reload does not
+        // pay for importing the apps.
+        interp::import_apps(&main.apps);
         // Pool threads, and an app's own threads, reach the event loop
         // through the wake-up.
         // SAFETY: on the event loop, in init_process, with the live cycle.
@@ -140,7 +155,7 @@ const fn command(
 }
 
 /// The test build's `wsgi_test_hook` (src/test_hooks.rs) is one more row.
-const COMMAND_COUNT: usize = 8 + cfg!(feature = "test-hooks") as usize;
+const COMMAND_COUNT: usize = 11 + cfg!(feature = "test-hooks") as usize;
 
 pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
     command(
@@ -191,6 +206,27 @@ pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
         ngx_conf_set_msec_slot,
         NGX_HTTP_LOC_CONF_OFFSET,
         std::mem::offset_of!(LocConf, queue_timeout),
+    ),
+    command(
+        ngx_string!("wsgi_read_timeout"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        handle::<WsgiReadTimeout>,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    command(
+        ngx_string!("wsgi_max_requests"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE12,
+        handle::<WsgiMaxRequests>,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        0,
+    ),
+    command(
+        ngx_string!("wsgi_max_rss"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        handle::<WsgiMaxRss>,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+        0,
     ),
     #[cfg(feature = "test-hooks")]
     command(
@@ -524,6 +560,62 @@ impl Set for WsgiPythonHome {
         let full = d.resolve(dir);
         check_python_home(&full).map_err(|reason| Invalid::value(dir, reason))?;
         main.python_home = Some(full);
+        Ok(())
+    }
+}
+
+struct WsgiReadTimeout;
+
+impl Set for WsgiReadTimeout {
+    type Conf = LocConf;
+
+    fn set(d: &Directive, loc: &mut LocConf) -> Result<(), Refusal> {
+        let arg = d.arg(0);
+        let mut value = ngx_str_t {
+            len: arg.len(),
+            data: arg.as_ptr() as *mut u8,
+        };
+        // SAFETY: ngx_parse_time only reads the string (`arg` lives).
+        let ms = unsafe { ngx_parse_time(&mut value, 0) };
+        if ms == NGX_ERROR as ngx_int_t || ms <= 0 {
+            return Err(Invalid::value(arg, "it must be a time above 0, such as 30s or 2m").into());
+        }
+        if !loc.set_read_timeout(ms as _) {
+            return Err(Refusal::Duplicate);
+        }
+        // SAFETY: a location-level directive: `loc` is not the main
+        // configuration, and `main` is dropped with the handler.
+        let main = unsafe { d.main_conf() }?;
+        let shortest = main.shortest_read_timeout.get_or_insert(ms as _);
+        *shortest = (*shortest).min(ms as _);
+        Ok(())
+    }
+}
+
+struct WsgiMaxRequests;
+
+impl Set for WsgiMaxRequests {
+    type Conf = MainConf;
+
+    fn set(d: &Directive, main: &mut MainConf) -> Result<(), Refusal> {
+        if main.max_requests.is_some() {
+            return Err(Refusal::Duplicate);
+        }
+        main.max_requests = Some(max_requests(&d.args)?);
+        Ok(())
+    }
+}
+
+struct WsgiMaxRss;
+
+impl Set for WsgiMaxRss {
+    type Conf = MainConf;
+
+    fn set(d: &Directive, main: &mut MainConf) -> Result<(), Refusal> {
+        if main.max_rss.is_some() {
+            return Err(Refusal::Duplicate);
+        }
+        main.max_rss = Some(size(d.arg(0))?);
         Ok(())
     }
 }

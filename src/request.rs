@@ -27,12 +27,12 @@ use ngx::http::{HttpModule, Request};
 use ngx::{ngx_log_debug_mask, ngx_log_error};
 
 use crate::config::Module;
-use crate::guard;
 use crate::inline::Inline;
 use crate::next::Next;
 use crate::nginx::events;
 use crate::nginx::output::{self, SharedOutput};
 use crate::threads::Link;
+use crate::{guard, retire};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -104,9 +104,13 @@ impl Drop for RequestCtx {
     fn drop(&mut self) {
         let log = self.log;
         // The pool cleanup is called from nginx's C code: nothing may unwind.
-        if let Err(panic) = guard::catch(|| match &mut self.mode {
-            Mode::Inline(inline) => inline.end_request(),
-            Mode::Thread(link) => link.end_request(log),
+        if let Err(panic) = guard::catch(|| {
+            match &mut self.mode {
+                Mode::Inline(inline) => inline.end_request(),
+                Mode::Thread(link) => link.end_request(log),
+            }
+            // wsgi_max_requests, wsgi_max_rss.
+            retire::request_ended();
         }) {
             ngx_log_error!(
                 ngx::ffi::NGX_LOG_ALERT,

@@ -180,7 +180,7 @@ replaced
 
 
 
-=== TEST 13: a module that fails to import: 500, traceback, and retried on the next request
+=== TEST 13: a module that fails to import: 500 and the traceback at each request, retried each time (the worker's start tried it too: t/015)
 --- config
 location /broken { wsgi_pass broken_import; }
 --- request eval
@@ -188,10 +188,10 @@ location /broken { wsgi_pass broken_import; }
 --- error_code eval
 [500, 500]
 --- grep_error_log eval
-qr/wsgi: cannot load app "broken_import:application"/
+qr/wsgi: cannot load app "broken_import:application":/
 --- grep_error_log_out eval
-["wsgi: cannot load app \"broken_import:application\"\n",
- "wsgi: cannot load app \"broken_import:application\"\n"]
+["wsgi: cannot load app \"broken_import:application\":\n",
+ "wsgi: cannot load app \"broken_import:application\":\n"]
 
 
 

@@ -166,3 +166,91 @@ wsgi: Python is not running in this worker: init_fs_encoding: failed to get the 
 --- no_error_log
 exited on signal
 exited with code
+
+
+
+=== TEST 16: wsgi_max_requests takes a number of requests
+--- http_config
+wsgi_max_requests x;
+--- config
+location /app { wsgi_pass app; }
+--- must_die
+--- error_log
+invalid value "x" in "wsgi_max_requests" directive, it must be a number of requests above 0
+
+
+
+=== TEST 17: wsgi_max_requests: jitter without a number of requests
+--- http_config
+wsgi_max_requests jitter=10;
+--- config
+location /app { wsgi_pass app; }
+--- must_die
+--- error_log
+invalid value "jitter=10" in "wsgi_max_requests" directive, it must be a number of requests above 0
+
+
+
+=== TEST 18: wsgi_max_requests: an unknown parameter
+--- http_config
+wsgi_max_requests 50 spread=3;
+--- config
+location /app { wsgi_pass app; }
+--- must_die
+--- error_log
+invalid parameter "spread=3" in "wsgi_max_requests" directive, it must be "jitter=NUMBER"
+
+
+
+=== TEST 19: wsgi_max_requests: a negative jitter
+--- http_config
+wsgi_max_requests 50 jitter=-1;
+--- config
+location /app { wsgi_pass app; }
+--- must_die
+--- error_log
+invalid value "jitter=-1" in "wsgi_max_requests" directive, it must be "jitter=NUMBER"
+
+
+
+=== TEST 20: wsgi_max_requests is an http-level directive
+--- config
+location /app {
+    wsgi_max_requests 50;
+    wsgi_pass app;
+}
+--- must_die
+--- error_log
+"wsgi_max_requests" directive is not allowed here
+
+
+
+=== TEST 21: wsgi_max_rss takes a size: not a negative one
+--- http_config
+wsgi_max_rss -1m;
+--- config
+location /app { wsgi_pass app; }
+--- must_die
+--- error_log
+invalid value "-1m" in "wsgi_max_rss" directive, it must be a size above 0, such as 512m or 2g
+
+
+
+=== TEST 22: wsgi_max_rss twice
+--- http_config
+wsgi_max_rss 512m;
+wsgi_max_rss 1g;
+--- config
+location /app { wsgi_pass app; }
+--- must_die
+--- error_log
+"wsgi_max_rss" directive is duplicate
+
+
+
+=== TEST 23: wsgi_read_timeout takes a time: not a negative one
+--- config
+location /app { wsgi_read_timeout -1s; wsgi_pass app; }
+--- must_die
+--- error_log
+invalid value "-1s" in "wsgi_read_timeout" directive, it must be a time above 0, such as 30s or 2m

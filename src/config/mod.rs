@@ -17,7 +17,7 @@ use ngx::ffi::{
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError};
 
-pub use parse::{check_python_home, Invalid};
+pub use parse::{check_python_home, max_requests, size, Invalid};
 
 use crate::test_hooks::Hooks;
 
@@ -82,6 +82,22 @@ pub struct MainConf {
     /// What the environ reads from nginx beyond the request itself; found
     /// with the first `wsgi_pass`.
     pub environ: EnvironSources,
+    /// `wsgi_max_requests N [jitter=J]`: (N, J).
+    pub max_requests: Option<(u64, u64)>,
+    /// `wsgi_max_rss`, in bytes.
+    pub max_rss: Option<u64>,
+    /// The shortest `wsgi_read_timeout` of the configuration, if one is
+    /// shorter than the default: how often the watchdog must look.
+    pub shortest_read_timeout: Option<ngx_msec_t>,
+}
+
+impl MainConf {
+    /// The shortest `wsgi_read_timeout` any location has, in ms.
+    pub fn shortest_read_timeout(&self) -> u64 {
+        self.shortest_read_timeout
+            .unwrap_or(DEFAULT_READ_TIMEOUT)
+            .min(DEFAULT_READ_TIMEOUT) as u64
+    }
 }
 
 /// nginx variables the environ takes values from, by index, and the
@@ -114,6 +130,8 @@ pub struct LocConf {
     threads: Option<Option<usize>>,
     /// `wsgi_queue_timeout`: how long a request may wait for a free thread.
     pub queue_timeout: ngx_msec_t,
+    /// `wsgi_read_timeout`: how long one call into the app may take.
+    pub read_timeout: ngx_msec_t,
     /// Test build: the `wsgi_test_hook`s of this level and those above.
     pub test_hooks: Hooks,
 }
@@ -143,6 +161,15 @@ impl LocConf {
         self.params.push(param);
     }
 
+    /// `wsgi_read_timeout` at this level; false if it has one already.
+    pub fn set_read_timeout(&mut self, ms: ngx_msec_t) -> bool {
+        let unset = self.read_timeout == NGX_CONF_UNSET_MSEC;
+        if unset {
+            self.read_timeout = ms;
+        }
+        unset
+    }
+
     /// Whether chunks may wait in nginx's filters (`wsgi_buffering on`).
     pub fn buffering(&self) -> bool {
         self.buffering == 1
@@ -158,6 +185,7 @@ impl Default for LocConf {
             buffering: NGX_CONF_UNSET as ngx_flag_t,
             threads: None,
             queue_timeout: NGX_CONF_UNSET_MSEC,
+            read_timeout: NGX_CONF_UNSET_MSEC,
             test_hooks: Hooks::default(),
         }
     }
@@ -188,6 +216,13 @@ impl Merge for LocConf {
                 prev.queue_timeout
             };
         }
+        if self.read_timeout == NGX_CONF_UNSET_MSEC {
+            self.read_timeout = if prev.read_timeout == NGX_CONF_UNSET_MSEC {
+                DEFAULT_READ_TIMEOUT
+            } else {
+                prev.read_timeout
+            };
+        }
         self.test_hooks = self.test_hooks.union(prev.test_hooks);
         Ok(())
     }
@@ -196,6 +231,8 @@ impl Merge for LocConf {
 /// nginx's NGX_CONF_UNSET_MSEC, a cast bindgen does not carry over.
 const NGX_CONF_UNSET_MSEC: ngx_msec_t = ngx_msec_t::MAX;
 const DEFAULT_QUEUE_TIMEOUT: ngx_msec_t = 60_000;
+/// As `uwsgi_read_timeout`'s.
+const DEFAULT_READ_TIMEOUT: ngx_msec_t = 60_000;
 
 extern "C" {
     // The module's ngx_module_t, defined and exported by lib.rs: declared

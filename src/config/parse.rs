@@ -111,12 +111,7 @@ impl PoolSpec {
             })?;
         let mut max_queue = DEFAULT_MAX_QUEUE;
         for arg in &args[1..] {
-            let value = arg
-                .strip_prefix("max_queue=")
-                .ok_or_else(|| Invalid::parameter(arg, "it must be \"max_queue=NUMBER\""))?;
-            max_queue = value
-                .parse()
-                .map_err(|_| Invalid::value(arg, "it must be \"max_queue=NUMBER\""))?;
+            max_queue = named_number(arg, "max_queue")?;
             if threads == 0 {
                 return Err(Invalid::parameter(
                     arg,
@@ -126,6 +121,57 @@ impl PoolSpec {
         }
         Ok((threads > 0).then_some(PoolSpec { threads, max_queue }))
     }
+}
+
+/// Parses the arguments of `wsgi_max_requests N [jitter=J]`.
+pub fn max_requests(args: &[String]) -> Result<(u64, u64), Invalid> {
+    let count = args.first().map(String::as_str).unwrap_or("");
+    let count: u64 = count
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
+        .ok_or_else(|| Invalid::value(count, "it must be a number of requests above 0"))?;
+    let mut jitter = 0;
+    for arg in &args[1..] {
+        jitter = named_number(arg, "jitter")?;
+    }
+    Ok((count, jitter))
+}
+
+/// The NUMBER of a `NAME=NUMBER` parameter such as `max_queue=64`.
+fn named_number<T: std::str::FromStr>(arg: &str, name: &str) -> Result<T, Invalid> {
+    let form = format!("it must be \"{name}=NUMBER\"");
+    let value = arg
+        .strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix('='))
+        .ok_or_else(|| Invalid::parameter(arg, form.as_str()))?;
+    value.parse().map_err(|_| Invalid::value(arg, form))
+}
+
+/// Parses a size as nginx writes one (`512k`, `100m`, `1g`, bytes without
+/// a suffix); it must be above 0.
+pub fn size(arg: &str) -> Result<u64, Invalid> {
+    let invalid = || Invalid::value(arg, "it must be a size above 0, such as 512m or 2g");
+    let (digits, unit) = match arg.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&arg[..i], c.to_ascii_lowercase()),
+        _ => (arg, 'b'),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(invalid());
+    }
+    let scale: u64 = match unit {
+        'b' => 1,
+        'k' => 1 << 10,
+        'm' => 1 << 20,
+        'g' => 1 << 30,
+        _ => return Err(invalid()),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .filter(|&n| n > 0)
+        .ok_or_else(invalid)
 }
 
 /// What `nginx -t` checks of `wsgi_python_home`: why `dir` is not one.
@@ -203,6 +249,39 @@ mod tests {
                 "it must be \"max_queue=NUMBER\""
             ))
         );
+    }
+
+    #[test]
+    fn recycling_limits() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(max_requests(&args(&["50"])), Ok((50, 0)));
+        assert_eq!(max_requests(&args(&["50", "jitter=10"])), Ok((50, 10)));
+        for bad in [
+            &["0"][..],
+            &["-5"],
+            &["x"],
+            &["jitter=10"],
+            &["50", "jitter=-1"],
+            &["50", "spread=3"],
+        ] {
+            assert!(max_requests(&args(bad)).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(size("100m"), Ok(100 << 20));
+        assert_eq!(size("2G"), Ok(2 << 30));
+        assert_eq!(size("4096"), Ok(4096));
+        assert_eq!(size("512k"), Ok(512 << 10));
+        for bad in [
+            "",
+            "0",
+            "0m",
+            "-1m",
+            "m",
+            "10x",
+            "1.5g",
+            "99999999999999999g",
+        ] {
+            assert!(size(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

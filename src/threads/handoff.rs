@@ -23,7 +23,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 
-use ngx::ffi::{ngx_http_request_t, ngx_uint_t};
+use ngx::ffi::{ngx_http_request_t, ngx_uint_t, NGX_LOG_ERR};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -32,6 +32,7 @@ use crate::wsgi::driver::End;
 use crate::wsgi::flush::{FlushError, FlushTarget};
 use crate::wsgi::kept::Kept;
 use crate::wsgi::start_response::Head;
+use crate::wsgi::watch::OnTimeout;
 
 /// What may wait in the hand-off before the app is asked for more.
 const MAX_CHUNKS: usize = 128;
@@ -56,6 +57,9 @@ pub struct News {
     /// An explicit flush after the last of `chunks` (or with none).
     pub flush: bool,
     pub end: Option<End>,
+    /// A call into the app took longer than wsgi_read_timeout: the
+    /// request ends now (the report is in `logs`).
+    pub timed_out: bool,
 }
 
 struct Shared {
@@ -293,6 +297,7 @@ impl Handoff {
         }
         News {
             logs: std::mem::take(&mut shared.news.logs),
+            timed_out: std::mem::take(&mut shared.news.timed_out),
             ..News::default()
         }
     }
@@ -353,6 +358,28 @@ impl Handoff {
 impl LoopLog for Handoff {
     fn log(&self, level: ngx_uint_t, text: &str) {
         self.log_line(level, text);
+    }
+}
+
+/// The watchdog's news: the request ends at once, on the event loop;
+/// what the app produces from now on is dropped.
+impl OnTimeout for Handoff {
+    fn timed_out(&self, report: Vec<String>) {
+        let mut shared = self.lock();
+        if shared.request.is_null() {
+            drop(shared);
+            report
+                .iter()
+                .for_each(|line| errlog::worker_log(NGX_LOG_ERR as _, line));
+            return;
+        }
+        let lines = report
+            .into_iter()
+            .map(|line| (NGX_LOG_ERR as ngx_uint_t, line));
+        shared.news.logs.extend(lines);
+        shared.news.timed_out = true;
+        shared.cancelled_app = true;
+        self.post(&mut shared);
     }
 }
 

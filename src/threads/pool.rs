@@ -23,7 +23,9 @@ use super::producer::{self, Job};
 use crate::config::{AppSpec, PoolSpec};
 use crate::errlog;
 use crate::guard;
+use crate::signals;
 use crate::test_hooks::{self, Hook};
+use crate::wsgi::{watch, watchdog};
 
 struct Queue {
     jobs: VecDeque<Job>,
@@ -76,10 +78,10 @@ impl Pool {
         self.lock().busy -= 1;
     }
 
-    /// Whether a thread is inside a job or a job waits.
-    fn working(&self) -> bool {
+    /// Threads inside a job, and whether a job waits.
+    fn load(&self) -> (usize, bool) {
         let queue = self.lock();
-        queue.busy > 0 || !queue.jobs.is_empty()
+        (queue.busy, !queue.jobs.is_empty())
     }
 }
 
@@ -98,10 +100,6 @@ pub fn start(
     let _ = BUSY_TIMER_HANDLER.set(busy_timer);
     let apps: Arc<[AppSpec]> = apps.into();
     let mut pools = Vec::with_capacity(specs.len());
-    // Threads inherit the mask they are born with: nginx's signals (reload,
-    // quit, child exits) must reach the event-loop thread, whose wait they
-    // interrupt, from the first instant; only faults stay with a thread.
-    let unmasked = mask_signals();
     for (index, spec) in specs.iter().enumerate() {
         let pool = Arc::new(Pool {
             spec: *spec,
@@ -117,10 +115,12 @@ pub fn start(
         });
         for n in 0..spec.threads {
             let (p, a) = (pool.clone(), apps.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("wsgi-{index}-{n}"))
-                .stack_size(STACK_SIZE)
-                .spawn(move || run_thread(p, a));
+            let spawned = signals::masked(|| {
+                std::thread::Builder::new()
+                    .name(format!("wsgi-{index}-{n}"))
+                    .stack_size(STACK_SIZE)
+                    .spawn(move || run_thread(p, a))
+            });
             match spawned {
                 Ok(_) => pool.lock().alive += 1,
                 Err(e) => {
@@ -136,7 +136,6 @@ pub fn start(
         }
         pools.push(pool);
     }
-    restore_signals(&unmasked);
     let _ = POOLS.set(pools);
     ngx_log_error!(
         NGX_LOG_NOTICE,
@@ -147,12 +146,13 @@ pub fn start(
 }
 
 fn run_thread(pool: Arc<Pool>, apps: Arc<[AppSpec]>) {
+    let watch = watchdog::register();
     Python::attach(|py| {
         while let Some(job) = py.detach(|| pool.next_job()) {
             // producer::run catches the app's panics itself, keeping what
             // nginx may still send; this is the last line, so the thread
             // survives whatever happens.
-            if let Err(panic) = guard::catch(|| producer::run(py, job, &apps)) {
+            if let Err(panic) = guard::catch(|| producer::run(py, job, &apps, watch)) {
                 errlog::worker_log(NGX_LOG_ALERT as _, &guard::message("a pool thread", &panic));
             }
             pool.job_done();
@@ -161,26 +161,6 @@ fn run_thread(pool: Arc<Pool>, apps: Arc<[AppSpec]>) {
     let mut queue = pool.lock();
     queue.alive -= 1;
     pool.exited.notify_all();
-}
-
-/// Blocks every signal but faults in this thread; returns the old mask.
-fn mask_signals() -> libc::sigset_t {
-    // SAFETY: plain libc calls on local, initialized signal sets.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigfillset(&mut set);
-        for fault in [libc::SIGILL, libc::SIGFPE, libc::SIGSEGV, libc::SIGBUS] {
-            libc::sigdelset(&mut set, fault);
-        }
-        libc::pthread_sigmask(libc::SIG_SETMASK, &set, &mut old);
-        old
-    }
-}
-
-fn restore_signals(old: &libc::sigset_t) {
-    // SAFETY: `old` is the mask pthread_sigmask returned.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
 }
 
 /// A timer that exists while a pool thread works: nginx's graceful exit
@@ -218,10 +198,16 @@ pub fn keep_worker_alive() {
 /// The busy timer fired: while a thread works or a job waits, it goes on.
 /// Event loop only.
 pub fn check_busy() {
+    // A thread stuck in a call Python cannot interrupt may never come
+    // back: its request has ended, and the worker does not wait for it.
     let working = || {
-        POOLS
-            .get()
-            .is_some_and(|pools| pools.iter().any(|p| p.working()))
+        let (busy, waiting) = POOLS.get().map_or((0, false), |pools| {
+            pools
+                .iter()
+                .map(|p| p.load())
+                .fold((0, false), |(b, w), (pb, pw)| (b + pb, w || pw))
+        });
+        waiting || busy > watch::stuck_calls()
     };
     // SAFETY: nginx's process flags, read on the event-loop thread.
     let exiting = unsafe { ngx_exiting != 0 || ngx_quit != 0 };

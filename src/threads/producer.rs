@@ -18,6 +18,7 @@ use crate::wsgi::driver::{End, Gone, Response, Sink, Start, Step};
 use crate::wsgi::input;
 use crate::wsgi::kept::Kept;
 use crate::wsgi::start_response::Head;
+use crate::wsgi::watch::Watch;
 
 /// A request for a pool thread: everything the app needs, owned, so that
 /// the thread never touches nginx's request.
@@ -29,22 +30,27 @@ pub struct Job {
     pub app: usize,
     /// The location's `wsgi_buffering`.
     pub buffering: bool,
+    /// The location's `wsgi_read_timeout` (ms).
+    pub read_timeout: u64,
     /// Test build: the location's hooks.
     pub test_hooks: Hooks,
 }
 
-/// Runs one request's app to its end on this pool thread.
-pub fn run(py: Python<'_>, job: Job, apps: &[AppSpec]) {
+/// Runs one request's app to its end on this pool thread, whose watch
+/// (`wsgi_read_timeout`) is `watch`.
+pub fn run(py: Python<'_>, job: Job, apps: &[AppSpec], watch: &'static Watch) {
     let handoff = job.handoff.clone();
     if !handoff.start() {
         return; // it waited too long, or the client left
     }
+    // A timeout ends the request on the event loop at once.
+    watch.set_target(Some(handoff.clone()));
     // Owned out here, so that a panic cannot drop the bytes nginx may still
     // send, and close() still runs after one.
     let mut kept = Kept::default();
     let mut response = None;
-    let end =
-        guard::catch(|| produce(py, job, apps, &mut response, &mut kept)).unwrap_or_else(|panic| {
+    let end = guard::catch(|| produce(py, job, apps, watch, &mut response, &mut kept))
+        .unwrap_or_else(|panic| {
             handoff.log(NGX_LOG_ALERT as _, &guard::message("a pool thread", &panic));
             let head_sent = response.as_ref().is_some_and(Response::head_sent);
             End::Finalize(if head_sent {
@@ -56,6 +62,7 @@ pub fn run(py: Python<'_>, job: Job, apps: &[AppSpec]) {
     if let Some(response) = response.take() {
         response.release(py);
     }
+    watch.set_target(None);
     // The bytes nginx may still send go with the hand-off.
     handoff.finish(end, kept);
 }
@@ -66,6 +73,7 @@ fn produce(
     py: Python<'_>,
     job: Job,
     apps: &[AppSpec],
+    watch: &'static Watch,
     slot: &mut Option<Response>,
     kept: &mut Kept,
 ) -> End {
@@ -75,6 +83,7 @@ fn produce(
         body,
         app,
         buffering,
+        read_timeout,
         test_hooks,
     } = job;
     let Some(spec) = apps.get(app) else {
@@ -89,10 +98,14 @@ fn produce(
         flush: handoff.clone(),
         multithread: true,
         buffering,
+        watch,
+        read_timeout,
     };
-    let response = match Response::start(py, start) {
-        Ok(response) => slot.insert(response),
-        Err(end) => return end,
+    if let Some(end) = Response::start(py, start, slot) {
+        return end;
+    }
+    let Some(response) = slot.as_mut() else {
+        return End::Finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
     };
     loop {
         // Test build: the news may wait for the end, as when the loop is

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use ngx::ffi::{
     ngx_add_timer, ngx_del_timer, ngx_event_flags, ngx_event_handler_pt, ngx_event_t,
     ngx_http_block_reading, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_uint_t, NGX_ERROR,
-    NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SERVICE_UNAVAILABLE,
-    NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_USE_CLEAR_EVENT,
+    NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_GATEWAY_TIME_OUT, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_USE_CLEAR_EVENT,
 };
 use ngx::ngx_log_error;
 
@@ -128,6 +128,7 @@ pub unsafe fn submit(
         body,
         app,
         buffering: lc.buffering(),
+        read_timeout: lc.read_timeout as u64,
         test_hooks: lc.test_hooks,
     };
     match pool::submit(link.pool, job) {
@@ -252,6 +253,14 @@ pub unsafe fn relay(
     let news = link.handoff.take(take_output);
     for (level, text) in &news.logs {
         ngx_log_error!(*level, log, "{}", text);
+    }
+    if news.timed_out && !finalized {
+        // wsgi_read_timeout: whatever the thread does now is dropped.
+        return Some(Next::Finish(if (*r).header_sent() != 0 {
+            NGX_ERROR as _
+        } else {
+            NGX_HTTP_GATEWAY_TIME_OUT as _
+        }));
     }
     if !take_output {
         return None; // finalized, or waiting: the write event brings us back

@@ -95,6 +95,16 @@ impl Call {
         })
     }
 
+    /// Whether calling `close()` may run the app's code: the iterable is
+    /// there and not a list or a tuple (the common case, which has none).
+    pub fn has_close(&self, py: Python<'_>) -> bool {
+        self.iterable.as_ref().is_some_and(|iterable| {
+            let iterable = iterable.bind(py);
+            !(iterable.is_exact_instance_of::<PyList>()
+                || iterable.is_exact_instance_of::<PyTuple>())
+        })
+    }
+
     /// Calls the iterable's `close()` if it has one and it was not called;
     /// an exception from it is logged.
     pub fn close(&mut self, py: Python<'_>, log: &LogTo) {

@@ -13,7 +13,8 @@
 use std::sync::Arc;
 
 use ngx::ffi::{
-    ngx_int_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_WARN,
+    ngx_int_t, NGX_ERROR, NGX_HTTP_GATEWAY_TIME_OUT, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR,
+    NGX_LOG_INFO, NGX_LOG_WARN,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -24,6 +25,7 @@ use super::errors::ErrorLog;
 use super::flush::{Flush, FlushTarget};
 use super::interp;
 use super::start_response::Head;
+use super::watch::{Timeout, Watch};
 use crate::config::AppSpec;
 use crate::errlog::{LogTo, CLIENT_GONE};
 use crate::vars::Vars;
@@ -91,11 +93,58 @@ pub struct Start<'a, 'py> {
     pub multithread: bool,
     /// The location's `wsgi_buffering`.
     pub buffering: bool,
+    /// The watch of the thread that runs the app, and the location's
+    /// `wsgi_read_timeout` (ms) for each call into it.
+    pub watch: &'static Watch,
+    pub read_timeout: u64,
+}
+
+/// Every call into the app runs under the watchdog (`wsgi_read_timeout`).
+#[derive(Clone, Copy)]
+struct Deadline {
+    watch: &'static Watch,
+    app: usize,
+    limit_ms: u64,
+}
+
+impl Deadline {
+    /// Runs `call` under the watch; with it, whether it timed out (then
+    /// `timeout` says how).
+    #[inline(always)]
+    fn run<R>(self, call: impl FnOnce() -> R) -> (R, bool) {
+        /// Leaves the watch if `call` panics (dropped only then): a call
+        /// left open would time out and interrupt what this thread runs next.
+        struct Inside(&'static Watch);
+        impl Drop for Inside {
+            fn drop(&mut self) {
+                self.0.leave();
+            }
+        }
+        self.watch.enter(self.app, self.limit_ms);
+        let inside = Inside(self.watch);
+        let result = call();
+        std::mem::forget(inside);
+        (result, self.watch.leave())
+    }
+
+    /// The timeout of the call `run` said timed out.
+    #[cold]
+    fn timeout(self, py: Python<'_>) -> Timeout {
+        self.watch.timeout(py)
+    }
+}
+
+/// How starting a response failed.
+struct Failure {
+    err: PyErr,
+    /// The heading of its error_log message.
+    what: String,
 }
 
 /// One response, from the app's call to its end.
 pub struct Response {
     call: Call,
+    deadline: Deadline,
     log: LogTo,
     errors: Py<ErrorLog>,
     flush: Py<Flush>,
@@ -108,59 +157,52 @@ pub struct Response {
 }
 
 impl Response {
-    /// Loads the app if needed and calls it; on failure, how the request
-    /// ends (the failure is logged).
-    pub fn start(py: Python<'_>, start: Start<'_, '_>) -> Result<Response, End> {
-        let log = start.log;
-        let failed =
-            |e: PyErr, what: &str| End::Finalize(report_failure(py, &e, &log, what, false));
-        let app = interp::app(py, start.app, start.spec).map_err(|e| {
-            failed(
-                e,
-                &format!("wsgi: cannot load app \"{}\"", start.spec.display()),
-            )
-        })?;
-        let raised = || format!("wsgi: app \"{}\" raised", start.spec.display());
-        let errors =
-            Bound::new(py, ErrorLog::new(log.clone())).map_err(|e| failed(e, &raised()))?;
-        let flush = Bound::new(py, Flush::new(start.flush)).map_err(|e| failed(e, &raised()))?;
-        let called = start.input.and_then(|input| {
-            let extras = Extras {
-                input,
-                errors: errors.clone().into_any(),
-                flush: flush.clone().into_any(),
-                multithread: start.multithread,
-            };
-            let environ = environ::build(py, start.vars, extras)?;
-            Call::start(py, &app, environ)
-        });
-        let call = match called {
-            Ok(call) => call,
-            Err(e) => {
-                detach(&errors, &flush);
-                return Err(failed(e, &raised()));
-            }
+    /// Loads the app if needed and calls it, the response going into
+    /// `slot` (built there: it is large, and moving it costs); on failure,
+    /// how the request ends (the failure is logged).
+    pub fn start(py: Python<'_>, start: Start<'_, '_>, slot: &mut Option<Response>) -> Option<End> {
+        let log = start.log.clone();
+        let deadline = Deadline {
+            watch: start.watch,
+            app: start.app,
+            limit_ms: start.read_timeout,
         };
-        let mut response = Response {
-            call,
-            log,
-            errors: errors.unbind(),
-            flush: flush.unbind(),
-            limit: BodyLimit::default(),
-            head_sent: false,
-            buffering: start.buffering,
-        };
-        if let Err(e) = response.call.iterate(py) {
-            let end = response.fail(py, &e, &raised());
-            response.release(py);
-            return Err(end);
+        let (called, timed_out) = deadline.run(|| call_app(py, start, deadline, slot));
+        if timed_out {
+            let timeout = deadline.timeout(py);
+            return Some(match slot.take() {
+                Some(response) => response.abandon(py, timeout),
+                None => timeout_end(&log, timeout, false),
+            });
         }
-        Ok(response)
+        match called {
+            Ok(()) => None,
+            Err(Failure { err, what }) => Some(match slot.take() {
+                Some(mut response) => {
+                    let end = response.fail(py, &err, &what);
+                    response.release(py);
+                    end
+                }
+                None => End::Finalize(report_failure(py, &err, &log, &what, false)),
+            }),
+        }
+    }
+
+    /// The start timed out: close and release the response; how it ends.
+    fn abandon(mut self, py: Python<'_>, timeout: Timeout) -> End {
+        let end = self.timed_out(py, timeout);
+        self.release(py);
+        end
     }
 
     /// Asks the app for its next chunk and hands it to `sink`.
     pub fn step(&mut self, py: Python<'_>, sink: &mut impl Sink) -> Step {
-        let chunk = match self.call.next_chunk(py) {
+        let (next, timed_out) = self.deadline.run(|| self.call.next_chunk(py));
+        if timed_out {
+            let timeout = self.deadline.timeout(py);
+            return Step::End(self.timed_out(py, timeout));
+        }
+        let chunk = match next {
             Ok(Some(chunk)) => chunk,
             Ok(None) => return Step::End(self.finish(py, sink)),
             Err(e) => {
@@ -212,7 +254,7 @@ impl Response {
                 None
             }
             Err(rc) => {
-                self.call.close(py, &self.log);
+                self.close(py);
                 Some(End::Finalize(rc))
             }
         }
@@ -221,7 +263,7 @@ impl Response {
     /// The iterable is exhausted (or the declared body is out): close it,
     /// send the head if no chunk did, and end the body.
     fn finish(&mut self, py: Python<'_>, sink: &mut impl Sink) -> End {
-        self.call.close(py, &self.log);
+        self.close(py);
         if !self.head_sent {
             // Nothing was sent: the body is empty unless the app said otherwise.
             self.call.known_length.get_or_insert(0);
@@ -243,23 +285,110 @@ impl Response {
     /// 500 or, once the head is out, abort the response.
     pub fn fail(&mut self, py: Python<'_>, err: &PyErr, what: &str) -> End {
         let rc = report_failure(py, err, &self.log, what, self.head_sent);
-        self.call.close(py, &self.log);
+        self.close(py);
         End::Finalize(rc)
+    }
+
+    /// A call into the app took longer than wsgi_read_timeout: 504, or an
+    /// abort once the head is out; the iterable is closed.
+    #[cold]
+    fn timed_out(&mut self, py: Python<'_>, timeout: Timeout) -> End {
+        let end = timeout_end(&self.log, timeout, self.head_sent);
+        self.close(py);
+        end
+    }
+
+    /// Calls the iterable's close() (once), under the watchdog too.
+    fn close(&mut self, py: Python<'_>) {
+        if !self.call.has_close(py) {
+            self.call.close(py, &self.log); // lets go of it; nothing runs
+            return;
+        }
+        let (call, log) = (&mut self.call, &self.log);
+        let ((), timed_out) = self.deadline.run(|| call.close(py, log));
+        if timed_out {
+            timeout_end(log, self.deadline.timeout(py), true);
+        }
     }
 
     /// Writing to the client failed: close the iterable and end.
     pub fn client_gone(&mut self, py: Python<'_>) -> End {
         self.log.write(NGX_LOG_INFO as _, CLIENT_GONE);
-        self.call.close(py, &self.log);
+        self.close(py);
         End::Finalize(NGX_ERROR as _)
     }
 
     /// The response is over: its iterable closed (if it was not), and the
     /// `wsgi.errors` and flush objects, which the app may keep, cut loose.
     pub fn release(mut self, py: Python<'_>) {
-        self.call.close(py, &self.log);
+        self.close(py);
         detach(self.errors.bind(py), self.flush.bind(py));
     }
+}
+
+/// Loads the app and calls it: everything of a response's start that runs
+/// the app's code, which `Response::start` runs under the watchdog. Once
+/// the app is called, the response is in `slot`, also on failure (its
+/// iterable is to be closed).
+fn call_app(
+    py: Python<'_>,
+    start: Start<'_, '_>,
+    deadline: Deadline,
+    slot: &mut Option<Response>,
+) -> Result<(), Failure> {
+    let app = interp::app(py, start.app, start.spec).map_err(|err| Failure {
+        err,
+        what: format!("wsgi: cannot load app \"{}\"", start.spec.display()),
+    })?;
+    let raised = |err| Failure {
+        err,
+        what: format!("wsgi: app \"{}\" raised", start.spec.display()),
+    };
+    let log = start.log;
+    let errors = Bound::new(py, ErrorLog::new(log.clone())).map_err(raised)?;
+    let flush = Bound::new(py, Flush::new(start.flush)).map_err(raised)?;
+    let called = start.input.and_then(|input| {
+        let extras = Extras {
+            input,
+            errors: errors.clone().into_any(),
+            flush: flush.clone().into_any(),
+            multithread: start.multithread,
+        };
+        let environ = environ::build(py, start.vars, extras)?;
+        Call::start(py, &app, environ)
+    });
+    let call = match called {
+        Ok(call) => call,
+        Err(e) => {
+            detach(&errors, &flush);
+            return Err(raised(e));
+        }
+    };
+    let response = slot.insert(Response {
+        call,
+        deadline,
+        log,
+        errors: errors.unbind(),
+        flush: flush.unbind(),
+        limit: BodyLimit::default(),
+        head_sent: false,
+        buffering: start.buffering,
+    });
+    response.call.iterate(py).map_err(raised)
+}
+
+/// Logs a timeout the thread is to report (inline; in thread mode the
+/// event loop has it already), and how the request ends: 504, or an abort
+/// once the head is out.
+fn timeout_end(log: &LogTo, timeout: Timeout, head_sent: bool) -> End {
+    for piece in timeout.report.into_iter().flatten() {
+        log.write(NGX_LOG_ERR as _, &piece);
+    }
+    End::Finalize(if head_sent {
+        NGX_ERROR as _
+    } else {
+        NGX_HTTP_GATEWAY_TIME_OUT as _
+    })
 }
 
 fn detach(errors: &Bound<'_, ErrorLog>, flush: &Bound<'_, Flush>) {

@@ -14,6 +14,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyList, PyModule};
 
+use super::watch;
 use crate::config::{AppSource, AppSpec, MainConf};
 use crate::errlog::LogTo;
 
@@ -79,6 +80,15 @@ pub fn start(main: &MainConf, log: *mut ngx_log_t) {
 /// finalized: that would wait for non-daemon threads an app may have left.
 pub fn stop() {
     if !ready() {
+        return;
+    }
+    if watch::stuck_calls() > 0 {
+        // A stuck thread may hold the GIL for good: the hooks could wait
+        // forever.
+        LogTo::Worker.write(
+            NGX_LOG_ALERT as _,
+            "wsgi: an app is stuck in a call; the apps' atexit hooks are not run",
+        );
         return;
     }
     Python::attach(|py| {
@@ -178,6 +188,22 @@ fn prepare(py: Python<'_>, main: &MainConf) -> PyResult<()> {
     Ok(())
 }
 
+/// Imports every app at the worker's start. One that fails is logged, and
+/// tried again at its first request.
+pub fn import_apps(apps: &[AppSpec]) {
+    Python::attach(|py| {
+        for (index, spec) in apps.iter().enumerate() {
+            if let Err(e) = app(py, index, spec) {
+                let what = format!(
+                    "wsgi: cannot load app \"{}\" at the worker's start (it is tried again at its first request)",
+                    spec.display()
+                );
+                log_exception(py, &e, &LogTo::Worker, NGX_LOG_ERR as _, &what);
+            }
+        }
+    });
+}
+
 /// The loaded callable for app `index`, importing it on first use.
 pub fn app<'py>(py: Python<'py>, index: usize, spec: &AppSpec) -> PyResult<Bound<'py, PyAny>> {
     let slot = APPS
@@ -226,21 +252,7 @@ fn load_file<'py>(py: Python<'py>, name: &str, path: &str) -> PyResult<Bound<'py
 /// Writes `err` with its traceback, under the heading `what`, split into
 /// messages that fit nginx's error message limit.
 pub fn log_exception(py: Python<'_>, err: &PyErr, log: &LogTo, level: ngx_uint_t, what: &str) {
-    let text = format_exception(py, err);
-    let mut message = String::with_capacity(1024);
-    message.push_str(what);
-    message.push_str(":\n");
-    for line in text.lines() {
-        if message.len() + line.len() > 1800 && !message.is_empty() {
-            log.write(level, message.trim_end());
-            message.clear();
-        }
-        message.push_str(line);
-        message.push('\n');
-    }
-    if !message.is_empty() {
-        log.write(level, message.trim_end());
-    }
+    log.write_long(level, what, &format_exception(py, err));
 }
 
 fn format_exception(py: Python<'_>, err: &PyErr) -> String {

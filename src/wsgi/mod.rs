@@ -16,3 +16,6 @@ pub mod input;
 pub mod interp;
 pub mod kept;
 pub mod start_response;
+pub mod watch;
+pub mod watchdog;
+mod watcher;

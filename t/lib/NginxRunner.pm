@@ -23,10 +23,12 @@ sub free_port {
 }
 
 # NginxRunner->new(server => '...', http => '...', listen_opts => 'sndbuf=16k',
-#                  master => 1 (a master process: graceful quit, reload))
+#                  master => 1 (a master process: graceful quit, reload),
+#                  workers => N (worker_processes, 1),
+#                  main => '...' (more lines in the main context))
 sub new {
     my ($class, %args) = @_;
-    my $self = bless { http => '', server => '', %args }, $class;
+    my $self = bless { http => '', server => '', main => '', workers => 1, %args }, $class;
     $self->{port} = free_port();
     $self->{root} = ($ENV{PWD} // '.') . "/t/servroot_runner";
     remove_tree($self->{root});
@@ -45,9 +47,10 @@ load_module $ENV{TEST_NGINX_LOAD_MODULES};
 $user
 daemon on;
 master_process ${\ ($args{master} ? 'on' : 'off')};
-worker_processes 1;
+worker_processes $self->{workers};
 error_log logs/error.log info;
 pid logs/nginx.pid;
+$self->{main}
 events { worker_connections 256; $events }
 http {
     access_log off;
