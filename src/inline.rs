@@ -10,6 +10,7 @@ use ngx::ffi::{
     NGX_LOG_ERR,
 };
 use ngx::ngx_log_error;
+use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -93,7 +94,13 @@ pub unsafe fn start(
             app,
             spec,
             vars: &vars,
-            input: input::wsgi_input(py, body_len, |dst| body::gather(r, dst)),
+            input: match body::body_file(r) {
+                Ok(Some(file)) => input::from_file(py, file),
+                Ok(None) => input::wsgi_input(py, body_len, |dst| body::gather(r, dst)),
+                Err(e) => Err(PyOSError::new_err(format!(
+                    "opening the request body's temp file failed: {e}"
+                ))),
+            },
             log: LogTo::Request(log),
             flush: output.clone(),
             multithread: false,

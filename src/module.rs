@@ -61,15 +61,16 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         }
         event_loop::mark_current();
         retire::configure(main.max_requests, main.max_rss);
+        // A worker without thread pools keeps one thread: its watchdog is a
+        // process, forked before Python starts.
+        let single_threaded = main.pools.is_empty();
+        let shortest = main.shortest_read_timeout();
+        let watchdog = watchdog::prepare(&main.apps, shortest, single_threaded, log);
         interp::start(main, log);
         if !interp::ready() {
             return;
         }
-        // A worker without thread pools keeps one thread: its watchdog is
-        // a process.
-        let single_threaded = main.pools.is_empty();
-        let shortest = main.shortest_read_timeout();
-        if let Err(e) = watchdog::start(&main.apps, shortest, single_threaded, log) {
+        if let Err(e) = watchdog.and_then(|plan| watchdog::start(&plan, log)) {
             ngx_log_error!(
                 NGX_LOG_ALERT,
                 log,

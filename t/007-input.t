@@ -36,6 +36,24 @@ b'ccc'
 
 
 
+=== TEST 2b: a body in nginx's temp file (read from the file as the app asks): every method as for one in memory
+--- config
+location /input {
+    client_body_in_file_only clean;
+    wsgi_pass pep3333:input_calls;
+}
+location /iter {
+    client_body_in_file_only clean;
+    wsgi_pass pep3333:input_iter;
+}
+--- request eval
+["POST /input\nl1\nline 2\nl3\nrest", "POST /iter\na\nbb\nccc"]
+--- response_body eval
+["b'l1'\nb'\\n'\nb'lin'\nb'e 2\\n'\n[b'l3\\n', b'rest']\nb''\n",
+ "b'a\\n'\nb'bb\\n'\nb'ccc'\n"]
+
+
+
 === TEST 3: a chunked request body arrives whole, with CONTENT_LENGTH
 --- config
 location /size { wsgi_pass pep3333:input_size; }

@@ -1,10 +1,15 @@
 //! The request body nginx has read, in its memory buffers and temp file:
-//! its length, and a copy of it for `wsgi.input` (`wsgi::input`), made on
-//! the event loop.
+//! its length, and for `wsgi.input` (`wsgi::input`), made on the event
+//! loop, a copy of a body in memory, or a descriptor of its own for a body
+//! in the temp file (read as the app asks, memory not growing with it).
 
+use std::ffi::CString;
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use ngx::ffi::{ngx_buf_t, ngx_http_request_t};
+
+use crate::wsgi::input::{BodyFile, RequestBody};
 
 /// The length of the body nginx has read.
 ///
@@ -14,15 +19,62 @@ pub unsafe fn body_len(r: *mut ngx_http_request_t) -> usize {
     body_buffers(r).iter().map(|b| buf_len(*b)).sum()
 }
 
-/// The body, copied out of nginx's buffers and temp file, for an app that
-/// runs on a pool thread: it must not touch the request.
+/// The body for an app that runs on a pool thread, which must not touch
+/// the request: the temp file through a descriptor of its own, or a copy.
 ///
 /// # Safety
 /// `r` must be a live request whose body nginx has finished reading.
-pub unsafe fn read_body(r: *mut ngx_http_request_t, len: usize) -> io::Result<Vec<u8>> {
+pub unsafe fn take_body(r: *mut ngx_http_request_t, len: usize) -> io::Result<RequestBody> {
+    if let Some(file) = body_file(r)? {
+        return Ok(RequestBody::File(file));
+    }
     let mut body = vec![0; len];
     gather(r, &mut body)?;
-    Ok(body)
+    Ok(RequestBody::Memory(body))
+}
+
+/// The body, when nginx wrote all of it to its temp file (as it does
+/// with a body over `client_body_buffer_size`): the file, opened anew so
+/// that the descriptor, its offset and its life are the module's own, and
+/// positioned at the body's start. None for a body in memory (or in
+/// pieces, which is then copied).
+///
+/// # Safety
+/// `r` must be a live request whose body nginx has finished reading.
+pub unsafe fn body_file(r: *mut ngx_http_request_t) -> io::Result<Option<BodyFile>> {
+    let bufs = body_buffers(r);
+    let [b] = bufs[..] else {
+        return Ok(None);
+    };
+    if in_memory(b) || (*b).in_file() == 0 || (*b).file.is_null() {
+        return Ok(None);
+    }
+    let (start, end) = ((*b).file_pos, (*b).file_last);
+    let nginx_fd = (*(*b).file).fd;
+    // Through /proc: a new open file description (nginx's own descriptor
+    // shares its offset with any dup of it).
+    let path = CString::new(format!("/proc/self/fd/{nginx_fd}")).map_err(io::Error::other)?;
+    let fd = libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = OwnedFd::from_raw_fd(fd);
+    // The body must be the file from `start` to its end: the file object
+    // reads to the end of the file.
+    let mut stat: libc::stat = std::mem::zeroed();
+    if libc::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd), &mut stat) != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if stat.st_size != end || start > end {
+        return Ok(None);
+    }
+    if libc::lseek(std::os::fd::AsRawFd::as_raw_fd(&fd), start, libc::SEEK_SET) != start {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Some(BodyFile {
+        fd,
+        len: (end - start) as u64,
+    }))
 }
 
 /// Copies the body into `dst`, which is as long as the body.

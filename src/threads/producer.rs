@@ -15,7 +15,7 @@ use crate::guard;
 use crate::test_hooks::{Hook, Hooks};
 use crate::vars::Vars;
 use crate::wsgi::driver::{End, Gone, Response, Sink, Start, Step};
-use crate::wsgi::input;
+use crate::wsgi::input::{self, RequestBody};
 use crate::wsgi::kept::Kept;
 use crate::wsgi::start_response::Head;
 use crate::wsgi::watch::Watch;
@@ -25,7 +25,7 @@ use crate::wsgi::watch::Watch;
 pub struct Job {
     pub handoff: Arc<Handoff>,
     pub vars: Vars,
-    pub body: Vec<u8>,
+    pub body: RequestBody,
     /// Index of the app in the main configuration.
     pub app: usize,
     /// The location's `wsgi_buffering`.
@@ -93,7 +93,7 @@ fn produce(
         app,
         spec,
         vars: &vars,
-        input: input::from_bytes(py, body),
+        input: input::from_body(py, body),
         log: LogTo::Loop(handoff.clone()),
         flush: handoff.clone(),
         multithread: true,

@@ -111,7 +111,7 @@ pub unsafe fn submit(
 ) -> Next {
     let body_len = body::body_len(r);
     let prepared = cgi::collect(r, body_len, lc.params(), &main.environ).and_then(|vars| {
-        body::read_body(r, body_len)
+        body::take_body(r, body_len)
             .map(|body| (vars, body))
             .map_err(|e| format!("reading the request body's temp file failed: {e}"))
     });

@@ -16,6 +16,7 @@ use ngx::ffi::{
     ngx_int_t, NGX_ERROR, NGX_HTTP_GATEWAY_TIME_OUT, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR,
     NGX_LOG_INFO, NGX_LOG_WARN,
 };
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
@@ -23,6 +24,7 @@ use super::call::Call;
 use super::environ::{self, Extras};
 use super::errors::ErrorLog;
 use super::flush::{Flush, FlushTarget};
+use super::input::WsgiInput;
 use super::interp;
 use super::start_response::Head;
 use super::watch::{Timeout, Watch};
@@ -84,7 +86,7 @@ pub struct Start<'a, 'py> {
     pub spec: &'a AppSpec,
     pub vars: &'a Vars,
     /// `wsgi.input`, or why it could not be made.
-    pub input: PyResult<Bound<'py, PyAny>>,
+    pub input: PyResult<WsgiInput<'py>>,
     /// Where the app's failures and `wsgi.errors` go.
     pub log: LogTo,
     /// Where `x-wsgiorg.flush` goes.
@@ -145,6 +147,8 @@ struct Failure {
 pub struct Response {
     call: Call,
     deadline: Deadline,
+    /// `wsgi.input`, when it reads the body's temp file.
+    input_file: Option<Py<PyAny>>,
     log: LogTo,
     errors: Py<ErrorLog>,
     flush: Py<Flush>,
@@ -323,6 +327,15 @@ impl Response {
     pub fn release(mut self, py: Python<'_>) {
         self.close(py);
         detach(self.errors.bind(py), self.flush.bind(py));
+        close_input(py, self.input_file.take());
+    }
+}
+
+/// Closes `wsgi.input`'s temp file, if it has one.
+fn close_input(py: Python<'_>, input_file: Option<Py<PyAny>>) {
+    if let Some(file) = input_file {
+        // A failure to close a file only read is nothing to report.
+        let _ = file.bind(py).call_method0(intern!(py, "close"));
     }
 }
 
@@ -347,9 +360,15 @@ fn call_app(
     let log = start.log;
     let errors = Bound::new(py, ErrorLog::new(log.clone())).map_err(raised)?;
     let flush = Bound::new(py, Flush::new(start.flush)).map_err(raised)?;
+    // A body's temp file is closed when the response ends, even if the
+    // app keeps wsgi.input.
+    let mut input_file = None;
     let called = start.input.and_then(|input| {
+        if input.holds_file {
+            input_file = Some(input.stream.clone().unbind());
+        }
         let extras = Extras {
-            input,
+            input: input.stream,
             errors: errors.clone().into_any(),
             flush: flush.clone().into_any(),
             multithread: start.multithread,
@@ -361,12 +380,14 @@ fn call_app(
         Ok(call) => call,
         Err(e) => {
             detach(&errors, &flush);
+            close_input(py, input_file);
             return Err(raised(e));
         }
     };
     let response = slot.insert(Response {
         call,
         deadline,
+        input_file,
         log,
         errors: errors.unbind(),
         flush: flush.unbind(),

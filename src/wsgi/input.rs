@@ -1,8 +1,12 @@
-//! `wsgi.input`: the request body nginx has read, gathered into one bytes
-//! object behind an `io.BytesIO`; a request without a body gets a shared,
-//! stateless empty stream.
+//! `wsgi.input`: the request body nginx has read. A body nginx kept in
+//! memory is gathered into one bytes object behind an `io.BytesIO`; one it
+//! wrote to a temp file (over `client_body_buffer_size`) is read from that
+//! file as the app asks, through a file object of its own (`BodyFile`), so
+//! a request's memory does not grow with its body. A request without a
+//! body gets a shared, stateless empty stream.
 
 use std::io;
+use std::os::fd::{IntoRawFd, OwnedFd};
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -50,9 +54,9 @@ pub fn wsgi_input(
     py: Python<'_>,
     len: usize,
     fill: impl FnOnce(&mut [u8]) -> io::Result<()>,
-) -> PyResult<Bound<'_, PyAny>> {
+) -> PyResult<WsgiInput<'_>> {
     if len == 0 {
-        return empty(py);
+        return empty(py).map(WsgiInput::memory);
     }
     let mut failure = None;
     let body = PyBytes::new_with(py, len, |dst| {
@@ -64,17 +68,84 @@ pub fn wsgi_input(
             "reading the request body's temp file failed: {e}"
         )));
     }
-    BYTES_IO.import(py, "io", "BytesIO")?.call1((body,))
+    BYTES_IO
+        .import(py, "io", "BytesIO")?
+        .call1((body,))
+        .map(WsgiInput::memory)
 }
 
-/// `wsgi.input` over a body copied out of nginx already (thread mode).
-pub fn from_bytes(py: Python<'_>, body: Vec<u8>) -> PyResult<Bound<'_, PyAny>> {
+/// A request body nginx wrote to its temp file: a descriptor of the file
+/// that is the module's own (its own offset; the file stays readable after
+/// nginx closes and removes it), positioned at the body's start.
+pub struct BodyFile {
+    pub fd: OwnedFd,
+    pub len: u64,
+}
+
+/// The request body as an app on a pool thread gets it: owned, so that the
+/// thread never touches nginx's request.
+pub enum RequestBody {
+    Memory(Vec<u8>),
+    File(BodyFile),
+}
+
+/// What `wsgi.input` is, and whether it holds a file to close when the
+/// response ends (the app may keep the object).
+pub struct WsgiInput<'py> {
+    pub stream: Bound<'py, PyAny>,
+    pub holds_file: bool,
+}
+
+impl<'py> WsgiInput<'py> {
+    fn memory(stream: Bound<'py, PyAny>) -> WsgiInput<'py> {
+        WsgiInput {
+            stream,
+            holds_file: false,
+        }
+    }
+}
+
+/// How much of a file-backed body `wsgi.input` buffers: Python's
+/// `BufferedReader` over the file, read as the app asks.
+const FILE_BUFFER: usize = 64 * 1024;
+
+/// `wsgi.input` over a body in nginx's temp file.
+pub fn from_file(py: Python<'_>, file: BodyFile) -> PyResult<WsgiInput<'_>> {
+    if file.len == 0 {
+        return empty(py).map(WsgiInput::memory);
+    }
+    // The file object owns the descriptor from here on (closefd).
+    let fd = file.fd.into_raw_fd();
+    let opened = py
+        .import("io")?
+        .call_method1("open", (fd, "rb", FILE_BUFFER));
+    match opened {
+        Ok(stream) => Ok(WsgiInput {
+            stream,
+            holds_file: true,
+        }),
+        Err(e) => {
+            // SAFETY: io.open failed before it took the descriptor over.
+            unsafe { libc::close(fd) };
+            Err(e)
+        }
+    }
+}
+
+/// `wsgi.input` over a body copied out of nginx already (thread mode), or
+/// in its temp file.
+pub fn from_body(py: Python<'_>, body: RequestBody) -> PyResult<WsgiInput<'_>> {
+    let body = match body {
+        RequestBody::File(file) => return from_file(py, file),
+        RequestBody::Memory(body) => body,
+    };
     if body.is_empty() {
-        return empty(py);
+        return empty(py).map(WsgiInput::memory);
     }
     BYTES_IO
         .import(py, "io", "BytesIO")?
         .call1((PyBytes::new(py, &body),))
+        .map(WsgiInput::memory)
 }
 
 /// Most requests have no body: they share one stateless empty stream.

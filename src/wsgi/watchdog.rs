@@ -58,26 +58,48 @@ pub fn register() -> &'static Watch {
     watch
 }
 
-/// Starts the watchdog, on the event loop at the worker's start, Python
-/// running: the watchdog and interrupter threads, or, in a worker with no
-/// thread pools (`single_threaded`), the watcher process. `shortest_ms`:
-/// the configuration's shortest wsgi_read_timeout. `log`: the worker's.
-pub fn start(
+/// How a worker's watchdog runs: a process (a worker without thread
+/// pools, which keeps a single thread) or threads.
+pub struct Plan {
+    tick: Duration,
+    process: bool,
+}
+
+/// The first half of the watchdog's start, before Python starts, so that
+/// the watcher process, forked here in a worker without thread pools
+/// (`single_threaded`), shares little of the worker's memory (it holds on
+/// to what the worker has at the fork). `shortest_ms`: the configuration's
+/// shortest wsgi_read_timeout. On the event loop, at the worker's start.
+pub fn prepare(
     apps: &[AppSpec],
     shortest_ms: u64,
     single_threaded: bool,
     log: *mut ngx_log_t,
-) -> Result<(), String> {
+) -> Result<Plan, String> {
     watch::set_app_names(apps);
     let tick = (Duration::from_millis(shortest_ms) / 10).clamp(TICK_MIN, TICK_MAX);
+    if single_threaded {
+        watcher::start(tick, log)?;
+    }
+    Ok(Plan {
+        tick,
+        process: single_threaded,
+    })
+}
+
+/// The second half, Python running: the handler of the signal that
+/// interrupts the event loop's calls, and the watchdog and interrupter
+/// threads of a worker with thread pools.
+pub fn start(plan: &Plan, log: *mut ngx_log_t) -> Result<(), String> {
     // Imported now, not while an app holds on to the GIL.
     Python::attach(|py| py.import("traceback").map(drop))
         .map_err(|e| format!("importing traceback failed: {e}"))?;
     watcher::install(log)
         .map_err(|e| format!("installing the timeout signal's handler failed: {e}"))?;
-    if single_threaded {
-        return watcher::start(tick, log);
+    if plan.process {
+        return Ok(());
     }
+    let tick = plan.tick;
     let event_loop = watch::event_loop();
     event_loop
         .thread

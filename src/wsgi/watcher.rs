@@ -138,14 +138,15 @@ impl Target {
     }
 }
 
-/// Starts the watcher process for a worker without thread pools. After
-/// `install`, before any thread or request (the process is forked).
+/// Starts the watcher process for a worker without thread pools, before
+/// Python, any thread or request (the process is forked).
 pub fn start(tick: Duration, log: *mut ngx_log_t) -> Result<(), String> {
     let watch = watch::share_event_loop_watch()?;
     let keep = log_fds(log);
     // SAFETY: getpid has no preconditions; fork in a process with one
     // thread: the child runs only `watch_from_outside`, which never
-    // returns and touches neither Python nor nginx's event loop.
+    // returns and touches neither Python (not started yet) nor nginx's
+    // event loop.
     let worker = unsafe { libc::getpid() };
     match unsafe { libc::fork() } {
         -1 => Err(format!("fork failed: {}", std::io::Error::last_os_error())),

@@ -1,0 +1,38 @@
+"""Apps for large request bodies (t/017-bodies.t): the worker's memory
+while an app reads a body nginx wrote to its temp file."""
+
+import hashlib
+import os
+
+
+def _rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _text(start_response, text):
+    body = text.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def rss(environ, start_response):
+    return _text(start_response, "%d\n" % _rss())
+
+
+def sha256(environ, start_response):
+    """Reads the body in 64 KiB pieces: its SHA-256, its length, and the
+    worker's highest RSS while reading."""
+    stream = environ["wsgi.input"]
+    digest = hashlib.sha256()
+    size = 0
+    peak = _rss()
+    while True:
+        piece = stream.read(65536)
+        if not piece:
+            break
+        digest.update(piece)
+        size += len(piece)
+        if size % (1 << 20) == 0:
+            peak = max(peak, _rss())
+    return _text(start_response, "%s %d %d\n" % (digest.hexdigest(), size, peak))
