@@ -42,10 +42,17 @@ pub unsafe fn take_body(r: *mut ngx_http_request_t, len: usize) -> io::Result<Re
 /// # Safety
 /// `r` must be a live request whose body nginx has finished reading.
 pub unsafe fn body_file(r: *mut ngx_http_request_t) -> io::Result<Option<BodyFile>> {
-    let bufs = body_buffers(r);
-    let [b] = bufs[..] else {
-        return Ok(None);
+    let rb = (*r).request_body;
+    let cl = if rb.is_null() {
+        std::ptr::null_mut()
+    } else {
+        (*rb).bufs
     };
+    // One buffer, in the file: what nginx leaves of a body it spooled.
+    if cl.is_null() || !(*cl).next.is_null() || (*cl).buf.is_null() {
+        return Ok(None);
+    }
+    let b = (*cl).buf;
     if in_memory(b) || (*b).in_file() == 0 || (*b).file.is_null() {
         return Ok(None);
     }

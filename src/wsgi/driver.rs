@@ -287,7 +287,7 @@ impl Response {
 
     /// The app failed: log the traceback, close the iterable, and answer
     /// 500 or, once the head is out, abort the response.
-    pub fn fail(&mut self, py: Python<'_>, err: &PyErr, what: &str) -> End {
+    fn fail(&mut self, py: Python<'_>, err: &PyErr, what: &str) -> End {
         let rc = report_failure(py, err, &self.log, what, self.head_sent);
         self.close(py);
         End::Finalize(rc)

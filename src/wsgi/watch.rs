@@ -58,7 +58,8 @@ pub struct Watch {
     reported: AtomicU64,
     /// The report for the driver, when there is no `target`.
     report: Mutex<Option<Vec<String>>>,
-    /// The stack taken when the call was interrupted, for `stuck`.
+    /// The stack a pool thread's call had when it was interrupted, for the
+    /// alert if it turns out stuck.
     pub(super) stack: Mutex<Option<String>>,
     pub(super) target: Mutex<Option<Arc<dyn OnTimeout>>>,
     /// The watchdog declared the current call stuck.
@@ -159,6 +160,42 @@ impl Watch {
             .get()
             .and_then(|names| names.get(self.app.load(Ordering::Relaxed)))
             .map_or("?", String::as_str)
+    }
+
+    /// The watcher process signalled the worker, and Python runs the
+    /// handler on the event loop, in `frame`: if that is inside the call
+    /// the watcher found past its limit, the timeout is recorded and
+    /// ReadTimeout raised there (the GIL is held: this is Python code).
+    pub(super) fn on_signal(
+        &self,
+        py: Python<'_>,
+        frame: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let seq = self.seq.load(Ordering::Acquire);
+        if !in_call(seq)
+            || self.requested.load(Ordering::Acquire) != seq
+            || self.fired.load(Ordering::Acquire) == seq
+        {
+            return Ok(()); // the call ended meanwhile
+        }
+        // (No copy for `stack`: a stuck event loop's stack is faulthandler's.)
+        let stack = frame.and_then(|frame| format_stack(py, frame).ok());
+        self.fired.store(seq, Ordering::Release);
+        self.report_timeout(seq, stack.as_deref());
+        Err(ReadTimeout::new_err(format!(
+            "the call took longer than wsgi_read_timeout ({} ms)",
+            self.limit_ms.load(Ordering::Relaxed)
+        )))
+    }
+
+    /// How error_log says that call `seq` is stuck; `what` happens next.
+    pub(super) fn stuck_heading(&self, what: &str) -> String {
+        format!(
+            "wsgi: app \"{}\" is stuck: its call has not returned {} s after wsgi_read_timeout ({} ms) interrupted it; {what}",
+            self.app_name(),
+            GRACE.as_secs(),
+            self.limit_ms.load(Ordering::Relaxed)
+        )
     }
 
     /// Reports the timeout of call `seq` once: to the target, or for the
@@ -306,44 +343,6 @@ pub(super) fn format_stack(py: Python<'_>, frame: &Bound<'_, PyAny>) -> PyResult
         .call_method1("format_stack", (frame,))?
         .extract()?;
     Ok(lines.concat())
-}
-
-impl Watch {
-    /// The watcher process signalled the worker, and Python runs the
-    /// handler on the event loop, in `frame`: if that is inside the call
-    /// the watcher found past its limit, the timeout is recorded and
-    /// ReadTimeout raised there (the GIL is held: this is Python code).
-    pub(super) fn on_signal(
-        &self,
-        py: Python<'_>,
-        frame: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let seq = self.seq.load(Ordering::Acquire);
-        if !in_call(seq)
-            || self.requested.load(Ordering::Acquire) != seq
-            || self.fired.load(Ordering::Acquire) == seq
-        {
-            return Ok(()); // the call ended meanwhile
-        }
-        let stack = frame.and_then(|frame| format_stack(py, frame).ok());
-        *lock(&self.stack) = stack.clone();
-        self.fired.store(seq, Ordering::Release);
-        self.report_timeout(seq, stack.as_deref());
-        Err(ReadTimeout::new_err(format!(
-            "the call took longer than wsgi_read_timeout ({} ms)",
-            self.limit_ms.load(Ordering::Relaxed)
-        )))
-    }
-
-    /// How error_log says that call `seq` is stuck; `what` happens next.
-    pub(super) fn stuck_heading(&self, what: &str) -> String {
-        format!(
-            "wsgi: app \"{}\" is stuck: its call has not returned {} s after wsgi_read_timeout ({} ms) interrupted it; {what}",
-            self.app_name(),
-            GRACE.as_secs(),
-            self.limit_ms.load(Ordering::Relaxed)
-        )
-    }
 }
 
 /// Whether a watch's `seq` says its thread is inside a call (odd).

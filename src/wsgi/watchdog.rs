@@ -129,13 +129,13 @@ fn watch_over(interrupter: &Interrupter, tick: Duration) {
         let mut due = Vec::new();
         for (watch, seen) in watches.iter().zip(seen.iter_mut()) {
             let event_loop =
-                Target::Thread(watch.thread.load(Ordering::Relaxed) as libc::pthread_t);
+                || Target::Thread(watch.thread.load(Ordering::Relaxed) as libc::pthread_t);
             match seen.look(watch, now) {
                 Some(Found::Due(seq)) if watch.on_event_loop => {
-                    watcher::interrupt_event_loop(watch, seq, event_loop)
+                    watcher::interrupt_event_loop(watch, seq, event_loop())
                 }
                 Some(Found::Stuck(_)) if watch.on_event_loop => {
-                    watcher::event_loop_stuck(watch, event_loop)
+                    watcher::event_loop_stuck(watch, event_loop())
                 }
                 Some(Found::Due(seq)) => due.push((*watch, seq)),
                 Some(Found::Stuck(seq)) => stuck(watch, seq),
