@@ -2,8 +2,8 @@
 #   make run    build nginx + the module, serve nginx-conf/example.conf on 127.0.0.1:8080
 #   make test   cargo test + the Test::Nginx suite under t/, against the test
 #               build (scripts/build test), and t/001 against the release build
-#   make test-eagain  the streaming, framing, slow-client and thread-mode
-#               files with every socket write of nginx cut short (t/lib/eagain.c)
+#   make test-eagain  the streaming, framing, slow-client, thread-mode and
+#               upload files with every socket write of nginx cut short (t/lib/eagain.c)
 #   make bench  ngx_wsgi side by side with uWSGI, gunicorn, granian, bjoern (bench/)
 # Both install what is missing on Debian 12 first (scripts/install-deps).
 
@@ -63,6 +63,7 @@ prove-release:
 # bytes through. It needs nginx's poll event method.
 EAGAIN_LIB := $(CURDIR)/target/eagain/libeagain.so
 EAGAIN_TESTS := t/006-framing.t t/011-streaming.t t/012-slow-clients.t t/013-threads.t \
+	t/017-bodies.t t/018-uploads.t \
 	t/threads/006-framing.t t/threads/011-streaming.t t/threads/012-slow-clients.t
 
 eagain: $(EAGAIN_LIB)
@@ -84,6 +85,7 @@ bench: build
 	/usr/bin/python3.11 bench/run.py $(BENCH_ARGS)
 	/usr/bin/python3.11 bench/streaming.py
 	/usr/bin/python3.11 bench/threads.py
+	/usr/bin/python3.11 bench/uploads.py
 
 clean:
 	cargo clean

@@ -7,8 +7,11 @@
 /slow    a generator of 50 MiB in 64 KiB chunks (the slow-client case)
 /sleep50 sleeps 50 ms, then 12 bytes (bench/threads.py: an app that waits on
          I/O); its X-Multithread header is environ["wsgi.multithread"]
+/upload  reads the request body in 64 KiB pieces (bench/uploads.py): its
+         SHA-256, its length, and the time its first read returned
 """
 
+import hashlib
 import time
 
 HELLO = b"Hello, world!"
@@ -27,6 +30,21 @@ def _stream():
 def _slow():
     for _ in range(50 * 16):
         yield SLOW_CHUNK
+
+
+def _upload(environ):
+    stream = environ["wsgi.input"]
+    digest = hashlib.sha256()
+    size, first = 0, None
+    while True:
+        piece = stream.read(65536)
+        if first is None:
+            first = time.time()
+        if not piece:
+            break
+        digest.update(piece)
+        size += len(piece)
+    return b"%s %d %.6f\n" % (digest.hexdigest().encode(), size, first)
 
 
 def _fixed(start_response, body):
@@ -53,5 +71,7 @@ def application(environ, start_response):
     if path == "/slow":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return _slow()
+    if path == "/upload":
+        return _fixed(start_response, _upload(environ))
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"not found\n"]

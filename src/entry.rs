@@ -71,7 +71,14 @@ unsafe fn start(r: *mut ngx_http_request_t) -> ngx_int_t {
     }
     let mode = match lc.pool() {
         None => Mode::Inline(Inline::default()),
-        Some(pool) => Mode::Thread(Link::new(r, pool)),
+        Some(pool) => {
+            if !lc.request_buffering() {
+                // The app is called once the head is in, and reads the
+                // body as it arrives (relay::pull_body).
+                (*r).set_request_body_no_buffering(1);
+            }
+            Mode::Thread(Link::new(r, pool))
+        }
     };
     if !request::create(r, RequestCtx::new(r, app, mode)) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as _;
@@ -169,17 +176,23 @@ extern "C" fn on_write_event(r: *mut ngx_http_request_t) {
 }
 
 /// Thread mode: a read event while the app waits for a thread or runs:
-/// the client may have closed the connection.
+/// more of a body the app reads as it arrives, or else the client may
+/// have closed the connection.
 extern "C" fn on_client_read(r: *mut ngx_http_request_t) {
     // SAFETY: nginx calls the read event handler with the live request,
     // which this module owns.
     unsafe {
         guarded(r, "the read event handler", || {
-            let closed = relay::client_closed(r);
-            let ctx = request::get(r).filter(|ctx| closed && ctx.state() != State::Done)?;
-            let Mode::Thread(link) = &ctx.mode else {
+            let ctx = request::get(r).filter(|ctx| ctx.state() != State::Done)?;
+            let Mode::Thread(link) = &mut ctx.mode else {
                 return None;
             };
+            if link.pulls_body() {
+                return relay::pull_body(r, ctx.log, link);
+            }
+            if !relay::client_closed(r) {
+                return None;
+            }
             fault_point(r, Hook::PanicInClientRead);
             (*(*r).connection).set_error(1);
             Some(relay::client_left(ctx.log, link))
@@ -268,6 +281,12 @@ fn on_news(handoff: &Arc<Handoff>) {
             let Mode::Thread(link) = &mut ctx.mode else {
                 return None;
             };
+            if !finalized {
+                // The app may have made room for more of its body.
+                if let Some(next) = relay::pull_body(r, ctx.log, link) {
+                    return Some(next);
+                }
+            }
             relay::relay(r, ctx.log, finalized, &ctx.output, link)
         });
         ngx_http_run_posted_requests(c);

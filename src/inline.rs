@@ -79,7 +79,7 @@ pub unsafe fn start(
     main: &MainConf,
 ) -> Next {
     let body_len = body::body_len(r);
-    let vars = match cgi::collect(r, body_len, lc.params(), &main.environ) {
+    let vars = match cgi::collect(r, Some(body_len), lc.params(), &main.environ) {
         Ok(vars) => vars,
         Err(e) => {
             ngx_log_error!(NGX_LOG_ERR, log, "wsgi: {e}");

@@ -156,7 +156,7 @@ const fn command(
 }
 
 /// The test build's `wsgi_test_hook` (src/test_hooks.rs) is one more row.
-const COMMAND_COUNT: usize = 11 + cfg!(feature = "test-hooks") as usize;
+const COMMAND_COUNT: usize = 12 + cfg!(feature = "test-hooks") as usize;
 
 pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
     command(
@@ -193,6 +193,13 @@ pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
         ngx_conf_set_flag_slot,
         NGX_HTTP_LOC_CONF_OFFSET,
         std::mem::offset_of!(LocConf, buffering),
+    ),
+    command(
+        ngx_string!("wsgi_request_buffering"),
+        ANY_LEVEL | NGX_CONF_FLAG,
+        ngx_conf_set_flag_slot,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        std::mem::offset_of!(LocConf, request_buffering),
     ),
     command(
         ngx_string!("wsgi_threads"),
@@ -281,6 +288,20 @@ impl Directive {
         // `cf` is the configuration being parsed (see `handle`); the main
         // configuration lives as long as the cycle.
         Module::main_conf_mut(&*self.cf).ok_or(Refusal::Logged)
+    }
+
+    /// Where the directive is: `file:line`, as nginx's messages say it.
+    fn position(&self) -> String {
+        // SAFETY: as in `main_conf`: while a file is parsed, `conf_file` is
+        // that file, its name nginx's string.
+        unsafe {
+            let file = (*self.cf).conf_file;
+            if file.is_null() {
+                return "?".to_owned();
+            }
+            let name = String::from_utf8_lossy((*file).file.name.as_bytes());
+            format!("{name}:{}", (*file).line)
+        }
     }
 
     /// Makes the current location's requests this module's.
@@ -436,6 +457,7 @@ impl Set for WsgiPass {
             }
         };
         loc.app = Some(index);
+        loc.pass_at = Some(d.position());
         d.handle_location()
     }
 }

@@ -254,3 +254,35 @@ location /app { wsgi_read_timeout -1s; wsgi_pass app; }
 --- must_die
 --- error_log
 invalid value "-1s" in "wsgi_read_timeout" directive, it must be a time above 0, such as 30s or 2m
+
+
+
+=== TEST 24: wsgi_request_buffering off needs a thread pool: refused where the app runs inline
+--- config
+wsgi_request_buffering off;
+location /inline { wsgi_pass app; }
+--- must_die
+--- error_log eval
+qr/"wsgi_request_buffering off" needs "wsgi_threads": the "wsgi_pass" at \S+nginx\.conf:\d+ runs its app on the event loop/
+
+
+
+=== TEST 25: wsgi_request_buffering off: refused in a location that turns the inherited pool off
+--- http_config
+wsgi_threads 2;
+wsgi_request_buffering off;
+--- config
+location /threads { wsgi_pass app; }
+location /inline { wsgi_threads 0; wsgi_pass app; }
+--- must_die
+--- error_log eval
+qr/"wsgi_request_buffering off" needs "wsgi_threads": the "wsgi_pass" at \S+nginx\.conf:\d+ runs its app/
+
+
+
+=== TEST 26: wsgi_request_buffering takes on or off
+--- config
+location /app { wsgi_request_buffering maybe; wsgi_threads 2; wsgi_pass app; }
+--- must_die
+--- error_log
+invalid value "maybe" in "wsgi_request_buffering" directive, it must be "on" or "off"

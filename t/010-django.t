@@ -70,6 +70,23 @@ qr/^\{"filename": "big\.bin", "size": 5000000, "sha256": "$main::UploadSha"\}$/
 
 
 
+=== TEST 4b: the same upload read as it arrives (wsgi_request_buffering off, nginx-conf/'s /upload)
+--- config
+location ~ ^/ {
+    client_max_body_size 16m;
+    wsgi_threads 8;
+    wsgi_request_buffering off;
+    wsgi_pass mysite.wsgi:application;
+}
+--- more_headers
+Content-Type: multipart/form-data; boundary=----ngxwsgi
+--- request eval
+"POST /upload\n------ngxwsgi\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n$main::Upload\r\n------ngxwsgi--\r\n"
+--- response_body_like eval
+qr/^\{"filename": "big\.bin", "size": 5000000, "sha256": "$main::UploadSha"\}$/
+
+
+
 === TEST 5: a redirect
 --- request
 GET /old

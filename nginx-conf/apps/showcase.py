@@ -1,6 +1,8 @@
-"""The example app `make run` serves: the request's environ as a page, and a
-streaming endpoint that shows chunks arriving as they are produced."""
+"""The example app `make run` serves: the request's environ as a page, a
+streaming endpoint that shows chunks arriving as they are produced, and an
+upload endpoint that reads the body as the client sends it."""
 
+import hashlib
 import html
 import sys
 import time
@@ -47,7 +49,22 @@ def stream(environ, start_response):
     yield b"done\n"
 
 
+def upload(environ, start_response):
+    """Reads the body in 64 KiB pieces as it arrives (no temp file, no
+    waiting for the end): its size and SHA-256."""
+    stream = environ["wsgi.input"]
+    digest, size = hashlib.sha256(), 0
+    while piece := stream.read(65536):
+        digest.update(piece)
+        size += len(piece)
+    body = f"{size} bytes, sha256 {digest.hexdigest()}\n".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def application(environ, start_response):
     if environ["PATH_INFO"] == "/stream":
         return stream(environ, start_response)
+    if environ["PATH_INFO"] == "/upload":
+        return upload(environ, start_response)
     return environ_page(environ, start_response)

@@ -12,10 +12,13 @@ mod parse;
 
 use std::ptr::addr_of;
 
+use ngx::core::NGX_CONF_ERROR;
 use ngx::ffi::{
-    ngx_flag_t, ngx_http_complex_value_t, ngx_module_t, ngx_msec_t, ngx_uint_t, NGX_CONF_UNSET,
+    ngx_conf_t, ngx_flag_t, ngx_http_complex_value_t, ngx_module_t, ngx_msec_t, ngx_uint_t,
+    NGX_CONF_UNSET, NGX_LOG_EMERG,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError};
+use ngx::ngx_conf_log_error;
 
 pub use parse::{check_python_home, max_requests, size, Invalid};
 
@@ -119,12 +122,17 @@ pub struct EnvironSources {
 pub struct LocConf {
     /// Index into `MainConf::apps`.
     pub app: Option<usize>,
+    /// Where that `wsgi_pass` is (`file:line`), for the messages of checks
+    /// made after inheritance.
+    pub pass_at: Option<String>,
     /// `wsgi_param`s; like `uwsgi_param`, a level that sets any replaces
     /// all inherited ones.
     params: Vec<Param>,
     params_set: bool,
     /// `wsgi_buffering`: an ngx_flag_t that nginx's flag slot sets.
     pub buffering: ngx_flag_t,
+    /// `wsgi_request_buffering`: likewise a flag slot's.
+    pub request_buffering: ngx_flag_t,
     /// `wsgi_threads`: unset (None), inline (Some(None)), or the index of a
     /// pool in `MainConf::pools`.
     threads: Option<Option<usize>>,
@@ -174,15 +182,23 @@ impl LocConf {
     pub fn buffering(&self) -> bool {
         self.buffering == 1
     }
+
+    /// Whether nginx reads the whole body before the app is called
+    /// (`wsgi_request_buffering on`), or the app reads it as it arrives.
+    pub fn request_buffering(&self) -> bool {
+        self.request_buffering != 0
+    }
 }
 
 impl Default for LocConf {
     fn default() -> LocConf {
         LocConf {
             app: None,
+            pass_at: None,
             params: Vec::new(),
             params_set: false,
             buffering: NGX_CONF_UNSET as ngx_flag_t,
+            request_buffering: NGX_CONF_UNSET as ngx_flag_t,
             threads: None,
             queue_timeout: NGX_CONF_UNSET_MSEC,
             read_timeout: NGX_CONF_UNSET_MSEC,
@@ -191,40 +207,78 @@ impl Default for LocConf {
     }
 }
 
-impl Merge for LocConf {
-    fn merge(&mut self, prev: &LocConf) -> Result<(), MergeConfigError> {
+impl LocConf {
+    /// Inherits what this level does not set from `prev`, the level above;
+    /// the error for `nginx -t` when the result cannot work.
+    fn inherit(&mut self, prev: &LocConf) -> Result<(), String> {
         if self.app.is_none() {
             self.app = prev.app;
+            self.pass_at.clone_from(&prev.pass_at);
         }
         if !self.params_set {
             self.params = prev.params.clone();
         }
-        if self.buffering == NGX_CONF_UNSET as ngx_flag_t {
-            self.buffering = if prev.buffering == NGX_CONF_UNSET as ngx_flag_t {
-                0
-            } else {
-                prev.buffering
-            };
-        }
+        merge_flag(&mut self.buffering, prev.buffering, 0);
+        merge_flag(&mut self.request_buffering, prev.request_buffering, 1);
         if self.threads.is_none() {
             self.threads = Some(prev.threads.flatten());
         }
-        if self.queue_timeout == NGX_CONF_UNSET_MSEC {
-            self.queue_timeout = if prev.queue_timeout == NGX_CONF_UNSET_MSEC {
-                DEFAULT_QUEUE_TIMEOUT
-            } else {
-                prev.queue_timeout
-            };
-        }
-        if self.read_timeout == NGX_CONF_UNSET_MSEC {
-            self.read_timeout = if prev.read_timeout == NGX_CONF_UNSET_MSEC {
-                DEFAULT_READ_TIMEOUT
-            } else {
-                prev.read_timeout
-            };
-        }
+        merge_msec(
+            &mut self.queue_timeout,
+            prev.queue_timeout,
+            DEFAULT_QUEUE_TIMEOUT,
+        );
+        merge_msec(
+            &mut self.read_timeout,
+            prev.read_timeout,
+            DEFAULT_READ_TIMEOUT,
+        );
         self.test_hooks = self.test_hooks.union(prev.test_hooks);
+        self.check()
+    }
+
+    /// What only the merged configuration shows.
+    fn check(&self) -> Result<(), String> {
+        if self.app.is_some() && !self.request_buffering() && self.pool().is_none() {
+            // The app would read the client's body on the event loop, which
+            // must never wait for a client.
+            return Err(format!(
+                "\"wsgi_request_buffering off\" needs \"wsgi_threads\": the \"wsgi_pass\" at {} runs its app on the event loop",
+                self.pass_at.as_deref().unwrap_or("?")
+            ));
+        }
         Ok(())
+    }
+}
+
+/// What the crate's default `merge_loc_conf` asks for (its signature
+/// still does when `Module` brings its own, which says why it refuses).
+impl Merge for LocConf {
+    fn merge(&mut self, prev: &LocConf) -> Result<(), MergeConfigError> {
+        self.inherit(prev).map_err(|_| MergeConfigError::NoValue)
+    }
+}
+
+/// An `ngx_flag_t` this level did not set takes the level above's, or
+/// `default`.
+fn merge_flag(flag: &mut ngx_flag_t, prev: ngx_flag_t, default: ngx_flag_t) {
+    if *flag == NGX_CONF_UNSET as ngx_flag_t {
+        *flag = if prev == NGX_CONF_UNSET as ngx_flag_t {
+            default
+        } else {
+            prev
+        };
+    }
+}
+
+/// As `merge_flag`, for a time.
+fn merge_msec(ms: &mut ngx_msec_t, prev: ngx_msec_t, default: ngx_msec_t) {
+    if *ms == NGX_CONF_UNSET_MSEC {
+        *ms = if prev == NGX_CONF_UNSET_MSEC {
+            default
+        } else {
+            prev
+        };
     }
 }
 
@@ -250,6 +304,29 @@ impl HttpModule for Module {
         // SAFETY: nginx writes the module's indexes while loading it, before
         // any code here runs; afterwards it is only read.
         unsafe { &*addr_of!(ngx_http_wsgi_module) }
+    }
+
+    /// Merges a location's configuration with its parent's; a combination
+    /// that cannot work is refused with its reason (nginx's default merge
+    /// would refuse without one).
+    ///
+    /// # Safety
+    /// nginx calls it with the configuration being parsed and two of this
+    /// module's location configurations.
+    unsafe extern "C" fn merge_loc_conf(
+        cf: *mut ngx_conf_t,
+        prev: *mut std::ffi::c_void,
+        conf: *mut std::ffi::c_void,
+    ) -> *mut std::ffi::c_char {
+        let prev = &*(prev as *const LocConf);
+        let conf = &mut *(conf as *mut LocConf);
+        match conf.inherit(prev) {
+            Ok(()) => std::ptr::null_mut(),
+            Err(reason) => {
+                ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{reason}");
+                NGX_CONF_ERROR
+            }
+        }
     }
 }
 

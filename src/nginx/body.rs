@@ -119,13 +119,13 @@ unsafe fn body_buffers(r: *mut ngx_http_request_t) -> Vec<*mut ngx_buf_t> {
 
 /// # Safety
 /// `b` must be a live body buffer.
-unsafe fn in_memory(b: *mut ngx_buf_t) -> bool {
+pub(super) unsafe fn in_memory(b: *mut ngx_buf_t) -> bool {
     (*b).temporary() != 0 || (*b).memory() != 0 || (*b).mmap() != 0
 }
 
 /// # Safety
 /// `b` must be a live body buffer.
-unsafe fn buf_len(b: *mut ngx_buf_t) -> usize {
+pub(super) unsafe fn buf_len(b: *mut ngx_buf_t) -> usize {
     if in_memory(b) {
         (*b).last.offset_from((*b).pos) as usize
     } else if (*b).in_file() != 0 {

@@ -23,15 +23,17 @@ unsafe fn bytes(s: &ngx_str_t) -> &[u8] {
     }
 }
 
-/// Reads the CGI variables of `r`, whose body (of `body_len` bytes) has been
-/// read, and its location's `wsgi_param`s.
+/// Reads the CGI variables of `r` and its location's `wsgi_param`s.
+/// `body_len`: the length of the body nginx has read; None for one the app
+/// reads as it arrives, whose length is the client's Content-Length, if
+/// it sent one.
 ///
 /// # Safety
 /// `r` must be a live main request; `params` from its location, `sources`
 /// from its main configuration.
 pub unsafe fn collect(
     r: *mut ngx_http_request_t,
-    body_len: usize,
+    body_len: Option<usize>,
     params: &[Param],
     sources: &EnvironSources,
 ) -> Result<Vars, String> {
@@ -56,8 +58,15 @@ pub unsafe fn collect(
     if !hi.content_type.is_null() {
         vars.set(Known::ContentType, bytes(&(*hi.content_type).value));
     }
-    if hi.content_length_n >= 0 || hi.chunked() != 0 {
-        vars.set_number(Known::ContentLength, body_len as u64);
+    // What was read; for a body still on its way, what the client declared
+    // (a chunked body's content_length_n is what nginx has decoded so far).
+    let length = match body_len {
+        Some(len) => (hi.content_length_n >= 0 || hi.chunked() != 0).then_some(len as u64),
+        None if hi.chunked() != 0 => None,
+        None => u64::try_from(hi.content_length_n).ok(),
+    };
+    if let Some(length) = length {
+        vars.set_number(Known::ContentLength, length);
     }
 
     // SERVER_NAME: the server block's name, as uwsgi_params has it; a

@@ -1,5 +1,5 @@
 //! The event loop's side of a request, in nginx's terms: what it reads of
-//! the request (`cgi`, `body`) and how it answers (`headers_out`, `output`,
+//! the request (`cgi`, `body`, `upload` as it arrives) and how it answers (`headers_out`, `output`,
 //! `events`). Only the event-loop thread runs this code.
 
 pub mod body;
@@ -7,3 +7,4 @@ pub mod cgi;
 pub mod events;
 pub mod headers_out;
 pub mod output;
+pub mod upload;

@@ -274,6 +274,13 @@ impl Handoff {
         self.post(&mut shared);
     }
 
+    /// Wakes the event loop for this request with what news there is (the
+    /// app made room in its body stream: the loop reads on).
+    pub fn wake_loop(&self) {
+        let mut shared = self.lock();
+        self.post(&mut shared);
+    }
+
     // --- the event loop's side ---
 
     /// Whether a pool thread has taken the request.

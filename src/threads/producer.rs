@@ -93,7 +93,7 @@ fn produce(
         app,
         spec,
         vars: &vars,
-        input: input::from_body(py, body),
+        input: input::from_body(py, body, watch),
         log: LogTo::Loop(handoff.clone()),
         flush: handoff.clone(),
         multithread: true,

@@ -1,6 +1,7 @@
 //! Thread mode, the event loop's side: queue the request for a pool thread,
 //! pass what the thread hands over to nginx's output filters, tell the
-//! thread how the output stands, and watch the client and the queue's
+//! thread how the output stands, feed a body the app reads as it arrives
+//! (`wsgi_request_buffering off`), and watch the client and the queue's
 //! timer while the app waits or runs. The loop never takes the GIL here.
 //!
 //! Chunks that arrived together go to the filters together, flushed after
@@ -25,8 +26,12 @@ use crate::config::{LocConf, MainConf};
 use crate::errlog::log_client_gone;
 use crate::next::Next;
 use crate::nginx::output::{self, SharedOutput};
+use crate::nginx::upload::{self, Pulled};
 use crate::nginx::{body, cgi, headers_out};
+use crate::vars::Vars;
 use crate::wsgi::driver::End;
+use crate::wsgi::input::RequestBody;
+use crate::wsgi::stream::{BodyFault, BodyStream};
 
 /// What the request's context holds of a request whose app runs on a pool
 /// thread.
@@ -39,6 +44,9 @@ pub struct Link {
     /// The app failed after its head went out: the response is aborted
     /// once nginx has written what the app produced before (as inline).
     aborting: bool,
+    /// `wsgi_request_buffering off`: the body on its way to the app, until
+    /// all of it is in the stream (or it failed).
+    body: Option<Arc<BodyStream>>,
 }
 
 impl Link {
@@ -49,7 +57,13 @@ impl Link {
             // SAFETY: an all-zero ngx_event_t is nginx's unarmed event.
             timer: unsafe { std::mem::zeroed() },
             aborting: false,
+            body: None,
         }
+    }
+
+    /// Whether the loop still reads the body for the app.
+    pub fn pulls_body(&self) -> bool {
+        self.body.is_some()
     }
 
     /// Whether this is the link of `handoff` (after an internal redirect,
@@ -66,7 +80,15 @@ impl Link {
     /// The request was finalized: the app is to stop at its next chunk.
     pub fn end_app(&mut self) {
         self.handoff.cancel_app();
+        self.end_body();
         self.stop_timer();
+    }
+
+    /// An app that still waits for the body learns that none will come.
+    fn end_body(&mut self) {
+        if let Some(stream) = self.body.take() {
+            stream.end(Err(BodyFault::RequestOver));
+        }
     }
 
     /// The request is over (its pool is being destroyed): a queued request
@@ -81,6 +103,7 @@ impl Link {
         for (level, text) in self.handoff.end_request() {
             ngx_log_error!(level, log, "{}", text);
         }
+        self.end_body();
         self.stop_timer();
     }
 
@@ -109,13 +132,7 @@ pub unsafe fn submit(
     main: &MainConf,
     on_queue_timer: ngx_event_handler_pt,
 ) -> Next {
-    let body_len = body::body_len(r);
-    let prepared = cgi::collect(r, body_len, lc.params(), &main.environ).and_then(|vars| {
-        body::take_body(r, body_len)
-            .map(|body| (vars, body))
-            .map_err(|e| format!("reading the request body's temp file failed: {e}"))
-    });
-    let (vars, body) = match prepared {
+    let (vars, body) = match prepare(r, link, lc, main) {
         Ok(prepared) => prepared,
         Err(e) => {
             ngx_log_error!(NGX_LOG_ERR, log, "wsgi: {e}");
@@ -158,7 +175,87 @@ pub unsafe fn submit(
     link.timer.data = r.cast();
     link.timer.log = log;
     ngx_add_timer(&mut link.timer, lc.queue_timeout);
-    Next::Queued
+    // What nginx has read of a streamed body goes to the app's stream now.
+    pull_body(r, log, link).unwrap_or(Next::Queued)
+}
+
+/// What the app gets of the request, owned: its CGI variables and its
+/// body (copied, in the temp file, or, with `wsgi_request_buffering off`,
+/// the stream the loop fills as it arrives).
+///
+/// # Safety
+/// `r` must be a live request whose body handler nginx has called; `link`
+/// of its context, `lc` and `main` its configuration.
+unsafe fn prepare(
+    r: *mut ngx_http_request_t,
+    link: &mut Link,
+    lc: &LocConf,
+    main: &MainConf,
+) -> Result<(Vars, RequestBody), String> {
+    if upload::streaming(r) {
+        let vars = cgi::collect(r, None, lc.params(), &main.environ)?;
+        let handoff = Arc::downgrade(&link.handoff);
+        let stream = BodyStream::new(Box::new(move || {
+            if let Some(handoff) = handoff.upgrade() {
+                handoff.wake_loop();
+            }
+        }));
+        link.body = Some(stream.clone());
+        return Ok((vars, RequestBody::Stream(stream)));
+    }
+    let body_len = body::body_len(r);
+    let vars = cgi::collect(r, Some(body_len), lc.params(), &main.environ)?;
+    let body = body::take_body(r, body_len)
+        .map_err(|e| format!("reading the request body's temp file failed: {e}"))?;
+    Ok((vars, body))
+}
+
+/// `wsgi_request_buffering off`: moves what nginx has read of the body to
+/// the app's stream and has nginx read on. None while the request goes on;
+/// a body that cannot be read to its end ends the request: nginx's code
+/// (408, 413, 400) before the head is out, an abort after, 499 for a
+/// client that left.
+///
+/// # Safety
+/// `r` must be a live request owned by this module; `log` and `link` of
+/// its context.
+pub unsafe fn pull_body(
+    r: *mut ngx_http_request_t,
+    log: *mut ngx_log_t,
+    link: &mut Link,
+) -> Option<Next> {
+    let stream = link.body.as_ref()?;
+    let (fault, rc) = match upload::pull(r, stream) {
+        Pulled::Waiting => return None,
+        Pulled::Complete => {
+            link.body = None;
+            return None;
+        }
+        Pulled::Failed(fault, rc) => (fault, rc),
+    };
+    link.body = None;
+    let (rc, outcome) = if fault == BodyFault::ClientClosed {
+        (
+            NGX_HTTP_CLIENT_CLOSED_REQUEST as ngx_int_t,
+            "the request ends".to_owned(),
+        )
+    } else if (*r).header_sent() != 0 {
+        (NGX_ERROR as ngx_int_t, "aborting the response".to_owned())
+    } else {
+        (rc, format!("answering {rc}"))
+    };
+    let level = if fault == BodyFault::Failed {
+        NGX_LOG_ERR
+    } else {
+        NGX_LOG_INFO // the client's doing, as nginx logs it
+    };
+    ngx_log_error!(
+        level,
+        log,
+        "wsgi: reading the request body for the app failed: {}; its wsgi.input raises, {outcome}",
+        fault.describe()
+    );
+    Some(Next::Finish(rc))
 }
 
 /// The queue timer fired: a request no thread took answers 503.

@@ -27,6 +27,7 @@ use super::flush::{Flush, FlushTarget};
 use super::input::WsgiInput;
 use super::interp;
 use super::start_response::Head;
+use super::stream::RequestBodyError;
 use super::watch::{Timeout, Watch};
 use crate::config::AppSpec;
 use crate::errlog::{LogTo, CLIENT_GONE};
@@ -429,6 +430,15 @@ fn report_failure(
     what: &str,
     header_sent: bool,
 ) -> ngx_int_t {
+    if err.is_instance_of::<RequestBodyError>(py) {
+        // The module raised it in wsgi.input, and logged why: the request
+        // has ended already; the app only let it through.
+        log.write(
+            NGX_LOG_INFO as _,
+            &format!("{what}: {err} (the request body failed, as logged before)"),
+        );
+        return NGX_ERROR as _;
+    }
     if header_sent {
         let what = format!("{what} after the response header was sent; aborting the response");
         interp::log_exception(py, err, log, NGX_LOG_ERR as _, &what);

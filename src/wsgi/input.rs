@@ -3,14 +3,20 @@
 //! wrote to a temp file (over `client_body_buffer_size`) is read from that
 //! file as the app asks, through a file object of its own (`BodyFile`), so
 //! a request's memory does not grow with its body. A request without a
-//! body gets a shared, stateless empty stream.
+//! body gets a shared, stateless empty stream; one whose app reads the
+//! body as it arrives (`wsgi_request_buffering off`), a `stream::
+//! StreamedInput`.
 
 use std::io;
 use std::os::fd::{IntoRawFd, OwnedFd};
+use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyType};
+
+use super::stream::{BodyStream, StreamedInput};
+use super::watch::Watch;
 
 static BYTES_IO: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static EMPTY: PyOnceLock<Py<EmptyInput>> = PyOnceLock::new();
@@ -87,6 +93,8 @@ pub struct BodyFile {
 pub enum RequestBody {
     Memory(Vec<u8>),
     File(BodyFile),
+    /// `wsgi_request_buffering off`: as the client sends it.
+    Stream(Arc<BodyStream>),
 }
 
 /// What `wsgi.input` is, and whether it holds a file to close when the
@@ -132,11 +140,19 @@ pub fn from_file(py: Python<'_>, file: BodyFile) -> PyResult<WsgiInput<'_>> {
     }
 }
 
-/// `wsgi.input` over a body copied out of nginx already (thread mode), or
-/// in its temp file.
-pub fn from_body(py: Python<'_>, body: RequestBody) -> PyResult<WsgiInput<'_>> {
+/// `wsgi.input` over a body copied out of nginx already (thread mode), in
+/// its temp file, or on its way; `watch` is the thread's that reads it.
+pub fn from_body<'py>(
+    py: Python<'py>,
+    body: RequestBody,
+    watch: &'static Watch,
+) -> PyResult<WsgiInput<'py>> {
     let body = match body {
         RequestBody::File(file) => return from_file(py, file),
+        RequestBody::Stream(stream) => {
+            let input = Bound::new(py, StreamedInput::new(stream, watch))?;
+            return Ok(WsgiInput::memory(input.into_any()));
+        }
         RequestBody::Memory(body) => body,
     };
     if body.is_empty() {

@@ -3,7 +3,7 @@
 //! touches nothing of nginx's but through the event loop.
 //!
 //! `interp` (CPython, the apps) → `environ` (+ `input`, `errors`, `flush`:
-//! what the app gets) → `driver` (one response: `call` of the app and
+//! what the app gets; `stream` the body as it arrives) → `driver` (one response: `call` of the app and
 //! `start_response`'s `Head`, chunk by chunk into a sink) → `kept` (the
 //! bytes nginx's buffers point into).
 
@@ -16,6 +16,7 @@ pub mod input;
 pub mod interp;
 pub mod kept;
 pub mod start_response;
+pub mod stream;
 pub mod watch;
 pub mod watchdog;
 mod watcher;

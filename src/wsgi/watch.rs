@@ -121,6 +121,30 @@ impl Watch {
         self.fired.load(Ordering::Acquire) == seq
     }
 
+    /// The thread waits, inside a call, for what is not the app's time
+    /// (`wsgi.input` waiting for the client's body, which
+    /// `client_body_timeout` governs): the call stops counting. False, and
+    /// nothing changes, on another thread than the watch's (an app's own
+    /// thread reading the input), outside a call, or when the call timed
+    /// out already. With the GIL held, as `resume` after the wait.
+    pub fn pause(&self) -> bool {
+        if self.thread.load(Ordering::Relaxed) != Watch::current_thread() {
+            return false;
+        }
+        let seq = self.seq.load(Ordering::Relaxed);
+        if !in_call(seq) || self.fired.load(Ordering::Acquire) == seq {
+            return false;
+        }
+        self.seq.store(seq + 1, Ordering::Release);
+        true
+    }
+
+    /// After a `pause` that said true: the call counts again, afresh.
+    pub fn resume(&self) {
+        let seq = self.seq.load(Ordering::Relaxed);
+        self.seq.store(seq + 1, Ordering::Release);
+    }
+
     /// After a `leave` that said the call timed out: the timeout, for the
     /// driver.
     #[cold]

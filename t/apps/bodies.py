@@ -3,6 +3,7 @@ while an app reads a body nginx wrote to its temp file."""
 
 import hashlib
 import os
+import time
 
 
 def _rss():
@@ -20,9 +21,9 @@ def rss(environ, start_response):
     return _text(start_response, "%d\n" % _rss())
 
 
-def sha256(environ, start_response):
-    """Reads the body in 64 KiB pieces: its SHA-256, its length, and the
-    worker's highest RSS while reading."""
+def digest(environ, start_response, pause=0.0):
+    """Reads the body in 64 KiB pieces, `pause` s after each: its SHA-256,
+    its length, and the worker's highest RSS while reading."""
     stream = environ["wsgi.input"]
     digest = hashlib.sha256()
     size = 0
@@ -35,7 +36,13 @@ def sha256(environ, start_response):
         size += len(piece)
         if size % (1 << 20) == 0:
             peak = max(peak, _rss())
+        if pause:
+            time.sleep(pause)
     return _text(start_response, "%s %d %d\n" % (digest.hexdigest(), size, peak))
+
+
+def sha256(environ, start_response):
+    return digest(environ, start_response)
 
 
 def logged(environ, start_response):

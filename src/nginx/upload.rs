@@ -1,0 +1,126 @@
+//! `wsgi_request_buffering off`, the event loop's side: nginx reads the
+//! body as the client sends it (`request_body_no_buffering`, as the
+//! upstream modules' `proxy_request_buffering off`), and `pull` moves what
+//! it read into the request's `BodyStream` as far as the stream's window
+//! has room. What does not fit stays in nginx's buffer; a full buffer makes
+//! nginx stop reading from the client (over HTTP/2, stop granting window)
+//! until the app has made room and the loop pulls again.
+
+use ngx::ffi::{
+    ngx_http_block_reading, ngx_http_read_unbuffered_request_body, ngx_http_request_body_t,
+    ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_HTTP_BAD_REQUEST,
+    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_REQUEST_TIME_OUT, NGX_OK,
+};
+
+use super::body::{buf_len, in_memory};
+use crate::wsgi::stream::{BodyFault, BodyStream};
+
+/// Whether nginx is to give the app the body as it arrives: a request
+/// whose body nginx is still reading once the content phase starts it.
+///
+/// # Safety
+/// `r` must be a live request whose body handler nginx has called.
+pub unsafe fn streaming(r: *mut ngx_http_request_t) -> bool {
+    // nginx clears the flag when it read the whole body at once.
+    (*r).request_body_no_buffering() != 0
+}
+
+/// What a pull left.
+pub enum Pulled {
+    /// Waiting: for the client (nginx armed its read event) or for the app
+    /// to make room (it wakes the loop).
+    Waiting,
+    /// The whole body is in the stream.
+    Complete,
+    /// The body cannot be read to its end; nginx's code for it.
+    Failed(BodyFault, ngx_int_t),
+}
+
+/// Moves what nginx has read into `stream` and has nginx read on, until
+/// the client has nothing more for now, the window is full, or the body
+/// ended. The stream learns the end.
+///
+/// # Safety
+/// `r` must be a live request whose body nginx reads unbuffered, on the
+/// event loop.
+pub unsafe fn pull(r: *mut ngx_http_request_t, stream: &BodyStream) -> Pulled {
+    let rb = (*r).request_body;
+    if rb.is_null() {
+        stream.end(Err(BodyFault::Failed));
+        return Pulled::Failed(BodyFault::Failed, NGX_HTTP_BAD_REQUEST as _);
+    }
+    loop {
+        if !move_read(r, rb, stream) {
+            // The window is full: nginx's buffer keeps the rest. With
+            // level-triggered events (poll), the client's data would wake
+            // the loop on every turn until the app makes room: stop
+            // watching, as nginx does; its next read watches again.
+            ngx_http_block_reading(r);
+            return Pulled::Waiting;
+        }
+        if (*r).reading_body() == 0 {
+            stream.end(Ok(()));
+            return Pulled::Complete;
+        }
+        let rc = ngx_http_read_unbuffered_request_body(r);
+        if rc == NGX_AGAIN as ngx_int_t && (*rb).bufs.is_null() {
+            return Pulled::Waiting; // nothing more from the client for now
+        }
+        if rc != NGX_OK as ngx_int_t && rc != NGX_AGAIN as ngx_int_t {
+            let fault = fault_of(r, rc);
+            stream.end(Err(fault));
+            return Pulled::Failed(fault, rc);
+        }
+    }
+}
+
+/// Moves the buffers nginx has read (`rb->bufs`) into the stream, marking
+/// each consumed (nginx reuses what is), and frees their chain links; false
+/// when the window filled first.
+///
+/// # Safety
+/// As for `pull`.
+unsafe fn move_read(
+    r: *mut ngx_http_request_t,
+    rb: *mut ngx_http_request_body_t,
+    stream: &BodyStream,
+) -> bool {
+    while !(*rb).bufs.is_null() {
+        let cl = (*rb).bufs;
+        let b = (*cl).buf;
+        // nginx keeps an unbuffered body in memory (never a temp file).
+        if !b.is_null() && in_memory(b) {
+            let len = buf_len(b);
+            if len > 0 {
+                // SAFETY: an in-memory buffer has `len` bytes at pos.
+                let taken = stream.offer(std::slice::from_raw_parts((*b).pos, len));
+                (*b).pos = (*b).pos.add(taken);
+                if taken < len {
+                    return false;
+                }
+            }
+        }
+        (*rb).bufs = (*cl).next;
+        // nginx's ngx_free_chain: the link goes back to the request pool's
+        // free list (nginx allocated it there for this list).
+        (*cl).next = (*(*r).pool).chain;
+        (*(*r).pool).chain = cl;
+    }
+    true
+}
+
+/// Why nginx could not read on (`rc`, its code).
+///
+/// # Safety
+/// `r` must be a live request.
+unsafe fn fault_of(r: *mut ngx_http_request_t, rc: ngx_int_t) -> BodyFault {
+    if (*(*r).connection).error() != 0 {
+        return BodyFault::ClientClosed; // closed, reset, or a failed recv
+    }
+    match rc as u32 {
+        NGX_HTTP_REQUEST_TIME_OUT => BodyFault::TimedOut,
+        NGX_HTTP_REQUEST_ENTITY_TOO_LARGE => BodyFault::TooLarge,
+        NGX_HTTP_BAD_REQUEST => BodyFault::Invalid,
+        _ => BodyFault::Failed,
+    }
+}
