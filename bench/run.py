@@ -306,13 +306,33 @@ async def slow_reader(port, path, rate, seconds, counter):
     writer.close()
 
 
+def temp_bytes(server):
+    """Bytes in the temp files the server's processes hold open: ngx_wsgi's
+    spill files (thread mode) have no name, so only /proc shows them."""
+    total = 0
+    for pid in server.pids():
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            path = f"/proc/{pid}/fd/{fd}"
+            try:
+                if "wsgi_temp" in os.readlink(path):
+                    total += os.stat(path).st_size
+            except OSError:
+                pass
+    return total
+
+
 def slow_clients(server, clients, seconds):
     base = server.rss_kib()
-    counter, peak = [0], [base]
+    counter, peak, temp = [0], [base], [0]
 
     async def sample():
         while True:
             peak[0] = max(peak[0], server.rss_kib())
+            temp[0] = max(temp[0], temp_bytes(server))
             await asyncio.sleep(0.5)
 
     async def main():
@@ -323,7 +343,7 @@ def slow_clients(server, clients, seconds):
 
     os.sched_setaffinity(0, {int(CLIENT_CORE)})
     asyncio.run(main())
-    return (peak[0] - base) / 1024, counter[0] / 2**20
+    return (peak[0] - base) / 1024, counter[0] / 2**20, temp[0] / 2**20
 
 
 def machine():
@@ -377,10 +397,10 @@ def main():
                 print(f"   {case:7} {cell[0]:10.0f} req/s  p99 {cell[1]:8.2f} ms  {cell[2]:8.1f} µs/req "
                       f"({cell[3]:.1f} in user space)", flush=True)
             if server.name not in ("nginx-return", "nginx-static", "ngx_wsgi-buffered"):
-                growth, mib = slow_clients(server, args.slow_clients, args.slow_seconds)
-                results[(server.name, "slow")] = (growth, mib)
+                growth, mib, temp = slow_clients(server, args.slow_clients, args.slow_seconds)
+                results[(server.name, "slow")] = (growth, mib, temp)
                 print(f"   slow    peak RSS growth {growth:.1f} MiB, {mib:.0f} MiB delivered "
-                      f"in {args.slow_seconds} s", flush=True)
+                      f"in {args.slow_seconds} s, peak temp files {temp:.0f} MiB", flush=True)
         finally:
             server.stop()
 
@@ -418,7 +438,10 @@ def write_results(args, chosen, results):
 
     def slow_cell(s):
         slow = results.get((s.name, "slow"))
-        return f"{slow[0]:.1f} MiB ({slow[1]:.0f} MiB sent)" if slow else ""
+        if not slow:
+            return ""
+        temp = f", {slow[2]:.0f} MiB in temp files at the peak" if slow[2] else ""
+        return f"{slow[0]:.1f} MiB ({slow[1]:.0f} MiB sent{temp})"
 
     lines += table(chosen, results, ["req/s", "p99 ms", "µs/req"],
                    lambda r: f"{r[0]:.0f} | {r[1]:.2f} | {r[2]:.1f}", ("slow-client RSS growth", slow_cell))
@@ -435,8 +458,10 @@ def write_results(args, chosen, results):
         f"Slow-client case: {args.slow_clients} clients each read a 50 MiB streamed response (64 KiB chunks) at "
         f"1 MiB/s for {args.slow_seconds} s; the figure is the peak RSS of all the server's processes over "
         "their RSS before the clients came; the MiB sent in that time shows how many of the clients a server "
-        "kept going at once (uWSGI and gunicorn run one request at a time per process; ngx_wsgi with "
-        f"`wsgi_threads {THREADS}`, one per thread).",
+        "kept going at once (uWSGI and gunicorn run one request at a time per process). ngx_wsgi with "
+        f"`wsgi_threads {THREADS}` spills what a slow client cannot take yet to a temp file "
+        "(`wsgi_max_temp_file_size`, default 1024m), so its threads are free once the app has finished; "
+        "the peak of those files' bytes is given (the page cache holds them; they are not RSS).",
         "",
     ]
     if any(s.name == "ngx_wsgi-threads" for s in chosen):

@@ -20,7 +20,7 @@ use crate::event_loop;
 use crate::next::Next;
 use crate::nginx::output::{self, Output, SharedOutput};
 use crate::nginx::{body, cgi, headers_out};
-use crate::wsgi::driver::{Gone, Response, Sink, Start, Step};
+use crate::wsgi::driver::{Gone, Refused, Response, Sink, Start, Step};
 use crate::wsgi::flush::{FlushError, FlushTarget};
 use crate::wsgi::kept::Kept;
 use crate::wsgi::start_response::Head;
@@ -211,19 +211,19 @@ impl Sink for InlineSink<'_> {
         unsafe { headers_out::send_head(self.r, &head, known_length) }
     }
 
-    fn chunk(&mut self, chunk: Bound<'_, PyBytes>, len: usize, flush: bool) -> Result<(), Gone> {
+    fn chunk(&mut self, chunk: Bound<'_, PyBytes>, len: usize, flush: bool) -> Result<(), Refused> {
         let mut out = output::lock(self.output);
         let data = chunk.as_bytes().as_ptr();
         // SAFETY: the pump runs for the live request; the bytes object is
         // kept (below) until `done` counts this chunk or the request ends.
-        let rc = unsafe { out.write(data, len, flush, false) }.map_err(|()| Gone)?;
+        let rc = unsafe { out.write(data, len, flush, false) }.map_err(|()| Refused::Gone)?;
         self.kept.push(chunk.unbind());
         let done = out.done();
         self.must_wait = Some(out.must_wait());
         drop(out);
         self.kept.release_upto(done);
         if rc == NGX_ERROR as ngx_int_t {
-            return Err(Gone);
+            return Err(Refused::Gone);
         }
         Ok(())
     }

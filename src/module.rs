@@ -8,20 +8,21 @@ use std::path::Path;
 
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
-    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_t, ngx_cycle_t,
-    ngx_http_compile_complex_value, ngx_http_compile_complex_value_t, ngx_http_complex_value_t,
-    ngx_http_get_variable_index, ngx_http_module_t, ngx_int_t, ngx_parse_time, ngx_pcalloc,
-    ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12,
-    NGX_CONF_TAKE23, NGX_ERROR, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
-    NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_OK,
+    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_path_slot,
+    ngx_conf_t, ngx_cycle_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
+    ngx_http_complex_value_t, ngx_http_get_variable_index, ngx_http_module_t, ngx_int_t,
+    ngx_parse_time, ngx_pcalloc, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG,
+    NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE1234, NGX_CONF_TAKE23, NGX_ERROR,
+    NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF, NGX_LOG_ALERT, NGX_LOG_EMERG,
+    NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::{ngx_conf_log_error, ngx_log_error, ngx_string};
 
 use crate::config::{
-    check_python_home, max_requests, size, AppSource, AppSpec, EnvironSources, Invalid, LocConf,
-    MainConf, Module, Param, PoolSpec,
+    check_python_home, max_requests, size, size_or_zero, AppSource, AppSpec, EnvironSources,
+    Invalid, LocConf, MainConf, Module, Param, PoolSpec,
 };
 #[cfg(feature = "test-hooks")]
 use crate::test_hooks::Hooks;
@@ -156,7 +157,7 @@ const fn command(
 }
 
 /// The test build's `wsgi_test_hook` (src/test_hooks.rs) is one more row.
-const COMMAND_COUNT: usize = 12 + cfg!(feature = "test-hooks") as usize;
+const COMMAND_COUNT: usize = 14 + cfg!(feature = "test-hooks") as usize;
 
 pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
     command(
@@ -221,6 +222,20 @@ pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
         handle::<WsgiReadTimeout>,
         NGX_HTTP_LOC_CONF_OFFSET,
         0,
+    ),
+    command(
+        ngx_string!("wsgi_max_temp_file_size"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        handle::<WsgiMaxTempFileSize>,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    command(
+        ngx_string!("wsgi_temp_path"),
+        ANY_LEVEL | NGX_CONF_TAKE1234,
+        ngx_conf_set_path_slot,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        std::mem::offset_of!(LocConf, temp_path),
     ),
     command(
         ngx_string!("wsgi_max_requests"),
@@ -611,6 +626,20 @@ impl Set for WsgiReadTimeout {
         let main = unsafe { d.main_conf() }?;
         let shortest = main.shortest_read_timeout.get_or_insert(ms as _);
         *shortest = (*shortest).min(ms as _);
+        Ok(())
+    }
+}
+
+struct WsgiMaxTempFileSize;
+
+impl Set for WsgiMaxTempFileSize {
+    type Conf = LocConf;
+
+    fn set(d: &Directive, loc: &mut LocConf) -> Result<(), Refusal> {
+        if loc.max_temp_file_size.is_some() {
+            return Err(Refusal::Duplicate);
+        }
+        loc.max_temp_file_size = Some(size_or_zero(d.arg(0))?);
         Ok(())
     }
 }

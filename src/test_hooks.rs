@@ -27,6 +27,9 @@ pub enum Hook {
     /// head, chunks and end reach the event loop together, as they do when
     /// the loop is slower than the app.
     NewsWaitsForTheEnd,
+    /// Thread mode: every write to a response's temp file fails as on a
+    /// full disk (ENOSPC).
+    SpillWriteFails,
     /// A panic in the named place.
     PanicInContentHandler,
     PanicInBodyHandler,
@@ -42,9 +45,10 @@ pub enum Hook {
     PanicInDirective,
 }
 
-const NAMES: [(&str, Hook); 13] = [
+const NAMES: [(&str, Hook); 14] = [
     ("busy_timer_blocks_at_exit", Hook::BusyTimerBlocksAtExit),
     ("news_waits_for_the_end", Hook::NewsWaitsForTheEnd),
+    ("spill_write_fails", Hook::SpillWriteFails),
     ("panic_in_content_handler", Hook::PanicInContentHandler),
     ("panic_in_body_handler", Hook::PanicInBodyHandler),
     ("panic_in_write_event", Hook::PanicInWriteEvent),

@@ -286,3 +286,30 @@ location /app { wsgi_request_buffering maybe; wsgi_threads 2; wsgi_pass app; }
 --- must_die
 --- error_log
 invalid value "maybe" in "wsgi_request_buffering" directive, it must be "on" or "off"
+
+
+
+=== TEST 27: wsgi_max_temp_file_size takes a size or 0
+--- config
+location /app { wsgi_threads 2; wsgi_max_temp_file_size -1; wsgi_pass app; }
+--- must_die
+--- error_log
+invalid value "-1" in "wsgi_max_temp_file_size" directive, it must be a size, such as 1024m, or 0
+
+
+
+=== TEST 28: wsgi_temp_path: a level of 0 digits
+--- config
+location /app { wsgi_threads 2; wsgi_temp_path /tmp/wsgi_temp 0; wsgi_pass app; }
+--- must_die
+--- error_log
+"wsgi_temp_path" directive invalid value
+
+
+
+=== TEST 29: wsgi_temp_path: a path that cannot be created
+--- config
+location /app { wsgi_threads 2; wsgi_temp_path /dev/null/wsgi_temp; wsgi_pass app; }
+--- must_die
+--- error_log
+mkdir() "/dev/null/wsgi_temp" failed (20: Not a directory)

@@ -10,17 +10,21 @@
 
 mod parse;
 
-use std::ptr::addr_of;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::ptr::{addr_of, addr_of_mut};
+use std::sync::Arc;
 
 use ngx::core::NGX_CONF_ERROR;
 use ngx::ffi::{
-    ngx_conf_t, ngx_flag_t, ngx_http_complex_value_t, ngx_module_t, ngx_msec_t, ngx_uint_t,
-    NGX_CONF_UNSET, NGX_LOG_EMERG,
+    ngx_conf_merge_path_value, ngx_conf_t, ngx_flag_t, ngx_http_complex_value_t, ngx_module_t,
+    ngx_msec_t, ngx_path_init_t, ngx_path_t, ngx_str_t, ngx_uint_t, NGX_CONF_UNSET, NGX_LOG_EMERG,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError};
 use ngx::ngx_conf_log_error;
 
-pub use parse::{check_python_home, max_requests, size, Invalid};
+pub use parse::{check_python_home, max_requests, size, size_or_zero, Invalid};
 
 use crate::test_hooks::Hooks;
 
@@ -140,6 +144,13 @@ pub struct LocConf {
     pub queue_timeout: ngx_msec_t,
     /// `wsgi_read_timeout`: how long one call into the app may take.
     pub read_timeout: ngx_msec_t,
+    /// `wsgi_max_temp_file_size` in bytes (0: no spilling); None: unset.
+    pub max_temp_file_size: Option<u64>,
+    /// `wsgi_temp_path`, as nginx's path slot sets it (levels included).
+    pub temp_path: *mut ngx_path_t,
+    /// Where a thread-mode response may spill, once merged: only where an
+    /// app runs on a pool and spilling is on.
+    pub spill: Option<Arc<Spill>>,
     /// Test build: the `wsgi_test_hook`s of this level and those above.
     pub test_hooks: Hooks,
 }
@@ -202,6 +213,9 @@ impl Default for LocConf {
             threads: None,
             queue_timeout: NGX_CONF_UNSET_MSEC,
             read_timeout: NGX_CONF_UNSET_MSEC,
+            max_temp_file_size: None,
+            temp_path: std::ptr::null_mut(),
+            spill: None,
             test_hooks: Hooks::default(),
         }
     }
@@ -233,6 +247,12 @@ impl LocConf {
             prev.read_timeout,
             DEFAULT_READ_TIMEOUT,
         );
+        if self.max_temp_file_size.is_none() {
+            self.max_temp_file_size = prev.max_temp_file_size;
+        }
+        if self.temp_path.is_null() {
+            self.temp_path = prev.temp_path;
+        }
         self.test_hooks = self.test_hooks.union(prev.test_hooks);
         self.check()
     }
@@ -247,6 +267,69 @@ impl LocConf {
                 self.pass_at.as_deref().unwrap_or("?")
             ));
         }
+        Ok(())
+    }
+}
+
+/// Where and how much of a thread-mode response may go to a temp file
+/// when its client cannot take it yet (`wsgi_max_temp_file_size`,
+/// `wsgi_temp_path`).
+#[derive(Debug)]
+pub struct Spill {
+    /// The directory (nginx's master creates it, for the workers' user).
+    pub dir: PathBuf,
+    /// Its subdirectory levels, as nginx's temp paths have them.
+    pub levels: [usize; 3],
+    /// The most a response may spill, in bytes.
+    pub max: u64,
+}
+
+/// `wsgi_max_temp_file_size`'s default, as `proxy_max_temp_file_size`'s.
+const DEFAULT_MAX_TEMP_FILE_SIZE: u64 = 1 << 30;
+
+/// `wsgi_temp_path`'s default, under nginx's prefix unless absolute; a
+/// build sets another with `NGX_WSGI_TEMP_PATH`, as nginx's configure does
+/// with `--http-uwsgi-temp-path`.
+const DEFAULT_TEMP_PATH: &str = match option_env!("NGX_WSGI_TEMP_PATH") {
+    Some(path) => path,
+    None => "wsgi_temp",
+};
+
+impl LocConf {
+    /// After `inherit`: where this location's responses spill, if they
+    /// may (an app on a pool, spilling on). The default path is then
+    /// registered, so that nginx's master creates it.
+    ///
+    /// # Safety
+    /// `cf` must be the configuration being parsed.
+    unsafe fn merge_spill(&mut self, cf: *mut ngx_conf_t) -> Result<(), String> {
+        let max = self
+            .max_temp_file_size
+            .unwrap_or(DEFAULT_MAX_TEMP_FILE_SIZE);
+        if self.app.is_none() || self.pool().is_none() || max == 0 {
+            return Ok(());
+        }
+        // nginx reads the default through this pointer, and never writes.
+        static mut DEFAULT: ngx_path_init_t = ngx_path_init_t {
+            name: ngx_str_t {
+                len: DEFAULT_TEMP_PATH.len(),
+                data: DEFAULT_TEMP_PATH.as_ptr() as *mut u8,
+            },
+            level: [1, 2, 0],
+        };
+        let inherited = self.temp_path;
+        let merged =
+            ngx_conf_merge_path_value(cf, &mut self.temp_path, inherited, addr_of_mut!(DEFAULT));
+        if merged == NGX_CONF_ERROR || self.temp_path.is_null() {
+            return Err("the temp path of \"wsgi_temp_path\" cannot be set up".into());
+        }
+        let path = &*self.temp_path;
+        let name = std::slice::from_raw_parts(path.name.data, path.name.len);
+        self.spill = Some(Arc::new(Spill {
+            dir: PathBuf::from(OsStr::from_bytes(name)),
+            levels: path.level,
+            max,
+        }));
         Ok(())
     }
 }
@@ -320,7 +403,7 @@ impl HttpModule for Module {
     ) -> *mut std::ffi::c_char {
         let prev = &*(prev as *const LocConf);
         let conf = &mut *(conf as *mut LocConf);
-        match conf.inherit(prev) {
+        match conf.inherit(prev).and_then(|()| conf.merge_spill(cf)) {
             Ok(()) => std::ptr::null_mut(),
             Err(reason) => {
                 ngx_conf_log_error!(NGX_LOG_EMERG, cf, "{reason}");

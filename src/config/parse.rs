@@ -151,27 +151,32 @@ fn named_number<T: std::str::FromStr>(arg: &str, name: &str) -> Result<T, Invali
 /// Parses a size as nginx writes one (`512k`, `100m`, `1g`, bytes without
 /// a suffix); it must be above 0.
 pub fn size(arg: &str) -> Result<u64, Invalid> {
-    let invalid = || Invalid::value(arg, "it must be a size above 0, such as 512m or 2g");
+    parse_size(arg)
+        .filter(|&n| n > 0)
+        .ok_or_else(|| Invalid::value(arg, "it must be a size above 0, such as 512m or 2g"))
+}
+
+/// A size, as `size` parses it, that may be 0 (which turns a limit off).
+pub fn size_or_zero(arg: &str) -> Result<u64, Invalid> {
+    parse_size(arg).ok_or_else(|| Invalid::value(arg, "it must be a size, such as 1024m, or 0"))
+}
+
+fn parse_size(arg: &str) -> Option<u64> {
     let (digits, unit) = match arg.char_indices().last() {
         Some((i, c)) if c.is_ascii_alphabetic() => (&arg[..i], c.to_ascii_lowercase()),
         _ => (arg, 'b'),
     };
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(invalid());
+        return None;
     }
     let scale: u64 = match unit {
         'b' => 1,
         'k' => 1 << 10,
         'm' => 1 << 20,
         'g' => 1 << 30,
-        _ => return Err(invalid()),
+        _ => return None,
     };
-    digits
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(scale))
-        .filter(|&n| n > 0)
-        .ok_or_else(invalid)
+    digits.parse::<u64>().ok()?.checked_mul(scale)
 }
 
 /// What `nginx -t` checks of `wsgi_python_home`: why `dir` is not one.
@@ -281,6 +286,11 @@ mod tests {
             "99999999999999999g",
         ] {
             assert!(size(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(size_or_zero("0"), Ok(0));
+        assert_eq!(size_or_zero("1024m"), Ok(1 << 30));
+        for bad in ["", "-1", "off", "1.5g", "99999999999999999g"] {
+            assert!(size_or_zero(bad).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -20,9 +20,9 @@ use std::ptr::{addr_of, null_mut};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ngx::ffi::{
-    ngx_chain_get_free_buf, ngx_chain_t, ngx_chain_update_chains, ngx_http_output_filter,
-    ngx_http_request_t, ngx_http_send_special, ngx_int_t, NGX_AGAIN, NGX_ERROR, NGX_HTTP_FLUSH,
-    NGX_HTTP_LAST, NGX_OK,
+    ngx_buf_t, ngx_chain_get_free_buf, ngx_chain_t, ngx_chain_update_chains, ngx_file_t,
+    ngx_http_output_filter, ngx_http_request_t, ngx_http_send_special, ngx_int_t, off_t, NGX_AGAIN,
+    NGX_ERROR, NGX_HTTP_FLUSH, NGX_HTTP_LAST, NGX_OK,
 };
 
 /// How much a batched response queues before passing it to the filters.
@@ -169,12 +169,49 @@ impl Output {
     /// The output's request must be live; the bytes must stay valid until
     /// `done()` counts this chunk or the request ends.
     unsafe fn queue(&mut self, data: *const u8, len: usize) -> Result<(), ()> {
-        let r = self.request;
         // Only a batch has a queue to copy behind (a flushed chunk goes alone).
         if !self.queue.is_null() && self.copy_behind_last(data, len) {
             self.queued_bytes += len;
             return Ok(());
         }
+        let b = self.queue_new_buffer(len)?;
+        let start = data as *mut u8;
+        (*b).start = start;
+        (*b).pos = start;
+        (*b).last = start.add(len);
+        (*b).end = (*b).last;
+        (*b).set_memory(1);
+        Ok(())
+    }
+
+    /// Queues `len` bytes of `file` at `offset` as the next chunk (thread
+    /// mode: a range of the response's temp file), sent by nginx from the
+    /// file (`sendfile`, or its own reads into `output_buffers`).
+    ///
+    /// # Safety
+    /// The output's request must be live; `file` must stay open, and hold
+    /// the range, until the request ends.
+    unsafe fn queue_file(
+        &mut self,
+        file: *mut ngx_file_t,
+        offset: u64,
+        len: usize,
+    ) -> Result<(), ()> {
+        let b = self.queue_new_buffer(len)?;
+        (*b).set_in_file(1);
+        (*b).file = file;
+        (*b).file_pos = offset as off_t;
+        (*b).file_last = (offset + len as u64) as off_t;
+        Ok(())
+    }
+
+    /// A clean buffer of ours, linked at the end of the queue as the next
+    /// chunk of `len` bytes; the caller says where they are.
+    ///
+    /// # Safety
+    /// The output's request must be live.
+    unsafe fn queue_new_buffer(&mut self, len: usize) -> Result<*mut ngx_buf_t, ()> {
+        let r = self.request;
         let cl = ngx_chain_get_free_buf((*r).pool, &mut self.free);
         if cl.is_null() {
             return Err(());
@@ -182,12 +219,6 @@ impl Output {
         let b = (*cl).buf;
         // A recycled buffer keeps its old flags: start from a clean one.
         std::ptr::write_bytes(b, 0, 1);
-        let start = data as *mut u8;
-        (*b).start = start;
-        (*b).pos = start;
-        (*b).last = start.add(len);
-        (*b).end = (*b).last;
-        (*b).set_memory(1);
         (*b).tag = tag();
         (*cl).next = null_mut();
         if self.queue.is_null() {
@@ -199,7 +230,7 @@ impl Output {
         self.queued_bytes += len;
         self.queued_buffers += 1;
         self.queued_chunks += 1;
-        Ok(())
+        Ok(b)
     }
 
     /// Copies a small chunk into the queue's last buffer when that is
@@ -217,6 +248,9 @@ impl Output {
         // (the caller checks), so its last link is one of ours, in the
         // request pool, not yet passed to nginx.
         let b = (*self.queue_last).buf;
+        if (*b).in_file() != 0 {
+            return false; // a range of the temp file: nothing to copy behind
+        }
         let last_seq = self.passed + self.queued_buffers as u64 - 1;
         let copy = match self.copies.back_mut() {
             Some(copy) if copy.seq == last_seq => {
@@ -280,14 +314,38 @@ impl Output {
         more: bool,
     ) -> Result<ngx_int_t, ()> {
         self.queue(data, len)?;
+        Ok(self.pass_if_due(flush, more))
+    }
+
+    /// As `write`, for a range of a file (`queue_file`).
+    ///
+    /// # Safety
+    /// As for `queue_file`.
+    pub unsafe fn write_file(
+        &mut self,
+        file: *mut ngx_file_t,
+        offset: u64,
+        len: usize,
+        flush: bool,
+        more: bool,
+    ) -> Result<ngx_int_t, ()> {
+        self.queue_file(file, offset, len)?;
+        Ok(self.pass_if_due(flush, more))
+    }
+
+    /// After a chunk was queued: `write`'s rule for passing the queue on.
+    ///
+    /// # Safety
+    /// The output's request must be live.
+    unsafe fn pass_if_due(&mut self, flush: bool, more: bool) -> ngx_int_t {
         self.flush_wanted |= flush;
-        Ok(if self.flush_wanted && !more {
+        if self.flush_wanted && !more {
             self.send_queue(true)
         } else if !self.flush_wanted && self.batch_full() {
             self.send_queue(false)
         } else {
             NGX_OK as ngx_int_t
-        })
+        }
     }
 
     /// Passes the queue to the filters; with `flush`, marked so that no

@@ -8,10 +8,14 @@
 //!
 //! Chunks are not copied: a chunk is a pointer into a bytes object that the
 //! pool thread keeps (`wsgi::kept::Kept`) until the loop reports nginx done
-//! with its buffer, or the request ended. The pool thread asks the app for
-//! the next chunk only while the loop's output is not blocked and fewer
-//! than `MAX_CHUNKS` / `MAX_BYTES` wait here, so a slow client costs a
-//! waiting thread and a bounded amount of memory.
+//! with its buffer, or the request ended. At most `MAX_CHUNKS` /
+//! `MAX_BYTES` wait here (the window). Past it, a chunk goes to the
+//! response's temp file (`spill.rs`; `wsgi_max_temp_file_size`) and is
+//! handed over as a range of it, so the thread goes on while a slow client
+//! reads; without spilling (or at its limit), the pool thread asks the app
+//! for the next chunk only while the loop's output is not blocked and the
+//! window has room, so a slow client costs a waiting thread and a bounded
+//! amount of memory.
 //!
 //! The loop is woken (through `wakeup`) when there is news and the request is
 //! not already on the loop's list: before the thread calls into the app
@@ -27,6 +31,7 @@ use ngx::ffi::{ngx_http_request_t, ngx_uint_t, NGX_LOG_ERR};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use super::spill::{SpillFile, Spilled};
 use crate::errlog::{self, LoopLog};
 use crate::wsgi::driver::End;
 use crate::wsgi::flush::{FlushError, FlushTarget};
@@ -38,13 +43,20 @@ use crate::wsgi::watch::OnTimeout;
 const MAX_CHUNKS: usize = 128;
 const MAX_BYTES: usize = 256 * 1024;
 
-/// A chunk for nginx: `len` bytes at `data`, inside a bytes object that the
-/// pool thread keeps alive until nginx is done with it.
+/// A chunk for nginx: `len` bytes at `data`.
 pub struct Chunk {
-    pub data: *const u8,
+    pub data: ChunkData,
     pub len: usize,
     /// It must reach the client now: not batched, or the app flushed.
     pub flush: bool,
+}
+
+pub enum ChunkData {
+    /// Inside a bytes object that the pool thread keeps alive until nginx
+    /// is done with it.
+    Memory(*const u8),
+    /// In the response's temp file, written before it was handed over.
+    Spilled { file: Arc<SpillFile>, offset: u64 },
 }
 
 /// What the loop takes from the hand-off in one go.
@@ -167,19 +179,32 @@ impl Handoff {
     /// (`post: false`: the news stays until a later post, as the test
     /// hook `news_waits_for_the_end` has it, unless the thread must wait:
     /// only the loop taking the news makes room.)
-    pub fn wait_for_room(&self, py: Python<'_>, kept: &mut Kept, post: bool) -> Room {
+    ///
+    /// With `can_spill` the thread does not wait: what the window cannot
+    /// hold goes to the temp file. News is then not posted while the
+    /// loop's output is blocked: the client's write event brings the loop
+    /// to it.
+    pub fn wait_for_room(
+        &self,
+        py: Python<'_>,
+        kept: &mut Kept,
+        post: bool,
+        can_spill: bool,
+    ) -> Room {
         let (stopped, cancelled, done) = {
             let mut shared = self.lock();
-            if (post || Self::must_wait(&shared)) && Self::has_news(&shared) {
+            let must_wait = Self::must_wait(&shared, can_spill);
+            let loop_waits = can_spill && shared.blocked;
+            if (post || must_wait) && Self::has_news(&shared) && !loop_waits {
                 self.post(&mut shared);
             }
-            if !Self::must_wait(&shared) {
+            if !must_wait {
                 (shared.stopped, shared.cancelled_app, shared.done)
             } else {
                 drop(shared);
                 py.detach(|| {
                     let mut shared = self.lock();
-                    while Self::must_wait(&shared) {
+                    while Self::must_wait(&shared, can_spill) {
                         shared.waiting = true;
                         shared = self.room.wait(shared).unwrap_or_else(|p| p.into_inner());
                     }
@@ -199,8 +224,8 @@ impl Handoff {
         Room::Go
     }
 
-    fn must_wait(shared: &Shared) -> bool {
-        !shared.stopped && !shared.cancelled_app && Self::full(shared)
+    fn must_wait(shared: &Shared, can_spill: bool) -> bool {
+        !can_spill && !shared.stopped && !shared.cancelled_app && Self::full(shared)
     }
 
     fn has_news(shared: &Shared) -> bool {
@@ -208,7 +233,16 @@ impl Handoff {
     }
 
     fn full(shared: &Shared) -> bool {
-        shared.blocked || shared.news.chunks.len() >= MAX_CHUNKS || shared.queued_bytes >= MAX_BYTES
+        shared.blocked || Self::window_full(shared)
+    }
+
+    fn window_full(shared: &Shared) -> bool {
+        shared.news.chunks.len() >= MAX_CHUNKS || shared.queued_bytes >= MAX_BYTES
+    }
+
+    /// Whether the window is full: a chunk now would go to the temp file.
+    pub fn has_no_room(&self) -> bool {
+        Self::window_full(&self.lock())
     }
 
     /// Hands over the response header (posted with what follows).
@@ -225,11 +259,40 @@ impl Handoff {
             return;
         }
         shared.news.chunks.push_back(Chunk {
-            data: chunk.as_bytes().as_ptr(),
+            data: ChunkData::Memory(chunk.as_bytes().as_ptr()),
             len,
             flush,
         });
         shared.queued_bytes += len;
+    }
+
+    /// Hands over `len` bytes the thread wrote to the temp file at
+    /// `spilled`; a range that continues the last one handed over extends
+    /// it. Whether it is a chunk of its own (in the count of chunks nginx
+    /// is done with).
+    pub fn hand_over_spilled(&self, spilled: Spilled, len: usize, flush: bool) -> bool {
+        let mut shared = self.lock();
+        if shared.stopped || shared.cancelled_app {
+            return false;
+        }
+        if let Some(last) = shared.news.chunks.back_mut() {
+            if let ChunkData::Spilled { file, offset } = &last.data {
+                if Arc::ptr_eq(file, &spilled.file) && *offset + last.len as u64 == spilled.offset {
+                    last.len += len;
+                    last.flush |= flush;
+                    return false;
+                }
+            }
+        }
+        shared.news.chunks.push_back(Chunk {
+            data: ChunkData::Spilled {
+                file: spilled.file,
+                offset: spilled.offset,
+            },
+            len,
+            flush,
+        });
+        true
     }
 
     /// `x-wsgiorg.flush()` after the header: what was sent so far goes out.
@@ -430,7 +493,7 @@ mod tests {
         let h = h.clone();
         std::thread::spawn(move || {
             let mut kept = kept;
-            let room = Python::attach(|py| h.wait_for_room(py, &mut kept, true));
+            let room = Python::attach(|py| h.wait_for_room(py, &mut kept, true, false));
             let _ = tx.send((matches!(room, Room::Go), kept.is_empty()));
         });
         rx
@@ -550,11 +613,11 @@ mod tests {
         h.start();
         h.report(false, 2);
         let mut kept = Python::attach(|py| kept(py, 3));
-        let room = Python::attach(|py| h.wait_for_room(py, &mut kept, true));
+        let room = Python::attach(|py| h.wait_for_room(py, &mut kept, true, false));
         assert!(matches!(room, Room::Go));
         assert!(!kept.is_empty(), "the third chunk is still nginx's");
         h.report(false, 3);
-        Python::attach(|py| h.wait_for_room(py, &mut kept, true));
+        Python::attach(|py| h.wait_for_room(py, &mut kept, true, false));
         assert!(kept.is_empty());
     }
 

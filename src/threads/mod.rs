@@ -22,6 +22,7 @@ mod handoff;
 pub mod pool;
 mod producer;
 pub mod relay;
+mod spill;
 pub mod wakeup;
 
 pub use handoff::Handoff;

@@ -1,20 +1,25 @@
 //! Thread mode, the pool thread's side: run one request's response through
-//! the driver, handing what it produces to the event loop, and wait
-//! (without the GIL) while the client cannot take more.
+//! the driver, handing what it produces to the event loop, past the
+//! hand-off's window into the response's temp file (`spill.rs`), and wait
+//! (without the GIL) while the client cannot take more and nothing may
+//! spill.
 
 use std::sync::Arc;
 
-use ngx::ffi::{ngx_int_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ALERT, NGX_OK};
+use ngx::ffi::{
+    ngx_int_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_OK,
+};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::handoff::{Handoff, Room};
-use crate::config::AppSpec;
+use super::spill::Spiller;
+use crate::config::{AppSpec, Spill};
 use crate::errlog::{LogTo, LoopLog};
 use crate::guard;
 use crate::test_hooks::{Hook, Hooks};
 use crate::vars::Vars;
-use crate::wsgi::driver::{End, Gone, Response, Sink, Start, Step};
+use crate::wsgi::driver::{End, Gone, Refused, Response, Sink, Start, Step};
 use crate::wsgi::input::{self, RequestBody};
 use crate::wsgi::kept::Kept;
 use crate::wsgi::start_response::Head;
@@ -32,6 +37,8 @@ pub struct Job {
     pub buffering: bool,
     /// The location's `wsgi_read_timeout` (ms).
     pub read_timeout: u64,
+    /// Where the response may spill (`wsgi_max_temp_file_size` > 0).
+    pub spill: Option<Arc<Spill>>,
     /// Test build: the location's hooks.
     pub test_hooks: Hooks,
 }
@@ -84,6 +91,7 @@ fn produce(
         app,
         buffering,
         read_timeout,
+        spill,
         test_hooks,
     } = job;
     let Some(spec) = apps.get(app) else {
@@ -107,17 +115,20 @@ fn produce(
     let Some(response) = slot.as_mut() else {
         return End::Finalize(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
     };
+    let mut spiller = spill.map(|spill| Spiller::new(spill, test_hooks));
     loop {
         // Test build: the news may wait for the end, as when the loop is
         // slower than the app, so that all of it reaches the loop at once.
         let post = !test_hooks.armed(Hook::NewsWaitsForTheEnd);
-        if let Room::Stop = handoff.wait_for_room(py, kept, post) {
+        let can_spill = spiller.as_ref().is_some_and(Spiller::can_spill);
+        if let Room::Stop = handoff.wait_for_room(py, kept, post, can_spill) {
             // The request is over: nobody reads this end.
             return End::Finalize(NGX_ERROR as _);
         }
         let mut sink = HandoffSink {
             handoff: &handoff,
             kept,
+            spiller: spiller.as_mut(),
             test_hooks,
         };
         if let Step::End(end) = response.step(py, &mut sink) {
@@ -130,7 +141,40 @@ fn produce(
 struct HandoffSink<'a> {
     handoff: &'a Handoff,
     kept: &'a mut Kept,
+    spiller: Option<&'a mut Spiller>,
     test_hooks: Hooks,
+}
+
+impl HandoffSink<'_> {
+    /// A chunk the window has no room for goes to the temp file, if the
+    /// response may spill; false when it is to go in memory after all.
+    fn spill(
+        &mut self,
+        chunk: &Bound<'_, PyBytes>,
+        len: usize,
+        flush: bool,
+    ) -> Result<bool, Refused> {
+        let Some(spiller) = self.spiller.as_deref_mut() else {
+            return Ok(false);
+        };
+        if !spiller.can_spill() || !self.handoff.has_no_room() {
+            return Ok(false);
+        }
+        match spiller.write(chunk.py(), &chunk.as_bytes()[..len]) {
+            Ok(Some(spilled)) => {
+                if self.handoff.hand_over_spilled(spilled, len, flush) {
+                    self.kept.push_spilled();
+                }
+                Ok(true)
+            }
+            // Over wsgi_max_temp_file_size: from now on the thread waits.
+            Ok(None) => Ok(false),
+            Err(e) => {
+                self.handoff.log(NGX_LOG_ERR as _, &e);
+                Err(Refused::Failed)
+            }
+        }
+    }
 }
 
 impl Sink for HandoffSink<'_> {
@@ -141,8 +185,11 @@ impl Sink for HandoffSink<'_> {
         Ok(())
     }
 
-    fn chunk(&mut self, chunk: Bound<'_, PyBytes>, len: usize, flush: bool) -> Result<(), Gone> {
+    fn chunk(&mut self, chunk: Bound<'_, PyBytes>, len: usize, flush: bool) -> Result<(), Refused> {
         self.test_hooks.panic_if(Hook::PanicInPoolThread);
+        if self.spill(&chunk, len, flush)? {
+            return Ok(());
+        }
         self.handoff.hand_over_chunk(&chunk, len, flush);
         self.kept.push(chunk.unbind());
         Ok(())

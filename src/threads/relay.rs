@@ -8,19 +8,22 @@
 //! the last: none waits for a later one (the app already produced them),
 //! and a fast app's small chunks share one write.
 
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_del_timer, ngx_event_flags, ngx_event_handler_pt, ngx_event_t,
-    ngx_http_block_reading, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_uint_t, NGX_ERROR,
-    NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_GATEWAY_TIME_OUT, NGX_HTTP_INTERNAL_SERVER_ERROR,
-    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_USE_CLEAR_EVENT,
+    ngx_add_timer, ngx_del_timer, ngx_event_flags, ngx_event_handler_pt, ngx_event_t, ngx_file_t,
+    ngx_http_block_reading, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_pcalloc, ngx_pnalloc,
+    ngx_str_t, ngx_uint_t, NGX_ERROR, NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_GATEWAY_TIME_OUT,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ALERT, NGX_LOG_ERR,
+    NGX_LOG_INFO, NGX_USE_CLEAR_EVENT,
 };
 use ngx::ngx_log_error;
 
-use super::handoff::{Handoff, News};
+use super::handoff::{ChunkData, Handoff, News};
 use super::pool::{self, Refused};
 use super::producer::Job;
+use super::spill::SpillFile;
 use super::wakeup;
 use crate::config::{LocConf, MainConf};
 use crate::errlog::log_client_gone;
@@ -47,6 +50,9 @@ pub struct Link {
     /// `wsgi_request_buffering off`: the body on its way to the app, until
     /// all of it is in the stream (or it failed).
     body: Option<Arc<BodyStream>>,
+    /// The response's temp file, as nginx's buffers name it (in the request
+    /// pool), and the file, held open until the request ends.
+    spill_file: Option<(Arc<SpillFile>, *mut ngx_file_t)>,
 }
 
 impl Link {
@@ -58,7 +64,42 @@ impl Link {
             timer: unsafe { std::mem::zeroed() },
             aborting: false,
             body: None,
+            spill_file: None,
         }
+    }
+
+    /// The nginx file of the response's temp file `file` (made at its first
+    /// range); None when the request pool has no memory for it.
+    ///
+    /// # Safety
+    /// `r` must be the live request of this link.
+    unsafe fn nginx_file(
+        &mut self,
+        r: *mut ngx_http_request_t,
+        file: &Arc<SpillFile>,
+    ) -> Option<*mut ngx_file_t> {
+        if let Some((held, f)) = &self.spill_file {
+            if Arc::ptr_eq(held, file) {
+                return Some(*f);
+            }
+        }
+        let pool = (*r).pool;
+        let f = ngx_pcalloc(pool, std::mem::size_of::<ngx_file_t>()) as *mut ngx_file_t;
+        let name = file.path.as_os_str().as_bytes();
+        let data = ngx_pnalloc(pool, name.len()) as *mut u8;
+        if f.is_null() || data.is_null() {
+            return None;
+        }
+        std::ptr::copy_nonoverlapping(name.as_ptr(), data, name.len());
+        (*f).fd = file.fd();
+        // The name it had, for nginx's messages about it.
+        (*f).name = ngx_str_t {
+            len: name.len(),
+            data,
+        };
+        (*f).log = (*(*r).connection).log;
+        self.spill_file = Some((file.clone(), f));
+        Some(f)
     }
 
     /// Whether the loop still reads the body for the app.
@@ -146,6 +187,7 @@ pub unsafe fn submit(
         app,
         buffering: lc.buffering(),
         read_timeout: lc.read_timeout as u64,
+        spill: lc.spill.clone(),
         test_hooks: lc.test_hooks,
     };
     match pool::submit(link.pool, job) {
@@ -365,7 +407,7 @@ pub unsafe fn relay(
     if link.aborting {
         return Some(Next::Finish(NGX_ERROR as _)); // what came before is out
     }
-    match deliver(r, log, output, news) {
+    match deliver(r, log, output, news, link) {
         Delivered::More => {}
         Delivered::Finish(rc) => return Some(Next::Finish(rc)),
         Delivered::Abort => link.aborting = true,
@@ -404,6 +446,7 @@ unsafe fn deliver(
     log: *mut ngx_log_t,
     output: &SharedOutput,
     news: News,
+    link: &mut Link,
 ) -> Delivered {
     if let Some((head, known_length)) = news.head {
         if (*r).header_sent() == 0 {
@@ -425,9 +468,18 @@ unsafe fn deliver(
     for (i, chunk) in news.chunks.iter().enumerate() {
         let last = i + 1 == count;
         let flush = chunk.flush || (last && news.flush);
-        // SAFETY (of the pointer): the pool thread keeps the bytes object
-        // until `done()` counts this chunk or the request ends.
-        match out.write(chunk.data, chunk.len, flush, !last) {
+        let written = match &chunk.data {
+            // SAFETY (of the pointer): the pool thread keeps the bytes
+            // object until `done()` counts this chunk or the request ends.
+            ChunkData::Memory(data) => out.write(*data, chunk.len, flush, !last),
+            // The thread wrote the range before handing it over; the link
+            // holds the file open until the request ends.
+            ChunkData::Spilled { file, offset } => match link.nginx_file(r, file) {
+                Some(f) => out.write_file(f, *offset, chunk.len, flush, !last),
+                None => Err(()),
+            },
+        };
+        match written {
             Err(()) => return Delivered::Finish(NGX_ERROR as _),
             Ok(rc) if rc == NGX_ERROR as ngx_int_t => return gone(),
             Ok(_) => {}

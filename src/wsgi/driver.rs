@@ -42,7 +42,7 @@ pub trait Sink {
 
     /// The first `len` bytes of `chunk`; with `flush` they must reach the
     /// client now, without waiting for more.
-    fn chunk(&mut self, chunk: Bound<'_, PyBytes>, len: usize, flush: bool) -> Result<(), Gone>;
+    fn chunk(&mut self, chunk: Bound<'_, PyBytes>, len: usize, flush: bool) -> Result<(), Refused>;
 
     /// The body is complete: its end. The code to finalize with.
     fn end(&mut self) -> Result<ngx_int_t, Gone>;
@@ -50,6 +50,15 @@ pub trait Sink {
 
 /// The client connection is gone.
 pub struct Gone;
+
+/// Why a sink did not take a chunk.
+pub enum Refused {
+    /// The client connection is gone.
+    Gone,
+    /// The sink failed, and logged why (thread mode: the temp file could
+    /// not be written): the response is aborted.
+    Failed,
+}
 
 /// How a response ended.
 pub enum End {
@@ -228,8 +237,13 @@ impl Response {
         }
         if len > 0 {
             let flush = !self.buffering || self.flush.get().take_pending();
-            if sink.chunk(chunk, len, flush).is_err() {
-                return Step::End(self.client_gone(py));
+            match sink.chunk(chunk, len, flush) {
+                Ok(()) => {}
+                Err(Refused::Gone) => return Step::End(self.client_gone(py)),
+                Err(Refused::Failed) => {
+                    self.close(py);
+                    return Step::End(End::Finalize(NGX_ERROR as _));
+                }
             }
         }
         if self.limit.reached() {

@@ -16,18 +16,31 @@ use pyo3::types::PyBytes;
 #[derive(Default)]
 pub struct Kept {
     /// The oldest; most responses are one chunk, which needs no deque.
-    first: Option<Py<PyBytes>>,
-    rest: VecDeque<Py<PyBytes>>,
+    first: Option<Slot>,
+    rest: VecDeque<Slot>,
     /// How many were released before `first`.
     released: u64,
 }
 
+/// A chunk's place in line: its bytes object, or none for a chunk nginx
+/// sends from a temp file (thread mode's spill), which keeps the count.
+type Slot = Option<Py<PyBytes>>;
+
 impl Kept {
     pub fn push(&mut self, chunk: Py<PyBytes>) {
+        self.push_slot(Some(chunk));
+    }
+
+    /// A chunk nginx sends from the response's temp file: nothing to keep.
+    pub fn push_spilled(&mut self) {
+        self.push_slot(None);
+    }
+
+    fn push_slot(&mut self, slot: Slot) {
         if self.first.is_none() {
-            self.first = Some(chunk);
+            self.first = Some(slot);
         } else {
-            self.rest.push_back(chunk);
+            self.rest.push_back(slot);
         }
     }
 

@@ -41,6 +41,8 @@ sub new {
     local $ENV{LD_PRELOAD} = $ENV{TEST_NGINX_LD_PRELOAD} if $ENV{TEST_NGINX_LD_PRELOAD};
     # Thread mode (see ThreadMode.pm): apps on a pool thread.
     my $threads = $ENV{TEST_NGINX_WSGI_THREADS} ? "wsgi_threads $ENV{TEST_NGINX_WSGI_THREADS};" : "";
+    $threads .= " wsgi_max_temp_file_size $ENV{TEST_NGINX_WSGI_MAX_TEMP_FILE_SIZE};"
+        if defined $ENV{TEST_NGINX_WSGI_MAX_TEMP_FILE_SIZE};
     open my $conf, '>', "$self->{root}/conf/nginx.conf" or die $!;
     print $conf <<"_EOC_";
 load_module $ENV{TEST_NGINX_LOAD_MODULES};

@@ -2,8 +2,9 @@ package ThreadMode;
 
 # Thread mode for the data-driven test files: with TEST_NGINX_WSGI_THREADS=N
 # every test block's http{} gets `wsgi_threads N;`, so the same blocks run
-# with each app on a pool thread. t/threads/*.t run files this way; the
-# raw-socket tests (NginxRunner) read the same variable.
+# with each app on a pool thread (and TEST_NGINX_WSGI_MAX_TEMP_FILE_SIZE=S,
+# `wsgi_max_temp_file_size S;`). t/threads/*.t run files this way; the
+# raw-socket tests (NginxRunner) read the same variables.
 
 use strict;
 use warnings;
@@ -12,7 +13,9 @@ use Test::Nginx::Socket ();
 if (my $n = $ENV{TEST_NGINX_WSGI_THREADS}) {
     Test::Nginx::Socket::set_http_config_filter(sub {
         my ($config) = @_;
-        return ($config // '') . "\n    wsgi_threads $n;\n";
+        my $spill = $ENV{TEST_NGINX_WSGI_MAX_TEMP_FILE_SIZE};
+        return ($config // '') . "\n    wsgi_threads $n;\n"
+            . (defined $spill ? "    wsgi_max_temp_file_size $spill;\n" : '');
     });
     # A line a pool thread logs after the response is out (from close() of
     # a 204's iterable, say) reaches error.log through the event loop a
