@@ -334,7 +334,11 @@ impl Handoff {
         }
         shared.news.end = Some(end);
         shared.leftovers = Some(kept);
-        self.post(&mut shared);
+        // While nginx's output is blocked the loop waits for the client's
+        // write event, which brings it to the end: no wake-up for it now.
+        if !shared.blocked || !shared.news.logs.is_empty() {
+            self.post(&mut shared);
+        }
     }
 
     /// Wakes the event loop for this request with what news there is (the
