@@ -14,14 +14,7 @@ delete $ENV{TEST_NGINX_WSGI_THREADS};
 
 my $MiB = 1 << 20;
 
-# Reads one "Connection: close" response; (status, body).
-sub response {
-    my ($s) = @_;
-    my ($data) = NginxRunner::read_until($s, qr/\A(?!)/, 60);
-    my ($status) = $data =~ m{\AHTTP/1\.1 (\d{3})};
-    my (undef, $body) = split /\r\n\r\n/, $data, 2;
-    return ($status // 0, $body // '');
-}
+sub response { NginxRunner::response($_[0], $_[1] // 60) }
 
 for my $mode ('inline', 'threads') {
     my $threads = $mode eq 'threads' ? 'wsgi_threads 2;' : '';

@@ -38,14 +38,7 @@ sub start {
     );
 }
 
-# Reads one "Connection: close" response; (status, body).
-sub response {
-    my ($s, $timeout) = @_;
-    my ($data) = NginxRunner::read_until($s, qr/\A(?!)/, $timeout // 30);
-    my ($status) = $data =~ m{\AHTTP/1\.1 (\d{3})};
-    my (undef, $body) = split /\r\n\r\n/, $data, 2;
-    return ($status // 0, $body // '');
-}
+sub response { NginxRunner::response(@_) }
 
 sub head {
     my ($path, @headers) = @_;

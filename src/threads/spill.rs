@@ -169,25 +169,13 @@ fn create(dir: &Path, levels: &[usize; 3]) -> io::Result<SpillFile> {
     for _ in 0..64 {
         let name = format!("{:010}", NEXT.fetch_add(1, Ordering::Relaxed));
         let path = hashed(dir, levels, &name);
-        match open_new(&path) {
+        match open_in_levels(&path) {
             Ok(fd) => {
                 // The descriptor is all the response needs.
                 let _ = std::fs::remove_file(&path);
                 return Ok(SpillFile { fd, path });
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                if let Some(parent) = path.parent() {
-                    // As nginx makes the levels of its temp paths.
-                    std::fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o700)
-                        .create(parent)?;
-                }
-                let fd = open_new(&path)?;
-                let _ = std::fs::remove_file(&path);
-                return Ok(SpillFile { fd, path });
-            }
             Err(e) => return Err(e),
         }
     }
@@ -209,6 +197,22 @@ fn hashed(dir: &Path, levels: &[usize; 3], name: &str) -> PathBuf {
     }
     path.push(name);
     path
+}
+
+/// Opens `path` as a new file, making its level directories first when
+/// they are missing (as nginx makes those of its temp paths).
+fn open_in_levels(path: &Path) -> io::Result<OwnedFd> {
+    match open_new(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let parent = path.parent().ok_or(e)?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)?;
+            open_new(path)
+        }
+        opened => opened,
+    }
 }
 
 fn open_new(path: &Path) -> io::Result<OwnedFd> {

@@ -122,22 +122,25 @@ pub fn from_file(py: Python<'_>, file: BodyFile) -> PyResult<WsgiInput<'_>> {
     if file.len == 0 {
         return empty(py).map(WsgiInput::memory);
     }
-    // The file object owns the descriptor from here on (closefd).
+    let io = py.import("io")?;
     let fd = file.fd.into_raw_fd();
-    let opened = py
-        .import("io")?
-        .call_method1("open", (fd, "rb", FILE_BUFFER));
-    match opened {
-        Ok(stream) => Ok(WsgiInput {
-            stream,
-            holds_file: true,
-        }),
+    // FileIO owns the descriptor once made (closefd); made in two steps so
+    // that whoever owns it closes it, once, on every path.
+    let raw = match io.call_method1("FileIO", (fd, "rb")) {
+        Ok(raw) => raw,
         Err(e) => {
-            // SAFETY: io.open failed before it took the descriptor over.
+            // SAFETY: FileIO refused the descriptor (it leaves one it was
+            // given open when it fails): it is still ours alone.
             unsafe { libc::close(fd) };
-            Err(e)
+            return Err(e);
         }
-    }
+    };
+    // If this fails, `raw` is dropped and closes the descriptor.
+    let stream = io.call_method1("BufferedReader", (raw, FILE_BUFFER))?;
+    Ok(WsgiInput {
+        stream,
+        holds_file: true,
+    })
 }
 
 /// `wsgi.input` over a body copied out of nginx already (thread mode), in

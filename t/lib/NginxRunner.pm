@@ -168,6 +168,16 @@ sub read_some {
     return defined $n ? $buf : '';
 }
 
+# Reads one "Connection: close" response within $timeout s (30); its
+# status (0 if none) and body.
+sub response {
+    my ($s, $timeout) = @_;
+    my ($data) = read_until($s, qr/\A(?!)/, $timeout // 30);
+    my ($status) = $data =~ m{\AHTTP/1\.1 (\d{3})};
+    my (undef, $body) = split /\r\n\r\n/, $data, 2;
+    return ($status // 0, $body // '');
+}
+
 # Reads until $re matches what was read, or $timeout s pass. Returns the
 # data and the time it took.
 sub read_until {
