@@ -170,9 +170,11 @@ def servers():
     # worker. These cases never wait, so the GIL lets one thread run at a time
     # and the row shows what the hand-off to a pool thread and back costs, not
     # parallelism. 4 is a small pool as people configure one: with 50 clients
-    # every thread always has a next request. Measured when this was written
-    # (hello / stream, µs per request): 1 thread 16.8 / 67, 4 and 16 threads
-    # 22 / 62, 64 threads 25 / 84 (more threads, more GIL hand-offs), so 4
+    # every thread always has a next request. Measured on 2026-11-30, after
+    # the cheaper hand-off (hello / stream, req/s; inline 145k / 4.6k):
+    # 1 thread 134k / 29.8k, 4 threads 138k / 28.8k, 16 threads 133k /
+    # 26.5k, 64 threads 125k / 26.6k (the thread that holds the GIL runs
+    # queued requests back to back, so more threads cost little), so 4
     # neither flatters nor penalises the mode.
     # `sendfile on` (as in Debian's nginx.conf; nginx's default is off):
     # what a slow client cannot take yet goes to the response's temp file
@@ -413,6 +415,11 @@ def main():
     write_results(args, chosen, results)
 
 
+def configurations(chosen):
+    """Each server's label, name and configuration, as RESULTS.md lists them."""
+    return [line for s in chosen for line in [f"**{s.label}** (`{s.name}`)", "", "```", s.describe(), "```", ""]]
+
+
 def table(chosen, results, columns, cell, extra=None):
     """Markdown rows: one per server, `columns` per case filled by
     `cell(result)`, and an optional (heading, cell(server)) column."""
@@ -476,16 +483,17 @@ def write_results(args, chosen, results):
             "that pile up while the worker is busy go out in one write, so a generator that never waits (stream) "
             "costs about what it costs with `wsgi_buffering on`, where inline each chunk is its own write "
             "(strace: ~3 against ~103 writev per stream response). The hand-off costs the CPU-bound cases "
-            "(hello, 10k) more per request than inline. Thread mode is for apps that wait (I/O, sleep): see "
-            "the thread-mode section below (`bench/threads.py`).",
+            "(hello, 10k) a little more per request than inline: requests queued in one event-loop turn wake "
+            "one thread, and the thread that holds the GIL runs queued requests back to back, so under load "
+            "few requests pay for a wake-up. Thread mode is for apps that wait (I/O, sleep): see the "
+            "thread-mode section below (`bench/threads.py`).",
             "",
         ]
     lines += [
         "## Configurations",
         "",
     ]
-    for s in chosen:
-        lines += [f"**{s.label}** (`{s.name}`)", "", "```", s.describe(), "```", ""]
+    lines += configurations(chosen)
     lines += ["The app is `bench/apps.py` for every server.", ""]
     # Sections other scripts wrote (bench/threads.py) stay, after the table.
     kept = SECTION.findall(open(args.output).read()) if os.path.exists(args.output) else []

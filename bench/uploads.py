@@ -246,8 +246,7 @@ def section(args, chosen, rows):
             continue
         lines.append(f"| {s.label} | {r[0]:.1f} | {r[1]:.2f} | {r[2]:.3f} | {r[3]:.2f} | {args.mib / r[3]:.0f} |")
     lines += ["", "The configurations (after bench/run.py's common `http {}` lines):", ""]
-    for s in chosen:
-        lines += [f"**{s.label}** (`{s.name}`)", "", "```", s.describe(), "```", ""]
+    lines += run.configurations(chosen)
     return "\n".join(lines)
 
 

@@ -296,17 +296,24 @@ fn on_news(handoff: &Arc<Handoff>) {
 /// Thread mode: the timer that keeps an exiting worker waiting for the
 /// apps still running.
 pub extern "C" fn on_busy_timer(_ev: *mut ngx_event_t) {
-    if let Err(panic) = guard::catch(|| {
+    worker_event("the busy timer", || {
         test_hooks::worker().panic_if(Hook::PanicInBusyTimer);
         pool::check_busy();
-    }) {
+    });
+}
+
+/// Thread mode: the posted event that wakes pool threads for the requests
+/// queued in this turn of the event loop.
+pub extern "C" fn on_wake_threads(_ev: *mut ngx_event_t) {
+    worker_event("waking the pool threads", pool::wake_threads);
+}
+
+/// Runs the `work` of an event that belongs to no request (`what`, for
+/// the alert): a panic is logged in the worker's log.
+fn worker_event(what: &str, work: impl FnOnce()) {
+    if let Err(panic) = guard::catch(work) {
         let log = ngx::log::ngx_cycle_log().as_ptr();
-        ngx_log_error!(
-            NGX_LOG_ALERT,
-            log,
-            "{}",
-            guard::message("the busy timer", &panic)
-        );
+        ngx_log_error!(NGX_LOG_ALERT, log, "{}", guard::message(what, &panic));
     }
 }
 

@@ -87,7 +87,11 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         match unsafe { wakeup::start(cycle, Some(entry::on_wake)) } {
             Ok(()) => {
                 errlog::defer_to_loop(wakeup::wake);
-                pool::start(&main.pools, &main.apps, log, Some(entry::on_busy_timer));
+                let handlers = pool::LoopHandlers {
+                    busy_timer: Some(entry::on_busy_timer),
+                    wake_threads: Some(entry::on_wake_threads),
+                };
+                pool::start(&main.pools, &main.apps, log, handlers);
             }
             Err(e) => {
                 ngx_log_error!(

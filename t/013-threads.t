@@ -39,6 +39,22 @@ subtest 'eight requests to an app that sleeps 0.5 s take about 0.5 s in all, not
     $ngx->stop;
 };
 
+subtest 'eight requests that arrive together (HTTP/2 streams of one connection) each get a thread at once' => sub {
+    # Requests queued in one turn of the event loop wake one thread between
+    # them; each thread that takes one wakes the next. Were the wake-up
+    # lost, one thread would run the eight in turn: 4 s.
+    plan skip_all => 'curl is not installed' if system('curl --version >/dev/null 2>&1') != 0;
+    my $ngx = NginxRunner->new(
+        http => 'http2 on;',
+        server => 'location /sleep { wsgi_threads 8; wsgi_pass threads:sleep; }');
+    my $start = time;
+    my $out = `curl -s -m 10 -Z --parallel-immediate --parallel-max 8 --http2-prior-knowledge "http://127.0.0.1:$ngx->{port}/sleep/[1-8]?0.5" 2>/dev/null`;
+    my $took = time - $start;
+    is(scalar(() = $out =~ /slept 0\.50\n/g), 8, 'all eight answered');
+    cmp_ok($took, '<', 1.5, sprintf('in %.2f s', $took));
+    $ngx->stop;
+};
+
 subtest 'a static location on the same worker stays fast while every thread sleeps' => sub {
     my $ngx = NginxRunner->new(server => '
         location /sleep { wsgi_threads 4; wsgi_pass threads:sleep; }

@@ -155,13 +155,28 @@ impl Handoff {
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Puts the request on the loop's list, once until the loop looks.
-    fn post(&self, shared: &mut Shared) {
-        if !shared.posted && !shared.request.is_null() {
-            if let Some(me) = self.me.upgrade() {
-                shared.posted = true;
-                (self.post)(me);
-            }
+    /// Puts the request on the loop's list, once until the loop looks. The
+    /// lock goes first: the wake-up may switch to the loop at once, which
+    /// then finds it free.
+    fn post(&self, mut shared: MutexGuard<'_, Shared>) {
+        if shared.posted || shared.request.is_null() {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        shared.posted = true;
+        drop(shared);
+        (self.post)(me);
+    }
+
+    /// Wakes the pool thread if it waits for room, once the lock is let go
+    /// (the thread it may switch to takes the lock first thing).
+    fn notify_room(&self, shared: MutexGuard<'_, Shared>) {
+        let waiting = shared.waiting;
+        drop(shared);
+        if waiting {
+            self.room.notify_one();
         }
     }
 
@@ -192,16 +207,18 @@ impl Handoff {
         can_spill: bool,
     ) -> Room {
         let (stopped, cancelled, done) = {
-            let mut shared = self.lock();
+            let shared = self.lock();
             let must_wait = Self::must_wait(&shared, can_spill);
             let loop_waits = can_spill && shared.blocked;
+            let now = (shared.stopped, shared.cancelled_app, shared.done);
             if (post || must_wait) && Self::has_news(&shared) && !loop_waits {
-                self.post(&mut shared);
-            }
-            if !must_wait {
-                (shared.stopped, shared.cancelled_app, shared.done)
+                self.post(shared);
             } else {
                 drop(shared);
+            }
+            if !must_wait {
+                now
+            } else {
                 py.detach(|| {
                     let mut shared = self.lock();
                     while Self::must_wait(&shared, can_spill) {
@@ -306,7 +323,7 @@ impl Handoff {
             Some(last) => last.flush = true,
             None => shared.news.flush = true,
         }
-        self.post(&mut shared);
+        self.post(shared);
         true
     }
 
@@ -320,7 +337,7 @@ impl Handoff {
             return;
         }
         shared.news.logs.push((level, text.to_owned()));
-        self.post(&mut shared);
+        self.post(shared);
     }
 
     /// The app is done. The bytes objects nginx may still point into stay
@@ -337,15 +354,14 @@ impl Handoff {
         // While nginx's output is blocked the loop waits for the client's
         // write event, which brings it to the end: no wake-up for it now.
         if !shared.blocked || !shared.news.logs.is_empty() {
-            self.post(&mut shared);
+            self.post(shared);
         }
     }
 
     /// Wakes the event loop for this request with what news there is (the
     /// app made room in its body stream: the loop reads on).
     pub fn wake_loop(&self) {
-        let mut shared = self.lock();
-        self.post(&mut shared);
+        self.post(self.lock());
     }
 
     // --- the event loop's side ---
@@ -381,9 +397,7 @@ impl Handoff {
         let mut shared = self.lock();
         shared.blocked = blocked;
         shared.done = done;
-        if shared.waiting {
-            self.room.notify_one();
-        }
+        self.notify_room(shared);
     }
 
     /// The queue timeout: true if the request had not been taken by a
@@ -399,9 +413,7 @@ impl Handoff {
     pub fn cancel_app(&self) {
         let mut shared = self.lock();
         shared.cancelled_app = true;
-        if shared.waiting {
-            self.room.notify_one();
-        }
+        self.notify_room(shared);
     }
 
     /// The request is over (the pool cleanup runs): nginx holds none of its
@@ -415,13 +427,12 @@ impl Handoff {
             shared.request = std::ptr::null_mut();
             shared.stopped = true;
             shared.news.chunks.clear();
-            if shared.waiting {
-                self.room.notify_one();
-            }
-            (
+            let taken = (
                 shared.leftovers.take(),
                 std::mem::take(&mut shared.news.logs),
-            )
+            );
+            self.notify_room(shared);
+            taken
         };
         // Without the GIL: the references go to the next thread that takes it.
         drop(leftovers);
@@ -453,7 +464,7 @@ impl OnTimeout for Handoff {
         shared.news.logs.extend(lines);
         shared.news.timed_out = true;
         shared.cancelled_app = true;
-        self.post(&mut shared);
+        self.post(shared);
     }
 }
 

@@ -3,6 +3,13 @@
 //! waiting for a free thread. Threads attach to Python once, for their whole
 //! life, so an app's thread-locals (database connections) persist between
 //! requests; they wait for work without the GIL.
+//!
+//! Waking a thread is the dear part of a quick request (a futex call, and a
+//! switch to the woken thread). The event loop posts one wake-up per turn
+//! for the requests it queued (`wake_threads`); a thread takes its next job
+//! with the GIL held, so that the thread that has the GIL runs queued
+//! requests back to back; and one woken thread at a time is on its way,
+//! waking the next when it takes a job and more wait.
 
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
@@ -13,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use ngx::ffi::{
     ngx_add_timer, ngx_connection_t, ngx_del_timer, ngx_event_handler_pt, ngx_event_t, ngx_exiting,
-    ngx_log_t, ngx_msec_t, ngx_quit, NGX_LOG_ALERT, NGX_LOG_NOTICE,
+    ngx_log_t, ngx_msec_t, ngx_post_event, ngx_posted_events, ngx_quit, NGX_LOG_ALERT,
+    NGX_LOG_NOTICE,
 };
 use ngx::ngx_log_error;
 use pyo3::prelude::*;
@@ -29,13 +37,38 @@ use crate::wsgi::{watch, watchdog};
 
 struct Queue {
     jobs: VecDeque<Job>,
-    /// Threads waiting for a job.
-    idle: usize,
+    /// Threads waiting for work on `work`, without the GIL.
+    waiting: usize,
+    /// Wake-ups sent that no waiting thread has taken yet.
+    tickets: usize,
+    /// Threads woken for work that have not looked at the queue yet.
+    coming: usize,
     /// Threads inside a job.
     busy: usize,
     /// Threads still running.
     alive: usize,
     stopping: bool,
+}
+
+impl Queue {
+    /// Whether a job waits, no thread is on its way to it, and one waits
+    /// for work. One thread at a time is on its way: it wakes the next
+    /// when it takes a job and more wait, so a burst of requests wakes
+    /// threads one by one as they start, not all at once to queue for the
+    /// GIL.
+    fn wants_a_thread(&self) -> bool {
+        !self.jobs.is_empty() && self.tickets + self.coming == 0 && self.waiting > self.tickets
+    }
+
+    /// If a job wants a thread, a wake-up for one (the caller notifies
+    /// `work` once the lock is released).
+    fn ticket_for_waiting_job(&mut self) -> bool {
+        let wake = self.wants_a_thread();
+        if wake {
+            self.tickets += 1;
+        }
+        wake
+    }
 }
 
 pub struct Pool {
@@ -57,25 +90,60 @@ impl Pool {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The next job; None when the pool stops.
-    fn next_job(&self) -> Option<Job> {
-        let mut queue = self.lock();
+    /// The next job, taken with the GIL held: the thread that has it runs
+    /// queued requests one after the other, and a woken thread that waits
+    /// for the GIL holds no request meanwhile. None when the pool stops.
+    /// `finished`: the thread comes from a job.
+    fn next_job(&self, py: Python<'_>, mut finished: bool) -> Option<Job> {
+        let mut woken = false;
         loop {
-            if queue.stopping {
-                return None;
+            let (job, wake) = {
+                let mut queue = self.lock();
+                if finished {
+                    queue.busy -= 1;
+                    finished = false;
+                }
+                if woken {
+                    queue.coming -= 1;
+                }
+                if queue.stopping {
+                    return None;
+                }
+                let job = queue.jobs.pop_front();
+                if job.is_some() {
+                    queue.busy += 1;
+                }
+                (job, queue.ticket_for_waiting_job())
+            };
+            if wake {
+                self.work.notify_one();
             }
-            if let Some(job) = queue.jobs.pop_front() {
-                queue.busy += 1;
-                return Some(job);
+            if job.is_some() {
+                return job;
             }
-            queue.idle += 1;
-            queue = self.work.wait(queue).unwrap_or_else(|p| p.into_inner());
-            queue.idle -= 1;
+            py.detach(|| self.wait_for_work());
+            woken = true;
         }
     }
 
-    fn job_done(&self) {
-        self.lock().busy -= 1;
+    /// Waits, without the GIL, for a wake-up meant for this thread, a job
+    /// no thread is coming for, or the pool's stop; the thread is then
+    /// counted as coming.
+    fn wait_for_work(&self) {
+        let mut queue = self.lock();
+        loop {
+            if queue.stopping || (!queue.jobs.is_empty() && queue.tickets + queue.coming == 0) {
+                break;
+            }
+            queue.waiting += 1;
+            queue = self.work.wait(queue).unwrap_or_else(|p| p.into_inner());
+            queue.waiting -= 1;
+            if queue.tickets > 0 {
+                queue.tickets -= 1;
+                break;
+            }
+        }
+        queue.coming += 1;
     }
 
     /// Threads inside a job, and whether a job waits.
@@ -85,19 +153,29 @@ impl Pool {
     }
 }
 
-/// Starts this worker's pools. Python must be running. `busy_timer` is the
-/// handler of the timer that keeps an exiting worker waiting for the apps
-/// (it calls `check_busy`).
-pub fn start(
-    specs: &[PoolSpec],
-    apps: &[AppSpec],
-    log: *mut ngx_log_t,
-    busy_timer: ngx_event_handler_pt,
-) {
+/// The event-loop handlers a pool needs from `entry`.
+pub struct LoopHandlers {
+    /// The timer that keeps an exiting worker waiting for the apps (it
+    /// calls `check_busy`).
+    pub busy_timer: ngx_event_handler_pt,
+    /// The posted event that wakes threads for queued jobs (it calls
+    /// `wake_threads`).
+    pub wake_threads: ngx_event_handler_pt,
+}
+
+/// Starts this worker's pools. Python must be running.
+pub fn start(specs: &[PoolSpec], apps: &[AppSpec], log: *mut ngx_log_t, handlers: LoopHandlers) {
     if specs.is_empty() {
         return;
     }
-    let _ = BUSY_TIMER_HANDLER.set(busy_timer);
+    let _ = BUSY_TIMER_HANDLER.set(handlers.busy_timer);
+    // SAFETY: in init_process, on the event-loop thread, before any
+    // request: nothing else touches the event yet.
+    unsafe {
+        let ev = (*addr_of_mut!(WAKE_THREADS)).as_mut_ptr();
+        (*ev).handler = handlers.wake_threads;
+        (*ev).log = log;
+    }
     let apps: Arc<[AppSpec]> = apps.into();
     let mut pools = Vec::with_capacity(specs.len());
     for (index, spec) in specs.iter().enumerate() {
@@ -105,7 +183,9 @@ pub fn start(
             spec: *spec,
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
-                idle: 0,
+                waiting: 0,
+                tickets: 0,
+                coming: 0,
                 busy: 0,
                 alive: 0,
                 stopping: false,
@@ -148,14 +228,15 @@ pub fn start(
 fn run_thread(pool: Arc<Pool>, apps: Arc<[AppSpec]>) {
     let watch = watchdog::register();
     Python::attach(|py| {
-        while let Some(job) = py.detach(|| pool.next_job()) {
+        let mut finished = false;
+        while let Some(job) = pool.next_job(py, finished) {
             // producer::run catches the app's panics itself, keeping what
             // nginx may still send; this is the last line, so the thread
             // survives whatever happens.
             if let Err(panic) = guard::catch(|| producer::run(py, job, &apps, watch)) {
                 errlog::worker_log(NGX_LOG_ALERT as _, &guard::message("a pool thread", &panic));
             }
-            pool.job_done();
+            finished = true;
         }
     });
     let mut queue = pool.lock();
@@ -254,16 +335,42 @@ pub fn submit(index: usize, job: Job) -> Result<(), Refused> {
     if queue.alive == 0 || queue.stopping {
         return Err(Refused::NoThreads);
     }
-    // A job goes straight to an idle thread; the queue proper holds those
-    // waiting for one.
-    if queue.jobs.len() >= queue.idle + pool.spec.max_queue {
+    // A job goes straight to a thread that waits or is on its way; the
+    // queue proper holds those waiting for one.
+    if queue.jobs.len() >= queue.waiting + queue.coming + pool.spec.max_queue {
         return Err(Refused::Full(pool.spec));
     }
     queue.jobs.push_back(job);
-    if queue.idle > 0 {
-        pool.work.notify_one();
+    if queue.wants_a_thread() {
+        // SAFETY: the event is only touched on the event-loop thread, and
+        // was set up in `start`; nginx runs it once this turn's events are
+        // handled.
+        unsafe {
+            ngx_post_event(
+                (*addr_of_mut!(WAKE_THREADS)).as_mut_ptr(),
+                addr_of_mut!(ngx_posted_events),
+            )
+        };
     }
     Ok(())
+}
+
+/// A posted event, run after the event loop handled a turn's events: the
+/// requests queued in that turn wake one thread between them, and none
+/// when a thread that finishes its job takes them first. (A futex wake per
+/// request, and the switch to the woken thread that follows on a busy
+/// core, cost thread mode more than the rest of the hand-off.)
+static mut WAKE_THREADS: MaybeUninit<ngx_event_t> = MaybeUninit::zeroed();
+
+/// Wakes a thread for each pool whose queued jobs want one. Event loop
+/// only (the posted event's handler).
+pub fn wake_threads() {
+    for pool in POOLS.get().into_iter().flatten() {
+        let wake = pool.lock().ticket_for_waiting_job();
+        if wake {
+            pool.work.notify_one();
+        }
+    }
 }
 
 /// Takes a request that gave up waiting out of the queue.

@@ -13,7 +13,7 @@
 //! the whole list, and relays each request's news. An idle worker does no
 //! work: the eventfd is quiet until a thread writes it.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use ngx::ffi::{
     ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_event_handler_pt, ngx_event_t,
@@ -23,15 +23,18 @@ use ngx::ffi::{
 use super::handoff::Handoff;
 
 struct Wakeup {
-    fd: libc::c_int,
+    /// The eventfd; None once it is closed. Threads write it under the
+    /// read lock, so that `stop` does not close it under them; the loop
+    /// never waits for that lock.
+    fd: RwLock<Option<libc::c_int>>,
     connection: *mut ngx_connection_t,
     /// Requests with news; None once the eventfd is closed.
     posted: Mutex<Option<Vec<Arc<Handoff>>>>,
 }
 
 // SAFETY: `connection` is only used on the event-loop thread (start, take,
-// stop); other threads use the fd (under the lock that `stop` takes before
-// closing it) and the list.
+// stop); other threads use the fd (under its read lock, which `stop` takes
+// for writing before closing it) and the list.
 unsafe impl Send for Wakeup {}
 // SAFETY: as above.
 unsafe impl Sync for Wakeup {}
@@ -65,7 +68,7 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, handler: ngx_event_handler_pt) -> R
         return Err("registering the wake-up eventfd failed".to_owned());
     }
     let _ = WAKEUP.set(Wakeup {
-        fd,
+        fd: RwLock::new(Some(fd)),
         connection: c,
         posted: Mutex::new(Some(Vec::new())),
     });
@@ -82,45 +85,50 @@ pub unsafe fn stop() {
     let Some(w) = WAKEUP.get() else {
         return;
     };
-    // Under the lock, so that no thread writes to the fd number after it
-    // is closed.
-    let mut posted = w.posted.lock().unwrap_or_else(|p| p.into_inner());
-    *posted = None;
+    *w.posted.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    // Under the write lock, so that no thread writes to the fd number after
+    // it is closed.
+    let mut fd = w.fd.write().unwrap_or_else(|p| p.into_inner());
+    *fd = None;
     ngx_close_connection(w.connection);
 }
 
 /// Puts `handoff` on the loop's list and wakes the loop if nothing was
-/// waiting. Any thread.
+/// waiting. Any thread. The eventfd is written once the list's lock is let
+/// go: the write may switch to the loop at once, which takes that lock
+/// first thing.
 pub fn post(handoff: Arc<Handoff>) {
     let Some(w) = WAKEUP.get() else {
         return;
     };
-    let mut posted = w.posted.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(list) = posted.as_mut() {
-        list.push(handoff);
-        if list.len() == 1 {
-            write_eventfd(w);
+    let first = match w.posted.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        Some(list) => {
+            list.push(handoff);
+            list.len() == 1
         }
+        None => false,
+    };
+    if first {
+        write_eventfd(w);
     }
 }
 
 /// Wakes the loop (for lines `errlog` holds for it). Any thread.
 pub fn wake() {
-    let Some(w) = WAKEUP.get() else {
-        return;
-    };
-    let posted = w.posted.lock().unwrap_or_else(|p| p.into_inner());
-    if posted.is_some() {
+    if let Some(w) = WAKEUP.get() {
         write_eventfd(w);
     }
 }
 
-/// Called under the list's lock, which `stop` takes before closing the fd.
 fn write_eventfd(w: &Wakeup) {
-    let one: u64 = 1;
-    // SAFETY: writes 8 bytes from a local to the open eventfd. It cannot
-    // fail for want of room before the counter nears 2^64.
-    unsafe { libc::write(w.fd, (&one as *const u64).cast(), 8) };
+    let fd = w.fd.read().unwrap_or_else(|p| p.into_inner());
+    if let Some(fd) = *fd {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a local to the eventfd, which the
+        // read lock keeps open. It cannot fail for want of room before the
+        // counter nears 2^64.
+        unsafe { libc::write(fd, (&one as *const u64).cast(), 8) };
+    }
 }
 
 /// What the eventfd's read event brings.
@@ -143,8 +151,9 @@ pub unsafe fn take(ev: *mut ngx_event_t) -> Woken {
         };
     };
     let mut count: u64 = 0;
-    // Reading resets the eventfd's counter; it is non-blocking.
-    libc::read(w.fd, (&mut count as *mut u64).cast(), 8);
+    // Reading resets the eventfd's counter; it is non-blocking. The loop
+    // is the only thread that closes it (`stop`), so no lock is needed.
+    libc::read((*w.connection).fd, (&mut count as *mut u64).cast(), 8);
     (*ev).set_ready(0);
     let requests = w
         .posted
