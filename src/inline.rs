@@ -105,12 +105,13 @@ pub unsafe fn start(
             flush: output.clone(),
             multithread: false,
             buffering: lc.buffering(),
+            ignore: lc.ignore_headers,
             watch: watch::event_loop(),
             read_timeout: lc.read_timeout as u64,
         };
         let next = match Response::start(py, start, &mut inline.response) {
             None => pump(py, r, output, inline),
-            Some(end) => Next::Finish(end.rc()),
+            Some(end) => end.into(),
         };
         release_if_finished(py, output, inline, &next);
         next
@@ -139,7 +140,7 @@ pub unsafe fn drive(
 /// held: the request's end then need not take it again (only for bytes
 /// nginx is still sending).
 fn release_if_finished(py: Python<'_>, output: &SharedOutput, inline: &mut Inline, next: &Next) {
-    if let Next::Finish(_) = next {
+    if let Next::Finish(_) | Next::Redirect(_) = next {
         let done = output::lock(output).done();
         inline.release(py, Some(done));
     }
@@ -181,7 +182,7 @@ unsafe fn pump(
         if bytes >= TURN_BYTES || chunks >= TURN_CHUNKS {
             // What is queued goes on now: the next turn may be a while.
             if output::lock(output).send_queue(false) == NGX_ERROR as ngx_int_t {
-                return Next::Finish(response.client_gone(py).rc());
+                return response.client_gone(py).into();
             }
             return Next::Yield;
         }
@@ -190,7 +191,7 @@ unsafe fn pump(
                 bytes += len;
                 chunks += 1;
             }
-            Step::End(end) => return Next::Finish(end.rc()),
+            Step::End(end) => return end.into(),
         }
     }
 }

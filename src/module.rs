@@ -28,6 +28,7 @@ use crate::config::{
 use crate::test_hooks::Hooks;
 use crate::test_hooks::{self, Hook};
 use crate::threads::{pool, wakeup};
+use crate::wsgi::accel::IgnoreHeaders;
 use crate::wsgi::{interp, watchdog};
 use crate::{entry, errlog, event_loop, guard, retire};
 
@@ -161,7 +162,7 @@ const fn command(
 }
 
 /// The test build's `wsgi_test_hook` (src/test_hooks.rs) is one more row.
-const COMMAND_COUNT: usize = 14 + cfg!(feature = "test-hooks") as usize;
+const COMMAND_COUNT: usize = 15 + cfg!(feature = "test-hooks") as usize;
 
 pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
     command(
@@ -205,6 +206,13 @@ pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
         ngx_conf_set_flag_slot,
         NGX_HTTP_LOC_CONF_OFFSET,
         std::mem::offset_of!(LocConf, request_buffering),
+    ),
+    command(
+        ngx_string!("wsgi_ignore_headers"),
+        ANY_LEVEL | NGX_CONF_1MORE,
+        handle::<WsgiIgnoreHeaders>,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
     ),
     command(
         ngx_string!("wsgi_threads"),
@@ -630,6 +638,29 @@ impl Set for WsgiReadTimeout {
         let main = unsafe { d.main_conf() }?;
         let shortest = main.shortest_read_timeout.get_or_insert(ms as _);
         *shortest = (*shortest).min(ms as _);
+        Ok(())
+    }
+}
+
+struct WsgiIgnoreHeaders;
+
+impl Set for WsgiIgnoreHeaders {
+    type Conf = LocConf;
+
+    fn set(d: &Directive, loc: &mut LocConf) -> Result<(), Refusal> {
+        if loc.ignore_headers_set {
+            return Err(Refusal::Duplicate);
+        }
+        for name in &d.args {
+            if !loc.ignore_headers.add(name) {
+                let reason = format!(
+                    "it must be one of {} (the other fields uwsgi_ignore_headers takes only matter to a cache, which ngx_wsgi does not have)",
+                    IgnoreHeaders::known()
+                );
+                return Err(Invalid::value(name, reason).into());
+            }
+        }
+        loc.ignore_headers_set = true;
         Ok(())
     }
 }

@@ -4,6 +4,9 @@
 
 use ngx::ffi::ngx_int_t;
 
+use crate::wsgi::driver::End;
+use crate::wsgi::start_response::Head;
+
 /// Where a request goes from here, as an entry point's work decides it.
 pub enum Next {
     /// Thread mode: wait in the pool's queue (its timer is armed).
@@ -17,4 +20,15 @@ pub enum Next {
     WaitForClient,
     /// Finalize the request with this code.
     Finish(ngx_int_t),
+    /// The app's `X-Accel-Redirect`: nginx serves the request from there.
+    Redirect(Box<Head>),
+}
+
+impl From<End> for Next {
+    fn from(end: End) -> Next {
+        match end {
+            End::Complete(rc) | End::Finalize(rc) => Next::Finish(rc),
+            End::Redirect(head) => Next::Redirect(head),
+        }
+    }
 }

@@ -29,8 +29,8 @@ use ngx::{ngx_log_debug_mask, ngx_log_error};
 use crate::config::Module;
 use crate::inline::Inline;
 use crate::next::Next;
-use crate::nginx::events;
 use crate::nginx::output::{self, SharedOutput};
+use crate::nginx::{events, redirect};
 use crate::threads::Link;
 use crate::{guard, retire};
 
@@ -153,20 +153,34 @@ pub unsafe fn settle(r: *mut ngx_http_request_t, next: Next) {
             }
         }
         Next::Finish(rc) => finish(r, ctx, rc),
+        Next::Redirect(head) => {
+            // The module is done with the request before nginx runs the
+            // other location (which may be another app's).
+            let log = ctx.log;
+            leave(ctx);
+            let rc = redirect::redirect(r, log, &head);
+            ngx_log_debug_mask!(DebugMask::Http, log, "wsgi: finalize {}", rc);
+            ngx_http_finalize_request(r, rc);
+        }
     }
 }
 
 /// # Safety
 /// As for `settle`.
 unsafe fn finish(r: *mut ngx_http_request_t, ctx: &mut RequestCtx, rc: ngx_int_t) {
+    leave(ctx);
+    ngx_log_debug_mask!(DebugMask::Http, ctx.log, "wsgi: finalize {}", rc);
+    ngx_http_finalize_request(r, rc);
+}
+
+/// The module is done with the request: nothing of it is ours any more.
+fn leave(ctx: &mut RequestCtx) {
     ctx.set_state(State::Done);
     if let Mode::Thread(link) = &mut ctx.mode {
         // The app stops at its next chunk, as an inline one is closed at
         // once (by the context's drop, when nginx frees the request).
         link.end_app();
     }
-    ngx_log_debug_mask!(DebugMask::Http, ctx.log, "wsgi: finalize {}", rc);
-    ngx_http_finalize_request(r, rc);
 }
 
 /// Stores `ctx` in the request pool (dropped by the pool's cleanup) and

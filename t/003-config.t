@@ -313,3 +313,21 @@ location /app { wsgi_threads 2; wsgi_temp_path /dev/null/wsgi_temp; wsgi_pass ap
 --- must_die
 --- error_log
 mkdir() "/dev/null/wsgi_temp" failed (20: Not a directory)
+
+
+
+=== TEST 30: wsgi_ignore_headers takes the X-Accel fields only: the others matter to a cache, which the module has not
+--- config
+location /app { wsgi_ignore_headers X-Accel-Redirect Set-Cookie; wsgi_pass app; }
+--- must_die
+--- error_log
+invalid value "Set-Cookie" in "wsgi_ignore_headers" directive, it must be one of X-Accel-Redirect, X-Accel-Expires, X-Accel-Limit-Rate, X-Accel-Buffering, X-Accel-Charset (the other fields uwsgi_ignore_headers takes only matter to a cache, which ngx_wsgi does not have)
+
+
+
+=== TEST 31: wsgi_ignore_headers twice at one level
+--- config
+location /app { wsgi_ignore_headers X-Accel-Redirect; wsgi_ignore_headers X-Accel-Charset; wsgi_pass app; }
+--- must_die
+--- error_log
+"wsgi_ignore_headers" directive is duplicate

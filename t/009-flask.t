@@ -138,3 +138,29 @@ location ^~ /shop/ {
 [qr{href="/shop/api/items"}, qr{"script_root":"/shop"}, qr{}]
 --- error_code eval
 [200, 200, 302]
+
+
+
+=== TEST 11: a protected download: the app says yes with X-Accel-Redirect, nginx sends the file
+--- config
+location ~ ^/ { wsgi_pass flask_example:app; }
+location ^~ /protected/ { internal; alias $TEST_NGINX_EXAMPLES/flask/private/; }
+--- request
+GET /download/report.txt?token=let-me-in
+--- response_headers
+Content-Disposition: attachment; filename="report.txt"
+Content-Length: 63
+!X-Accel-Redirect
+--- response_body
+The quarterly report: served by nginx, after the app said yes.
+
+
+
+=== TEST 12: a protected download the app refuses, and the internal location a client cannot reach
+--- config
+location ~ ^/ { wsgi_pass flask_example:app; }
+location ^~ /protected/ { internal; alias $TEST_NGINX_EXAMPLES/flask/private/; }
+--- request eval
+["GET /download/report.txt?token=guess", "GET /protected/report.txt"]
+--- error_code eval
+[403, 404]

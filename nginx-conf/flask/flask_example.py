@@ -1,7 +1,8 @@
 """A Flask app served by nginx through wsgi_pass (nginx-conf/flask.conf).
 
-Pages, JSON, a form, a file upload, a redirect, cookies and a streamed
-response: the things the test suite (t/009-flask.t) checks.
+Pages, JSON, a form, a file upload, a redirect, cookies, a streamed
+response and a protected download: the things the test suite
+(t/009-flask.t) checks.
 """
 
 import hashlib
@@ -67,6 +68,19 @@ def stream():
             yield f"line {i}\n"
             time.sleep(0.05)
     return Response(generate(), mimetype="text/plain")
+
+
+@app.get("/download/<name>")
+def download(name):
+    """A protected download: the app decides who may have the file, nginx
+    sends it from the internal location /protected/ (flask.conf), without
+    the file passing through Python."""
+    if request.args.get("token") != "let-me-in":
+        return "not for you\n", 403, {"Content-Type": "text/plain"}
+    resp = Response(mimetype="text/plain")
+    resp.headers["X-Accel-Redirect"] = f"/protected/{name}"
+    resp.headers["Content-Disposition"] = f'attachment; filename="{name}"'
+    return resp
 
 
 application = app

@@ -27,6 +27,7 @@ use ngx::ngx_conf_log_error;
 pub use parse::{check_python_home, max_requests, size, size_or_zero, Invalid};
 
 use crate::test_hooks::Hooks;
+use crate::wsgi::accel::IgnoreHeaders;
 
 /// Where an app's code comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,6 +138,9 @@ pub struct LocConf {
     pub buffering: ngx_flag_t,
     /// `wsgi_request_buffering`: likewise a flag slot's.
     pub request_buffering: ngx_flag_t,
+    /// `wsgi_ignore_headers`; a level that has it replaces the inherited.
+    pub ignore_headers: IgnoreHeaders,
+    pub ignore_headers_set: bool,
     /// `wsgi_threads`: unset (None), inline (Some(None)), or the index of a
     /// pool in `MainConf::pools`.
     threads: Option<Option<usize>>,
@@ -210,6 +214,8 @@ impl Default for LocConf {
             params_set: false,
             buffering: NGX_CONF_UNSET as ngx_flag_t,
             request_buffering: NGX_CONF_UNSET as ngx_flag_t,
+            ignore_headers: IgnoreHeaders::default(),
+            ignore_headers_set: false,
             threads: None,
             queue_timeout: NGX_CONF_UNSET_MSEC,
             read_timeout: NGX_CONF_UNSET_MSEC,
@@ -234,6 +240,9 @@ impl LocConf {
         }
         merge_flag(&mut self.buffering, prev.buffering, 0);
         merge_flag(&mut self.request_buffering, prev.request_buffering, 1);
+        if !self.ignore_headers_set {
+            self.ignore_headers = prev.ignore_headers;
+        }
         if self.threads.is_none() {
             self.threads = Some(prev.threads.flatten());
         }

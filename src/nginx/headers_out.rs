@@ -3,10 +3,11 @@
 //! event loop, once the first body chunk or the end is ready.
 
 use ngx::ffi::{
-    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push, ngx_pnalloc, ngx_str_t,
-    ngx_table_elt_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_OK,
+    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push, ngx_palloc, ngx_pnalloc,
+    ngx_str_t, ngx_table_elt_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_OK,
 };
 
+use crate::wsgi::accel::Accel;
 use crate::wsgi::start_response::Head;
 
 /// Copies `head` into `headers_out` and sends the header. `Ok` when the
@@ -39,44 +40,17 @@ unsafe fn apply(
     head: &Head,
     known_length: Option<usize>,
 ) -> Result<(), ()> {
-    let pool = (*r).pool;
-    let ho = &mut (*r).headers_out;
-    ho.status = head.status as _;
-    ho.status_line = pool_str(pool, head.status_line()).ok_or(())?;
+    (*r).headers_out.status = head.status as _;
+    (*r).headers_out.status_line = pool_str((*r).pool, head.status_line()).ok_or(())?;
     // The app decides freshness: nginx must not turn its 200 into a 304.
     (*r).set_disable_not_modified(1);
     for (name, value) in head.fields() {
-        if name.eq_ignore_ascii_case(b"content-type") {
-            let v = pool_str(pool, value).ok_or(())?;
-            ho.content_type_len = v.len;
-            ho.content_type = v;
-            continue;
-        }
-        if name.eq_ignore_ascii_case(b"content-length") {
-            continue; // set below from the parsed value
-        }
-        let h = ngx_list_push(&mut ho.headers) as *mut ngx_table_elt_t;
-        if h.is_null() {
-            return Err(());
-        }
-        (*h).hash = 1;
-        (*h).key = pool_str(pool, name).ok_or(())?;
-        (*h).value = pool_str(pool, value).ok_or(())?;
-        let lowcase = pool_str(pool, name).ok_or(())?;
-        // SAFETY: pool_str just allocated these `len` bytes for this copy.
-        std::slice::from_raw_parts_mut(lowcase.data, lowcase.len).make_ascii_lowercase();
-        (*h).lowcase_key = lowcase.data;
-        (*h).next = std::ptr::null_mut();
-        // Fields nginx's filters consult: keep them in step with the list so
-        // nginx neither adds its own Server/Date nor gzips encoded content.
-        if name.eq_ignore_ascii_case(b"server") {
-            ho.server = h;
-        } else if name.eq_ignore_ascii_case(b"date") {
-            ho.date = h;
-        } else if name.eq_ignore_ascii_case(b"content-encoding") {
-            ho.content_encoding = h;
+        if !name.eq_ignore_ascii_case(b"content-length") {
+            add_field(r, name, value)?; // Content-Length: set below, parsed
         }
     }
+    apply_accel(r, &head.accel)?;
+    let ho = &mut (*r).headers_out;
     match (head.content_length, known_length) {
         (Some(n), _) => ho.content_length_n = n as i64,
         (None, Some(n)) => ho.content_length_n = n as i64,
@@ -95,9 +69,113 @@ unsafe fn apply(
     Ok(())
 }
 
+/// The fields of an app's response that an `X-Accel-Redirect` keeps, as
+/// nginx's upstream modules keep them: the redirect's response goes out
+/// with them (a download's Content-Disposition, say).
+const KEPT_BY_REDIRECT: [&[u8]; 6] = [
+    b"content-type",
+    b"set-cookie",
+    b"content-disposition",
+    b"cache-control",
+    b"expires",
+    b"accept-ranges",
+];
+
+/// Before an `X-Accel-Redirect`: copies the fields it keeps, and applies
+/// the other X-Accel fields, which hold for the redirect's response.
+///
+/// # Safety
+/// `r` must be a live request whose header has not been sent.
+pub unsafe fn apply_for_redirect(r: *mut ngx_http_request_t, head: &Head) -> Result<(), ()> {
+    for (name, value) in head.fields() {
+        if KEPT_BY_REDIRECT
+            .iter()
+            .any(|k| name.eq_ignore_ascii_case(k))
+        {
+            add_field(r, name, value)?;
+        }
+    }
+    apply_accel(r, &head.accel)
+}
+
+/// Adds one field to `headers_out`, keeping the pointers nginx's filters
+/// consult in step with the list (so that nginx neither adds its own
+/// Server or Date nor gzips encoded content, and `expires` and the range
+/// filter see the app's fields).
+///
+/// # Safety
+/// `r` must be a live request whose header has not been sent.
+unsafe fn add_field(r: *mut ngx_http_request_t, name: &[u8], value: &[u8]) -> Result<(), ()> {
+    let pool = (*r).pool;
+    let ho = &mut (*r).headers_out;
+    if name.eq_ignore_ascii_case(b"content-type") {
+        let v = pool_str(pool, value).ok_or(())?;
+        ho.content_type_len = v.len;
+        ho.content_type = v;
+        return Ok(());
+    }
+    let h = ngx_list_push(&mut ho.headers) as *mut ngx_table_elt_t;
+    if h.is_null() {
+        return Err(());
+    }
+    (*h).hash = 1;
+    (*h).key = pool_str(pool, name).ok_or(())?;
+    (*h).value = pool_str(pool, value).ok_or(())?;
+    let lowcase = pool_str(pool, name).ok_or(())?;
+    // SAFETY: pool_str just allocated these `len` bytes for this copy.
+    std::slice::from_raw_parts_mut(lowcase.data, lowcase.len).make_ascii_lowercase();
+    (*h).lowcase_key = lowcase.data;
+    (*h).next = std::ptr::null_mut();
+    let slot = if name.eq_ignore_ascii_case(b"server") {
+        &mut ho.server
+    } else if name.eq_ignore_ascii_case(b"date") {
+        &mut ho.date
+    } else if name.eq_ignore_ascii_case(b"content-encoding") {
+        &mut ho.content_encoding
+    } else if name.eq_ignore_ascii_case(b"expires") {
+        &mut ho.expires
+    } else if name.eq_ignore_ascii_case(b"accept-ranges") {
+        &mut ho.accept_ranges
+    } else if name.eq_ignore_ascii_case(b"cache-control") {
+        // A list of its own, as nginx keeps repeated fields.
+        let mut last = &mut ho.cache_control;
+        while !last.is_null() {
+            last = &mut (**last).next;
+        }
+        last
+    } else {
+        return Ok(());
+    };
+    *slot = h;
+    Ok(())
+}
+
+/// `X-Accel-Limit-Rate` and `X-Accel-Charset`, as nginx applies them.
+///
+/// # Safety
+/// `r` must be a live request whose header has not been sent.
+unsafe fn apply_accel(r: *mut ngx_http_request_t, accel: &Accel) -> Result<(), ()> {
+    if let Some(rate) = accel.limit_rate {
+        (*r).limit_rate = rate;
+        (*r).set_limit_rate_set(1);
+    }
+    if let Some(charset) = &accel.charset {
+        let pool = (*r).pool;
+        let name = ngx_palloc(pool, std::mem::size_of::<ngx_str_t>()) as *mut ngx_str_t;
+        if name.is_null() {
+            return Err(());
+        }
+        *name = pool_str(pool, charset).ok_or(())?;
+        (*r).headers_out.override_charset = name;
+    }
+    Ok(())
+}
+
+/// A copy of `bytes` in `pool`.
+///
 /// # Safety
 /// `pool` must be a live nginx pool.
-unsafe fn pool_str(pool: *mut ngx::ffi::ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t> {
+pub(super) unsafe fn pool_str(pool: *mut ngx::ffi::ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t> {
     let data = ngx_pnalloc(pool, bytes.len().max(1)) as *mut u8;
     if data.is_null() {
         return None;

@@ -19,6 +19,7 @@ use crate::errlog::{LogTo, LoopLog};
 use crate::guard;
 use crate::test_hooks::{Hook, Hooks};
 use crate::vars::Vars;
+use crate::wsgi::accel::IgnoreHeaders;
 use crate::wsgi::driver::{End, Gone, Refused, Response, Sink, Start, Step};
 use crate::wsgi::input::{self, RequestBody};
 use crate::wsgi::kept::Kept;
@@ -35,6 +36,8 @@ pub struct Job {
     pub app: usize,
     /// The location's `wsgi_buffering`.
     pub buffering: bool,
+    /// The location's `wsgi_ignore_headers`.
+    pub ignore: IgnoreHeaders,
     /// The location's `wsgi_read_timeout` (ms).
     pub read_timeout: u64,
     /// Where the response may spill (`wsgi_max_temp_file_size` > 0).
@@ -90,6 +93,7 @@ fn produce(
         body,
         app,
         buffering,
+        ignore,
         read_timeout,
         spill,
         test_hooks,
@@ -106,6 +110,7 @@ fn produce(
         flush: handoff.clone(),
         multithread: true,
         buffering,
+        ignore,
         watch,
         read_timeout,
     };

@@ -34,6 +34,7 @@ use crate::nginx::{body, cgi, headers_out};
 use crate::vars::Vars;
 use crate::wsgi::driver::End;
 use crate::wsgi::input::RequestBody;
+use crate::wsgi::start_response::Head;
 use crate::wsgi::stream::{BodyFault, BodyStream};
 
 /// What the request's context holds of a request whose app runs on a pool
@@ -186,6 +187,7 @@ pub unsafe fn submit(
         body,
         app,
         buffering: lc.buffering(),
+        ignore: lc.ignore_headers,
         read_timeout: lc.read_timeout as u64,
         spill: lc.spill.clone(),
         test_hooks: lc.test_hooks,
@@ -410,6 +412,7 @@ pub unsafe fn relay(
     match deliver(r, log, output, news, link) {
         Delivered::More => {}
         Delivered::Finish(rc) => return Some(Next::Finish(rc)),
+        Delivered::Redirect(head) => return Some(Next::Redirect(head)),
         Delivered::Abort => link.aborting = true,
     }
     let (blocked, done) = {
@@ -433,6 +436,8 @@ enum Delivered {
     More,
     /// Finalize with this code.
     Finish(ngx_int_t),
+    /// The app's `X-Accel-Redirect`.
+    Redirect(Box<Head>),
     /// The app failed after its head: abort, once nginx wrote the rest.
     Abort,
 }
@@ -493,6 +498,7 @@ unsafe fn deliver(
             Delivered::Abort
         }
         Some(End::Finalize(rc)) => Delivered::Finish(rc),
+        Some(End::Redirect(head)) => Delivered::Redirect(head),
         Some(End::Complete(_)) => {
             // The last buffer flushes every filter.
             let rc = out.send_last();

@@ -20,6 +20,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use super::accel::IgnoreHeaders;
 use super::call::Call;
 use super::environ::{self, Extras};
 use super::errors::ErrorLog;
@@ -70,15 +71,10 @@ pub enum End {
     /// before the head is out; NGX_ERROR, which aborts the response, after),
     /// a client that left.
     Finalize(ngx_int_t),
-}
-
-impl End {
-    /// The code to finalize the request with.
-    pub fn rc(&self) -> ngx_int_t {
-        match *self {
-            End::Complete(rc) | End::Finalize(rc) => rc,
-        }
-    }
+    /// The app's `X-Accel-Redirect`: nginx serves the request from there,
+    /// with the head's fields an internal redirect keeps. Its iterable is
+    /// closed, and nothing of its body was sent.
+    Redirect(Box<Head>),
 }
 
 /// What one step of the driver did.
@@ -105,6 +101,8 @@ pub struct Start<'a, 'py> {
     pub multithread: bool,
     /// The location's `wsgi_buffering`.
     pub buffering: bool,
+    /// The location's `wsgi_ignore_headers`.
+    pub ignore: IgnoreHeaders,
     /// The watch of the thread that runs the app, and the location's
     /// `wsgi_read_timeout` (ms) for each call into it.
     pub watch: &'static Watch,
@@ -168,6 +166,8 @@ pub struct Response {
     /// Chunks may wait in nginx's filters: the location's `wsgi_buffering`,
     /// or the app's `X-Accel-Buffering` once the head is known.
     buffering: bool,
+    /// X-Accel-* fields not acted on.
+    ignore: IgnoreHeaders,
 }
 
 impl Response {
@@ -260,12 +260,18 @@ impl Response {
 
     /// Hands the head over; `Some` when the response ends here.
     fn hand_over_head(&mut self, py: Python<'_>, sink: &mut impl Sink) -> Option<End> {
-        let head = match self.call.take_head(py) {
+        let mut head = match self.call.take_head(py) {
             Ok(head) => head,
             Err(e) => return Some(self.fail(py, &e, "wsgi: the app broke the WSGI protocol")),
         };
+        head.accel = std::mem::take(&mut head.accel).ignoring(self.ignore);
+        if head.accel.redirect.is_some() {
+            // nginx serves the request from elsewhere: the body is not sent.
+            self.close(py);
+            return Some(End::Redirect(Box::new(head)));
+        }
         self.limit = BodyLimit::new(head.content_length);
-        self.buffering = head.buffering.unwrap_or(self.buffering);
+        self.buffering = head.accel.buffering.unwrap_or(self.buffering);
         match sink.head(head, self.call.known_length) {
             Ok(()) => {
                 self.head_sent = true;
@@ -409,6 +415,7 @@ fn call_app(
         limit: BodyLimit::default(),
         head_sent: false,
         buffering: start.buffering,
+        ignore: start.ignore,
     });
     response.call.iterate(py).map_err(raised)
 }

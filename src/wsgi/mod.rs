@@ -4,9 +4,10 @@
 //!
 //! `interp` (CPython, the apps) → `environ` (+ `input`, `errors`, `flush`:
 //! what the app gets; `stream` the body as it arrives) → `driver` (one response: `call` of the app and
-//! `start_response`'s `Head`, chunk by chunk into a sink) → `kept` (the
-//! bytes nginx's buffers point into).
+//! `start_response`'s `Head`, its X-Accel-* fields in `accel`, chunk by
+//! chunk into a sink) → `kept` (the bytes nginx's buffers point into).
 
+pub mod accel;
 pub mod call;
 pub mod driver;
 pub mod environ;

@@ -11,6 +11,8 @@ use pyo3::prelude::*;
 use pyo3::types::string::PyStringData;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
+use super::accel::Accel;
+
 /// A status and headers that passed the checks, kept as the bytes that go
 /// on the wire (latin-1) in one buffer: `status\0name\0value\0...`. No
 /// NUL can occur inside: names are tokens and values have no controls.
@@ -19,9 +21,8 @@ pub struct Head {
     pub status: u16,
     wire: Vec<u8>,
     pub content_length: Option<u64>,
-    /// What the app's `X-Accel-Buffering: yes|no` asks for; the field is
-    /// for nginx, not the client, so it is not kept.
-    pub buffering: Option<bool>,
+    /// The X-Accel-* fields: for nginx, not the client, so not in `wire`.
+    pub accel: Accel,
 }
 
 impl Head {
@@ -84,13 +85,11 @@ impl Head {
                 })?;
             self.content_length = Some(n);
         }
-        if name.eq_ignore_ascii_case(b"x-accel-buffering") {
-            // As nginx's upstream module: "yes" or "no"; the last one counts.
-            if value.eq_ignore_ascii_case(b"yes") {
-                self.buffering = Some(true);
-            } else if value.eq_ignore_ascii_case(b"no") {
-                self.buffering = Some(false);
-            }
+        if self
+            .accel
+            .take(name, value)
+            .map_err(PyValueError::new_err)?
+        {
             return Ok(());
         }
         self.wire.push(0);
@@ -182,7 +181,7 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
         status: code,
         wire,
         content_length: None,
-        buffering: None,
+        accel: Accel::default(),
     };
     if let Ok(list) = headers.cast::<PyList>() {
         for item in list.iter() {

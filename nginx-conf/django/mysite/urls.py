@@ -11,4 +11,5 @@ urlpatterns = [
     path("cookie/set", views.set_cookie),
     path("cookie/get", views.get_cookie),
     path("stream", views.stream),
+    path("download/<str:name>", views.download),
 ]

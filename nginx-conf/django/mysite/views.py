@@ -1,5 +1,6 @@
 """Views of the example Django project: pages, JSON, a form, an upload, a
-redirect, cookies and a streamed response (checked by t/010-django.t)."""
+redirect, cookies, a streamed response and a protected download (checked by
+t/010-django.t)."""
 
 import hashlib
 import time
@@ -67,3 +68,16 @@ def stream(request):
             yield f"line {i}\n"
             time.sleep(0.05)
     return StreamingHttpResponse(generate(), content_type="text/plain")
+
+
+@require_GET
+def download(request, name):
+    """A protected download: the view decides who may have the file, nginx
+    sends it from the internal location /protected/ (django.conf), as
+    django-sendfile2's nginx backend has it."""
+    if request.GET.get("token") != "let-me-in":
+        return HttpResponse("not for you\n", status=403, content_type="text/plain")
+    response = HttpResponse(content_type="text/plain")
+    response["X-Accel-Redirect"] = f"/protected/{name}"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
