@@ -4,8 +4,8 @@
 #               build (scripts/build test), and t/001 against the release build
 #   make test-eagain  the streaming, framing, slow-client, thread-mode and
 #               upload files with every socket write of nginx cut short (t/lib/eagain.c)
-#   make bench  ngx_wsgi side by side with uWSGI, gunicorn, granian, bjoern, and
-#               a Flask app on each (bench/)
+#   make bench  ngx_wsgi side by side with uWSGI, gunicorn, granian, bjoern: small
+#               responses, streams, uploads, a 100 MiB file, a Flask app (bench/)
 # Both install what is missing on Debian 12 first (scripts/install-deps).
 
 PREFIX := $(CURDIR)/target/nginx
@@ -87,6 +87,7 @@ bench: build
 	/usr/bin/python3.11 bench/streaming.py
 	/usr/bin/python3.11 bench/threads.py
 	/usr/bin/python3.11 bench/uploads.py
+	/usr/bin/python3.11 bench/files.py
 	/usr/bin/python3.11 bench/framework.py
 
 clean:

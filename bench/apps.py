@@ -9,10 +9,15 @@
          I/O); its X-Multithread header is environ["wsgi.multithread"]
 /upload  reads the request body in 64 KiB pieces (bench/uploads.py): its
          SHA-256, its length, and the time its first read returned
+/file    FILE (bench/files.py makes it) through wsgi.file_wrapper, with its
+         Content-Length
+/xaccel  X-Accel-Redirect: /protected/ and FILE's name (bench/files.py)
 """
 
 import hashlib
+import os
 import time
+from wsgiref.util import FileWrapper
 
 HELLO = b"Hello, world!"
 SLEPT = b"slept 50 ms\n"
@@ -20,6 +25,7 @@ TEN_K = b"x" * 10240
 ONE_M = b"m" * (1 << 20)
 KIB = b"s" * 1024
 SLOW_CHUNK = b"w" * 65536
+FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "target", "bench", "files", "100m.bin")
 
 
 def _stream():
@@ -73,5 +79,17 @@ def application(environ, start_response):
         return _slow()
     if path == "/upload":
         return _fixed(start_response, _upload(environ))
+    if path == "/file":
+        f = open(FILE, "rb")
+        size = os.fstat(f.fileno()).st_size
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(size))])
+        # wsgi.file_wrapper is optional (granian has none): as apps do,
+        # fall back to wsgiref's, which is iterated.
+        return environ.get("wsgi.file_wrapper", FileWrapper)(f, 65536)
+    if path == "/xaccel":
+        name = os.path.basename(FILE)
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("X-Accel-Redirect", "/protected/" + name)])
+        return []
     start_response("404 Not Found", [("Content-Type", "text/plain")])
     return [b"not found\n"]

@@ -27,7 +27,6 @@ Writes its section of bench/RESULTS.md. Run `make bench`, or after it:
 import argparse
 import http.client
 import os
-import statistics
 import sys
 
 sys.dont_write_bytecode = True
@@ -139,22 +138,15 @@ def main():
     results, expected = {}, {}
     for server in chosen:
         print(f"== {server.label}", flush=True)
-        for port in (run.FRONT, run.BACK):
-            run.ensure_free(port)
-        try:
-            server.start()
+        with run.started(server):
             for case, path in CASES.items():
                 body = fetch(server.port, path)
                 if expected.setdefault(case, body) != body:
                     raise RuntimeError(f"{server.name}: GET {path} differs from the first server's answer")
-                run.wrk(server.port, path, 2, args.connections)  # warm-up
-                runs = [run.wrk(server.port, path, args.seconds, args.connections) for _ in range(args.runs)]
-                cell = tuple(statistics.median(r[i] for r in runs) for i in range(4))
-                results[(server.name, case)] = cell
-                print(f"   {case:5} {cell[0]:10.0f} req/s  p99 {cell[1]:8.2f} ms  {cell[2]:8.1f} µs/req "
-                      f"({cell[3]:.1f} in user space)", flush=True)
-        finally:
-            server.stop()
+                c = results[(server.name, case)] = run.cell(server.port, path, args.runs, args.seconds,
+                                                            args.connections)
+                print(f"   {case:5} {c[0]:10.0f} req/s  p99 {c[1]:8.2f} ms  {c[2]:8.1f} µs/req "
+                      f"({c[3]:.1f} in user space)", flush=True)
     run.write_section(args.output, "framework", section(args, chosen, results))
     print(f"wrote {args.output}")
 

@@ -27,6 +27,7 @@ Writes bench/RESULTS.md (keeping the section bench/threads.py adds). Run
 
 import argparse
 import asyncio
+import contextlib
 import http.client
 import os
 import platform
@@ -116,6 +117,9 @@ class Server:
             if not self.backend_socket or os.path.exists(self.backend_socket):
                 break
             time.sleep(0.1)
+
+    def close(self):
+        self.stop()
 
     def stop(self):
         if self.nginx:
@@ -298,6 +302,23 @@ def wrk(port, path, seconds, conns):
     return r["rps"], r["p99_ms"], per_req(busy), per_req(user)
 
 
+def cell(port, path, runs, seconds, conns):
+    """One cell: a 2 s warm-up, then `runs` runs; the medians of req/s, p99
+    ms, µs/req and its user-space part."""
+    wrk(port, path, 2, conns)
+    measured = [wrk(port, path, seconds, conns) for _ in range(runs)]
+    return tuple(statistics.median(r[i] for r in measured) for i in range(4))
+
+
+def started(server):
+    """Starts `server` (its ports must be free); use in a with statement,
+    which stops it."""
+    for port in (FRONT, BACK):
+        ensure_free(port)
+    server.start()
+    return contextlib.closing(server)
+
+
 async def slow_reader(port, path, rate, seconds, counter):
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
     writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
@@ -391,26 +412,19 @@ def main():
     results = {}
     for server in chosen:
         print(f"== {server.label}", flush=True)
-        for port in (FRONT, BACK):
-            ensure_free(port)
-        try:
-            server.start()
+        with started(server):
             for case in server.cases:
                 path, size = CASES[case]
                 check(server.port, path, size)
-                wrk(server.port, path, 2, args.connections)  # warm-up
-                runs = [wrk(server.port, path, args.seconds, args.connections) for _ in range(args.runs)]
-                cell = tuple(statistics.median(r[i] for r in runs) for i in range(4))
-                results[(server.name, case)] = cell
-                print(f"   {case:7} {cell[0]:10.0f} req/s  p99 {cell[1]:8.2f} ms  {cell[2]:8.1f} µs/req "
-                      f"({cell[3]:.1f} in user space)", flush=True)
+                c = results[(server.name, case)] = cell(server.port, path, args.runs, args.seconds,
+                                                        args.connections)
+                print(f"   {case:7} {c[0]:10.0f} req/s  p99 {c[1]:8.2f} ms  {c[2]:8.1f} µs/req "
+                      f"({c[3]:.1f} in user space)", flush=True)
             if server.name not in ("nginx-return", "nginx-static", "ngx_wsgi-buffered"):
                 growth, mib, temp = slow_clients(server, args.slow_clients, args.slow_seconds)
                 results[(server.name, "slow")] = (growth, mib, temp)
                 print(f"   slow    peak RSS growth {growth:.1f} MiB, {mib:.0f} MiB delivered "
                       f"in {args.slow_seconds} s, peak temp files {temp:.0f} MiB", flush=True)
-        finally:
-            server.stop()
 
     write_results(args, chosen, results)
 

@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use ngx::ffi::{
     ngx_event_t, ngx_http_read_client_request_body, ngx_http_request_t,
-    ngx_http_run_posted_requests, ngx_int_t, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_ETIMEDOUT,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_REQUEST_TIME_OUT, NGX_HTTP_SPECIAL_RESPONSE,
-    NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO,
+    ngx_http_run_posted_requests, ngx_http_variable_value_t, ngx_int_t, NGX_DECLINED, NGX_DONE,
+    NGX_ERROR, NGX_ETIMEDOUT, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_REQUEST_TIME_OUT,
+    NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::{ngx_log_debug_mask, ngx_log_error};
@@ -30,7 +30,7 @@ use crate::request::{self, Mode, RequestCtx, State};
 use crate::test_hooks::{self, Hook};
 use crate::threads::{pool, relay, wakeup, Handoff, Link};
 use crate::wsgi::interp;
-use crate::{guard, retire};
+use crate::{guard, log_vars, retire};
 
 /// The content handler of `wsgi_pass` locations: create the request's
 /// context and let nginx read the body; `on_body_read` starts the app.
@@ -306,6 +306,21 @@ pub extern "C" fn on_busy_timer(_ev: *mut ngx_event_t) {
 /// queued in this turn of the event loop.
 pub extern "C" fn on_wake_threads(_ev: *mut ngx_event_t) {
     worker_event("waking the pool threads", pool::wake_threads);
+}
+
+/// A `$wsgi_*` variable (log_vars.rs), for `log_format` and the like.
+pub extern "C" fn on_variable(
+    r: *mut ngx_http_request_t,
+    v: *mut ngx_http_variable_value_t,
+    data: usize,
+) -> ngx_int_t {
+    // SAFETY: nginx asks for a variable of a live request.
+    let value = guard::catch(|| unsafe {
+        log_vars::Variable::from_data(data).and_then(|var| log_vars::value(r, var))
+    });
+    // SAFETY: as above; `v` is nginx's value to fill.
+    unsafe { log_vars::set(r, v, value.ok().flatten()) };
+    NGX_OK as _
 }
 
 /// Runs the `work` of an event that belongs to no request (`what`, for

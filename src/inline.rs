@@ -4,6 +4,7 @@
 //! or the turn's budget is spent (yield to the event loop).
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use ngx::ffi::{
     ngx_http_request_t, ngx_int_t, ngx_log_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -19,8 +20,9 @@ use crate::errlog::LogTo;
 use crate::event_loop;
 use crate::next::Next;
 use crate::nginx::output::{self, Output, SharedOutput};
-use crate::nginx::{body, cgi, headers_out};
+use crate::nginx::{body, cgi, file, headers_out};
 use crate::wsgi::driver::{Gone, Refused, Response, Sink, Start, Step};
+use crate::wsgi::file_wrapper::FileBody;
 use crate::wsgi::flush::{FlushError, FlushTarget};
 use crate::wsgi::kept::Kept;
 use crate::wsgi::start_response::Head;
@@ -37,6 +39,10 @@ pub struct Inline {
     response: Option<Response>,
     /// The bytes objects nginx's buffers point into.
     kept: Kept,
+    /// When the app was called, and when its response ended
+    /// (`$wsgi_app_time`).
+    called: Option<Instant>,
+    ended: Option<Instant>,
 }
 
 impl Inline {
@@ -48,6 +54,17 @@ impl Inline {
             return;
         }
         Python::attach(|py| self.release(py, None));
+    }
+
+    /// How long the app has run: from its call to its response's end (so
+    /// far).
+    pub fn app_time(&self) -> Option<Duration> {
+        let called = self.called?;
+        Some(
+            self.ended
+                .unwrap_or_else(Instant::now)
+                .saturating_duration_since(called),
+        )
     }
 
     /// Lets go of the response's Python objects; of the bytes objects, those
@@ -109,6 +126,7 @@ pub unsafe fn start(
             watch: watch::event_loop(),
             read_timeout: lc.read_timeout as u64,
         };
+        inline.called = Some(Instant::now());
         let next = match Response::start(py, start, &mut inline.response) {
             None => pump(py, r, output, inline),
             Some(end) => end.into(),
@@ -141,6 +159,7 @@ pub unsafe fn drive(
 /// nginx is still sending).
 fn release_if_finished(py: Python<'_>, output: &SharedOutput, inline: &mut Inline, next: &Next) {
     if let Next::Finish(_) | Next::Redirect(_) = next {
+        inline.ended = Some(Instant::now());
         let done = output::lock(output).done();
         inline.release(py, Some(done));
     }
@@ -157,7 +176,7 @@ unsafe fn pump(
     output: &SharedOutput,
     inline: &mut Inline,
 ) -> Next {
-    let Inline { response, kept } = inline;
+    let Inline { response, kept, .. } = inline;
     kept.release_upto(output::lock(output).done());
     let Some(response) = response.as_mut() else {
         return Next::Finish(NGX_ERROR as _);
@@ -236,6 +255,19 @@ impl Sink for InlineSink<'_> {
             return Err(Gone);
         }
         Ok(rc)
+    }
+
+    fn file_body(&mut self, body: FileBody) -> Result<ngx_int_t, Gone> {
+        // SAFETY: as in `head`; the request pool closes the descriptor.
+        unsafe {
+            let Some(f) = file::owned_by_request_pool(self.r, body.fd, body.name.as_bytes()) else {
+                return Err(Gone); // no memory: the response is cut
+            };
+            match output::lock(self.output).send_file_last(f, body.offset, body.len as usize) {
+                Ok(rc) if rc != NGX_ERROR as ngx_int_t => Ok(rc),
+                _ => Err(Gone),
+            }
+        }
     }
 }
 

@@ -20,6 +20,7 @@ mod errlog;
 mod event_loop;
 mod guard;
 mod inline;
+mod log_vars;
 mod module;
 mod next;
 mod nginx;

@@ -9,13 +9,13 @@ use std::path::Path;
 use ngx::core::{NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_path_slot,
-    ngx_conf_t, ngx_cycle_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
-    ngx_http_complex_value_t, ngx_http_get_variable_index, ngx_http_module_t, ngx_int_t,
-    ngx_parse_time, ngx_pcalloc, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG,
-    NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE1234, NGX_CONF_TAKE23, NGX_ERROR,
-    NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
-    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF, NGX_LOG_ALERT, NGX_LOG_EMERG,
-    NGX_OK,
+    ngx_conf_t, ngx_cycle_t, ngx_http_add_variable, ngx_http_compile_complex_value,
+    ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_http_get_variable_index,
+    ngx_http_module_t, ngx_int_t, ngx_parse_time, ngx_pcalloc, ngx_str_t, ngx_uint_t,
+    NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE1234,
+    NGX_CONF_TAKE23, NGX_ERROR, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
+    NGX_HTTP_VAR_NOCACHEABLE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::{ngx_conf_log_error, ngx_log_error, ngx_string};
@@ -30,10 +30,10 @@ use crate::test_hooks::{self, Hook};
 use crate::threads::{pool, wakeup};
 use crate::wsgi::accel::IgnoreHeaders;
 use crate::wsgi::{interp, watchdog};
-use crate::{entry, errlog, event_loop, guard, retire};
+use crate::{entry, errlog, event_loop, guard, log_vars, retire};
 
 pub static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
-    preconfiguration: None,
+    preconfiguration: Some(preconfiguration),
     postconfiguration: None,
     create_main_conf: Some(Module::create_main_conf),
     init_main_conf: None,
@@ -42,6 +42,27 @@ pub static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     create_loc_conf: Some(Module::create_loc_conf),
     merge_loc_conf: Some(Module::merge_loc_conf),
 };
+
+/// Registers the `$wsgi_*` variables for `log_format` (log_vars.rs).
+extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    for (index, (name, _)) in log_vars::VARIABLES.iter().enumerate() {
+        let mut name = ngx_str_t {
+            len: name.len(),
+            data: name.as_ptr() as *mut u8,
+        };
+        // SAFETY: nginx calls this with the configuration being parsed;
+        // ngx_http_add_variable copies the name.
+        unsafe {
+            let v = ngx_http_add_variable(cf, &mut name, NGX_HTTP_VAR_NOCACHEABLE as _);
+            if v.is_null() {
+                return NGX_ERROR as _;
+            }
+            (*v).get_handler = Some(entry::on_variable);
+            (*v).data = index;
+        }
+    }
+    NGX_OK as _
+}
 
 /// Starts CPython in each worker (never in the master, so that reloads bring
 /// fresh code and fork stays safe), if any location uses `wsgi_pass`, and

@@ -164,3 +164,17 @@ location ^~ /protected/ { internal; alias $TEST_NGINX_EXAMPLES/flask/private/; }
 ["GET /download/report.txt?token=guess", "GET /protected/report.txt"]
 --- error_code eval
 [403, 404]
+
+
+
+=== TEST 13: the same download through the framework's file response: wsgi.file_wrapper, which nginx sends, ranges included
+--- request eval
+["GET /send/report.txt?token=let-me-in", "GET /send/report.txt?token=let-me-in"]
+--- more_headers eval
+["", "Range: bytes=4-12"]
+--- error_code eval
+[200, 206]
+--- response_headers_like eval
+["Content-Disposition: attachment; filename=\"?report.txt\"?", "Content-Range: bytes 4-12/63"]
+--- response_body eval
+["The quarterly report: served by nginx, after the app said yes.\n", "quarterly"]

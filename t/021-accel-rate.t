@@ -34,7 +34,7 @@ sub timed_get {
 # second's worth per second: 48 KiB at 16 KiB/s take 2 s.
 subtest "the app's body at the rate the app names" => sub {
     my ($status, $len, $took) = timed_get('/sized?kib=48&rate=16384');
-    is($status, 200, '200');
+    is($status, 200, 'answered');
     is($len, 48 * $KiB, 'all of it');
     cmp_ok($took, '>', 1.0, sprintf('at the rate: %.2f s', $took));
     my (undef, undef, $fast) = timed_get('/sized?kib=48');
@@ -43,7 +43,7 @@ subtest "the app's body at the rate the app names" => sub {
 
 subtest "an X-Accel-Redirect's file at the rate the app names" => sub {
     my ($status, $len, $took) = timed_get('/redirect?to=/protected/48k&rate=16384');
-    is($status, 200, '200');
+    is($status, 200, 'answered');
     is($len, 48 * $KiB, 'the whole file');
     cmp_ok($took, '>', 1.0, sprintf('at the rate: %.2f s', $took));
 };

@@ -6,9 +6,11 @@ response and a protected download: the things the test suite
 """
 
 import hashlib
+import os
 import time
 
-from flask import Flask, Response, jsonify, redirect, request, stream_with_context, url_for
+from flask import (Flask, Response, jsonify, redirect, request, send_from_directory,
+                   stream_with_context, url_for)
 
 app = Flask(__name__)
 app.config["MAX_CONTENT_LENGTH"] = 16 * 1024 * 1024
@@ -81,6 +83,19 @@ def download(name):
     resp.headers["X-Accel-Redirect"] = f"/protected/{name}"
     resp.headers["Content-Disposition"] = f'attachment; filename="{name}"'
     return resp
+
+
+PRIVATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "private")
+
+
+@app.get("/send/<name>")
+def send(name):
+    """The same download through send_file: Werkzeug hands the open file to
+    wsgi.file_wrapper, and nginx sends it (sendfile, ranges) with no Python
+    per block."""
+    if request.args.get("token") != "let-me-in":
+        return "not for you\n", 403, {"Content-Type": "text/plain"}
+    return send_from_directory(PRIVATE, name, as_attachment=True)
 
 
 application = app

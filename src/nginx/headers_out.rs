@@ -3,8 +3,9 @@
 //! event loop, once the first body chunk or the end is ready.
 
 use ngx::ffi::{
-    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push, ngx_palloc, ngx_pnalloc,
-    ngx_str_t, ngx_table_elt_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_OK,
+    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push, ngx_palloc,
+    ngx_parse_http_time, ngx_pnalloc, ngx_str_t, ngx_table_elt_t, time_t, NGX_ERROR,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_OK,
 };
 
 use crate::wsgi::accel::Accel;
@@ -44,11 +45,17 @@ unsafe fn apply(
     (*r).headers_out.status_line = pool_str((*r).pool, head.status_line()).ok_or(())?;
     // The app decides freshness: nginx must not turn its 200 into a 304.
     (*r).set_disable_not_modified(1);
+    let ranges = file_ranges(head);
     for (name, value) in head.fields() {
-        if !name.eq_ignore_ascii_case(b"content-length") {
-            add_field(r, name, value)?; // Content-Length: set below, parsed
+        // Content-Length: set below, parsed. With ranges, nginx's range
+        // filter says Accept-Ranges itself.
+        let skip = name.eq_ignore_ascii_case(b"content-length")
+            || (ranges && name.eq_ignore_ascii_case(b"accept-ranges"));
+        if !skip {
+            add_field(r, name, value)?;
         }
     }
+    (*r).set_allow_ranges(ranges as _);
     apply_accel(r, &head.accel)?;
     let ho = &mut (*r).headers_out;
     match (head.content_length, known_length) {
@@ -67,6 +74,19 @@ unsafe fn apply(
         ho.content_type = ngx_str_t::empty();
     }
     Ok(())
+}
+
+/// Whether nginx's range filter may answer `Range:` for this response, as
+/// for a static file: its body is a file nginx sends (`wsgi.file_wrapper`),
+/// the status is 200 (a 206 the app made is its own), and the app did not
+/// say `Accept-Ranges: none`. `If-Range` is compared with the app's ETag
+/// or Last-Modified (see `add_field`).
+fn file_ranges(head: &Head) -> bool {
+    head.file_body
+        && head.status == 200
+        && head.fields().all(|(name, value)| {
+            !name.eq_ignore_ascii_case(b"accept-ranges") || value.eq_ignore_ascii_case(b"bytes")
+        })
 }
 
 /// The fields of an app's response that an `X-Accel-Redirect` keeps, as
@@ -136,6 +156,20 @@ unsafe fn add_field(r: *mut ngx_http_request_t, name: &[u8], value: &[u8]) -> Re
         &mut ho.expires
     } else if name.eq_ignore_ascii_case(b"accept-ranges") {
         &mut ho.accept_ranges
+    } else if name.eq_ignore_ascii_case(b"etag") {
+        // Made weak by filters that change the body (gzip), compared with
+        // If-Range by the range filter.
+        &mut ho.etag
+    } else if name.eq_ignore_ascii_case(b"last-modified") {
+        // As nginx keeps it: cleared by filters that change the body,
+        // compared with If-Range.
+        let time = ngx_parse_http_time(value.as_ptr() as *mut u8, value.len());
+        ho.last_modified_time = if time == NGX_ERROR as time_t {
+            -1
+        } else {
+            time
+        };
+        &mut ho.last_modified
     } else if name.eq_ignore_ascii_case(b"cache-control") {
         // A list of its own, as nginx keeps repeated fields.
         let mut last = &mut ho.cache_control;

@@ -97,6 +97,8 @@ pub struct Output {
     copies: VecDeque<CopyBuffer>,
     /// Copy memory nginx is done with, for the next copies.
     spare: Vec<Vec<u8>>,
+    /// The body's last buffer went to the filters (`send_file_last`).
+    last_sent: bool,
 }
 
 /// One of the output's own buffers, which carries several chunks.
@@ -133,6 +135,7 @@ pub fn shared(r: *mut ngx_http_request_t) -> SharedOutput {
         flush_wanted: false,
         copies: VecDeque::new(),
         spare: Vec::new(),
+        last_sent: false,
     }))
 }
 
@@ -333,6 +336,26 @@ impl Output {
         Ok(self.pass_if_due(flush, more))
     }
 
+    /// The whole body from `len` bytes of `file` at `offset`
+    /// (`wsgi.file_wrapper`), and its end: one buffer, which nginx's range
+    /// filter can cut into any ranges (several only from a single buffer).
+    /// Nothing may be queued before it.
+    ///
+    /// # Safety
+    /// The output's request must be live; `file` must stay open until the
+    /// request ends.
+    pub unsafe fn send_file_last(
+        &mut self,
+        file: *mut ngx_file_t,
+        offset: u64,
+        len: usize,
+    ) -> Result<ngx_int_t, ()> {
+        self.queue_file(file, offset, len)?;
+        let rc = self.send_last();
+        self.last_sent = true;
+        Ok(rc)
+    }
+
     /// After a chunk was queued: `write`'s rule for passing the queue on.
     ///
     /// # Safety
@@ -387,6 +410,14 @@ impl Output {
     /// The output's request must be live.
     pub unsafe fn send_last(&mut self) -> ngx_int_t {
         let r = self.request;
+        if self.last_sent {
+            // The body ended with its file: only what nginx holds is left.
+            return if self.blocked {
+                NGX_AGAIN as ngx_int_t
+            } else {
+                NGX_OK as ngx_int_t
+            };
+        }
         if self.queue.is_null() {
             let rc = ngx_http_send_special(r, NGX_HTTP_LAST as _);
             if rc != NGX_ERROR as ngx_int_t {

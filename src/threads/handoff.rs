@@ -26,6 +26,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::Instant;
 
 use ngx::ffi::{ngx_http_request_t, ngx_uint_t, NGX_LOG_ERR};
 use pyo3::prelude::*;
@@ -34,6 +35,7 @@ use pyo3::types::PyBytes;
 use super::spill::{SpillFile, Spilled};
 use crate::errlog::{self, LoopLog};
 use crate::wsgi::driver::End;
+use crate::wsgi::file_wrapper::FileBody;
 use crate::wsgi::flush::{FlushError, FlushTarget};
 use crate::wsgi::kept::Kept;
 use crate::wsgi::start_response::Head;
@@ -57,6 +59,9 @@ pub enum ChunkData {
     Memory(*const u8),
     /// In the response's temp file, written before it was handed over.
     Spilled { file: Arc<SpillFile>, offset: u64 },
+    /// The whole body, from a file the app handed over
+    /// (`wsgi.file_wrapper`): nginx sends it and ends the response.
+    File(FileBody),
 }
 
 /// What the loop takes from the hand-off in one go.
@@ -101,6 +106,19 @@ struct Shared {
     waiting: bool,
     /// The request while it lives; only the event loop follows it.
     request: *mut ngx_http_request_t,
+    /// For `$wsgi_queue_time` and `$wsgi_app_time`.
+    times: Times,
+}
+
+/// When the request went through the queue and the app, as `$wsgi_*`
+/// variables report it.
+#[derive(Default, Clone, Copy)]
+pub struct Times {
+    pub queued: Option<Instant>,
+    /// A thread took it, or it left the queue without one.
+    pub left_queue: Option<Instant>,
+    pub app_called: Option<Instant>,
+    pub app_done: Option<Instant>,
 }
 
 pub struct Handoff {
@@ -144,6 +162,7 @@ impl Handoff {
                 posted: false,
                 waiting: false,
                 request: r,
+                times: Times::default(),
             }),
             room: Condvar::new(),
             post,
@@ -186,7 +205,13 @@ impl Handoff {
     pub fn start(&self) -> bool {
         let mut shared = self.lock();
         shared.started = !shared.cancelled && !shared.cancelled_app && !shared.stopped;
+        shared.times.left_queue.get_or_insert_with(Instant::now);
         shared.started
+    }
+
+    /// The app is about to be called.
+    pub fn app_called(&self) {
+        self.lock().times.app_called = Some(Instant::now());
     }
 
     /// Sends the news on, then waits, without the GIL, until the app may
@@ -312,6 +337,22 @@ impl Handoff {
         true
     }
 
+    /// Hands over the whole body as `file`; false when the request is
+    /// over (the file is then closed).
+    pub fn hand_over_file(&self, file: FileBody) -> bool {
+        let mut shared = self.lock();
+        if shared.stopped || shared.cancelled_app {
+            return false;
+        }
+        let len = file.len as usize;
+        shared.news.chunks.push_back(Chunk {
+            data: ChunkData::File(file),
+            len,
+            flush: true,
+        });
+        true
+    }
+
     /// `x-wsgiorg.flush()` after the header: what was sent so far goes out.
     /// False when the request is over.
     fn flush_news(&self) -> bool {
@@ -344,6 +385,7 @@ impl Handoff {
     /// with the hand-off, which the request holds until it ends.
     pub fn finish(&self, end: End, kept: Kept) {
         let mut shared = self.lock();
+        shared.times.app_done = Some(Instant::now());
         if shared.stopped {
             drop(shared);
             drop(kept);
@@ -369,6 +411,16 @@ impl Handoff {
     /// Whether a pool thread has taken the request.
     pub fn started(&self) -> bool {
         self.lock().started
+    }
+
+    /// The request goes into the pool's queue now.
+    pub fn queued(&self) {
+        self.lock().times.queued = Some(Instant::now());
+    }
+
+    /// When the request went through the queue and the app, so far.
+    pub fn times(&self) -> Times {
+        self.lock().times
     }
 
     /// The live request, if any. Loop only.
@@ -405,6 +457,7 @@ impl Handoff {
     pub fn cancel_if_queued(&self) -> bool {
         let mut shared = self.lock();
         shared.cancelled = !shared.started;
+        shared.times.left_queue.get_or_insert_with(Instant::now);
         shared.cancelled
     }
 

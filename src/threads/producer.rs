@@ -21,6 +21,7 @@ use crate::test_hooks::{Hook, Hooks};
 use crate::vars::Vars;
 use crate::wsgi::accel::IgnoreHeaders;
 use crate::wsgi::driver::{End, Gone, Refused, Response, Sink, Start, Step};
+use crate::wsgi::file_wrapper::FileBody;
 use crate::wsgi::input::{self, RequestBody};
 use crate::wsgi::kept::Kept;
 use crate::wsgi::start_response::Head;
@@ -114,6 +115,7 @@ fn produce(
         watch,
         read_timeout,
     };
+    handoff.app_called();
     if let Some(end) = Response::start(py, start, slot) {
         return end;
     }
@@ -202,6 +204,15 @@ impl Sink for HandoffSink<'_> {
 
     fn end(&mut self) -> Result<ngx_int_t, Gone> {
         // The loop sends the last buffer when it gets here.
+        Ok(NGX_OK as _)
+    }
+
+    fn file_body(&mut self, file: FileBody) -> Result<ngx_int_t, Gone> {
+        // The loop sends the file as the body's last buffer; the thread is
+        // free at once, however slow the client.
+        if self.handoff.hand_over_file(file) {
+            self.kept.push_spilled(); // a chunk, in the count of those done
+        }
         Ok(NGX_OK as _)
     }
 }

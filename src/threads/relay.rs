@@ -10,13 +10,13 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ngx::ffi::{
     ngx_add_timer, ngx_del_timer, ngx_event_flags, ngx_event_handler_pt, ngx_event_t, ngx_file_t,
-    ngx_http_block_reading, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_pcalloc, ngx_pnalloc,
-    ngx_str_t, ngx_uint_t, NGX_ERROR, NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_GATEWAY_TIME_OUT,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ALERT, NGX_LOG_ERR,
-    NGX_LOG_INFO, NGX_USE_CLEAR_EVENT,
+    ngx_http_block_reading, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_uint_t, NGX_ERROR,
+    NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_GATEWAY_TIME_OUT, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_USE_CLEAR_EVENT,
 };
 use ngx::ngx_log_error;
 
@@ -30,7 +30,7 @@ use crate::errlog::log_client_gone;
 use crate::next::Next;
 use crate::nginx::output::{self, SharedOutput};
 use crate::nginx::upload::{self, Pulled};
-use crate::nginx::{body, cgi, headers_out};
+use crate::nginx::{self, body, cgi, headers_out};
 use crate::vars::Vars;
 use crate::wsgi::driver::End;
 use crate::wsgi::input::RequestBody;
@@ -84,23 +84,23 @@ impl Link {
                 return Some(*f);
             }
         }
-        let pool = (*r).pool;
-        let f = ngx_pcalloc(pool, std::mem::size_of::<ngx_file_t>()) as *mut ngx_file_t;
-        let name = file.path.as_os_str().as_bytes();
-        let data = ngx_pnalloc(pool, name.len()) as *mut u8;
-        if f.is_null() || data.is_null() {
-            return None;
-        }
-        std::ptr::copy_nonoverlapping(name.as_ptr(), data, name.len());
-        (*f).fd = file.fd();
-        // The name it had, for nginx's messages about it.
-        (*f).name = ngx_str_t {
-            len: name.len(),
-            data,
-        };
-        (*f).log = (*(*r).connection).log;
+        let f = nginx::file::in_request_pool(r, file.fd(), file.path.as_os_str().as_bytes())?;
         self.spill_file = Some((file.clone(), f));
         Some(f)
+    }
+
+    /// How long the request waited for a thread (so far, while it waits),
+    /// and how long its app has run: from its call to its end (so far).
+    pub fn times(&self) -> (Option<Duration>, Option<Duration>) {
+        let times = self.handoff.times();
+        let now = Instant::now();
+        let queue = times
+            .queued
+            .map(|q| times.left_queue.unwrap_or(now).saturating_duration_since(q));
+        let app = times
+            .app_called
+            .map(|c| times.app_done.unwrap_or(now).saturating_duration_since(c));
+        (queue, app)
     }
 
     /// Whether the loop still reads the body for the app.
@@ -192,6 +192,7 @@ pub unsafe fn submit(
         spill: lc.spill.clone(),
         test_hooks: lc.test_hooks,
     };
+    link.handoff.queued();
     match pool::submit(link.pool, job) {
         Ok(()) => pool::keep_worker_alive(),
         Err(Refused::Full(spec)) => {
@@ -470,19 +471,26 @@ unsafe fn deliver(
         return gone();
     }
     let count = news.chunks.len();
-    for (i, chunk) in news.chunks.iter().enumerate() {
+    for (i, chunk) in news.chunks.into_iter().enumerate() {
         let last = i + 1 == count;
         let flush = chunk.flush || (last && news.flush);
-        let written = match &chunk.data {
+        let written = match chunk.data {
             // SAFETY (of the pointer): the pool thread keeps the bytes
             // object until `done()` counts this chunk or the request ends.
-            ChunkData::Memory(data) => out.write(*data, chunk.len, flush, !last),
+            ChunkData::Memory(data) => out.write(data, chunk.len, flush, !last),
             // The thread wrote the range before handing it over; the link
             // holds the file open until the request ends.
-            ChunkData::Spilled { file, offset } => match link.nginx_file(r, file) {
-                Some(f) => out.write_file(f, *offset, chunk.len, flush, !last),
+            ChunkData::Spilled { file, offset } => match link.nginx_file(r, &file) {
+                Some(f) => out.write_file(f, offset, chunk.len, flush, !last),
                 None => Err(()),
             },
+            // The request pool closes the descriptor when the request ends.
+            ChunkData::File(body) => {
+                match nginx::file::owned_by_request_pool(r, body.fd, body.name.as_bytes()) {
+                    Some(f) => out.send_file_last(f, body.offset, chunk.len),
+                    None => Err(()),
+                }
+            }
         };
         match written {
             Err(()) => return Delivered::Finish(NGX_ERROR as _),

@@ -8,6 +8,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyIterator, PyList, PyTuple};
 
+use super::file_wrapper::{FileBody, FileWrapper};
 use super::interp;
 use super::start_response::{type_name, Head, StartResponse};
 use crate::errlog::LogTo;
@@ -53,6 +54,25 @@ impl Call {
         })?;
         self.iterator = Some(iterator.unbind());
         Ok(())
+    }
+
+    /// The app returned `wsgi.file_wrapper` over a regular file: the body
+    /// nginx is to send from it.
+    pub fn file_body(&self, py: Python<'_>) -> Option<FileBody> {
+        let iterable = self.iterable.as_ref()?.bind(py);
+        let wrapper = iterable.cast_exact::<FileWrapper>().ok()?;
+        // What the app gave write() goes first: then the file is iterated.
+        let nothing_written = self
+            .start_response
+            .bind(py)
+            .try_borrow()
+            .ok()?
+            .written
+            .is_empty();
+        if !nothing_written {
+            return None;
+        }
+        FileWrapper::file_body(wrapper)
     }
 
     /// The next body chunk; None at the end.

@@ -24,6 +24,7 @@ use super::accel::IgnoreHeaders;
 use super::call::Call;
 use super::environ::{self, Extras};
 use super::errors::ErrorLog;
+use super::file_wrapper::FileBody;
 use super::flush::{Flush, FlushTarget};
 use super::input::WsgiInput;
 use super::interp;
@@ -47,6 +48,10 @@ pub trait Sink {
 
     /// The body is complete: its end. The code to finalize with.
     fn end(&mut self) -> Result<ngx_int_t, Gone>;
+
+    /// The whole body is `file` (`wsgi.file_wrapper`), which nginx sends,
+    /// and its end. The code to finalize with.
+    fn file_body(&mut self, file: FileBody) -> Result<ngx_int_t, Gone>;
 }
 
 /// The client connection is gone.
@@ -168,6 +173,11 @@ pub struct Response {
     buffering: bool,
     /// X-Accel-* fields not acted on.
     ignore: IgnoreHeaders,
+    /// The body, when nginx is to send it from a file (taken at the first
+    /// step).
+    file: Option<FileBody>,
+    /// The head is that of a file body.
+    file_head: bool,
 }
 
 impl Response {
@@ -211,6 +221,9 @@ impl Response {
 
     /// Asks the app for its next chunk and hands it to `sink`.
     pub fn step(&mut self, py: Python<'_>, sink: &mut impl Sink) -> Step {
+        if let Some(file) = self.file.take() {
+            return Step::End(self.send_file(py, sink, file));
+        }
         let (next, timed_out) = self.deadline.run(|| self.call.next_chunk(py));
         if timed_out {
             let timeout = self.deadline.timeout(py);
@@ -253,6 +266,39 @@ impl Response {
         Step::Chunk(len)
     }
 
+    /// The app returned `wsgi.file_wrapper` over a regular file: nginx
+    /// sends the file from the app's position, as far as the app's
+    /// Content-Length goes (and gives it as Content-Length if the app gave
+    /// none). The app's file is closed once the body is handed over: nginx
+    /// has its own descriptor, and the app's `close()` (Django's
+    /// request_finished, say) runs on the app's thread.
+    fn send_file(&mut self, py: Python<'_>, sink: &mut impl Sink, mut file: FileBody) -> End {
+        self.call.known_length = Some(file.len as usize);
+        self.file_head = true;
+        if let Some(end) = self.hand_over_head(py, sink) {
+            return end;
+        }
+        let (len, warning) = self.limit.admit(file.len as usize);
+        if let Some(warning) = warning {
+            self.log.write(NGX_LOG_WARN as _, &warning);
+        }
+        file.len = len as u64;
+        self.close(py);
+        if let Some(error) = self.limit.shortfall() {
+            self.log.write(NGX_LOG_ERR as _, &error);
+            return End::Finalize(NGX_ERROR as _);
+        }
+        let sent = if file.len == 0 {
+            sink.end() // an empty file: nginx takes no empty file buffer
+        } else {
+            sink.file_body(file)
+        };
+        match sent {
+            Ok(rc) => End::Complete(rc),
+            Err(Gone) => self.client_gone(py),
+        }
+    }
+
     /// Whether the head went to the sink.
     pub fn head_sent(&self) -> bool {
         self.head_sent
@@ -272,6 +318,7 @@ impl Response {
         }
         self.limit = BodyLimit::new(head.content_length);
         self.buffering = head.accel.buffering.unwrap_or(self.buffering);
+        head.file_body = self.file_head;
         match sink.head(head, self.call.known_length) {
             Ok(()) => {
                 self.head_sent = true;
@@ -405,6 +452,7 @@ fn call_app(
             return Err(raised(e));
         }
     };
+    let file = call.file_body(py);
     let response = slot.insert(Response {
         call,
         deadline,
@@ -416,7 +464,12 @@ fn call_app(
         head_sent: false,
         buffering: start.buffering,
         ignore: start.ignore,
+        file,
+        file_head: false,
     });
+    if response.file.is_some() {
+        return Ok(()); // nginx sends it: nothing to iterate
+    }
     response.call.iterate(py).map_err(raised)
 }
 

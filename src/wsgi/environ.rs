@@ -15,6 +15,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
+use super::file_wrapper::FileWrapper;
 use crate::vars::{Known, VarName, Vars};
 
 /// The keys every environ has with the same value, by scheme (http, https)
@@ -54,8 +55,10 @@ fn new_template(py: Python<'_>, https: bool, multithread: bool) -> PyResult<Boun
     env.set_item(intern!(py, "wsgi.run_once"), false)?;
     env.set_item(intern!(py, "wsgi.input_terminated"), true)?;
     env.set_item(intern!(py, "wsgi.asynchronous"), true)?;
-    let file_wrapper = py.import("wsgiref.util")?.getattr("FileWrapper")?;
-    env.set_item(intern!(py, "wsgi.file_wrapper"), file_wrapper)?;
+    env.set_item(
+        intern!(py, "wsgi.file_wrapper"),
+        py.get_type::<FileWrapper>(),
+    )?;
     Ok(env)
 }
 

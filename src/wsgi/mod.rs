@@ -3,7 +3,7 @@
 //! touches nothing of nginx's but through the event loop.
 //!
 //! `interp` (CPython, the apps) → `environ` (+ `input`, `errors`, `flush`:
-//! what the app gets; `stream` the body as it arrives) → `driver` (one response: `call` of the app and
+//! what the app gets; `stream` the body as it arrives; `file_wrapper` a file nginx sends) → `driver` (one response: `call` of the app and
 //! `start_response`'s `Head`, its X-Accel-* fields in `accel`, chunk by
 //! chunk into a sink) → `kept` (the bytes nginx's buffers point into).
 
@@ -12,6 +12,7 @@ pub mod call;
 pub mod driver;
 pub mod environ;
 pub mod errors;
+pub mod file_wrapper;
 pub mod flush;
 pub mod input;
 pub mod interp;

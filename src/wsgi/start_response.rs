@@ -23,6 +23,9 @@ pub struct Head {
     pub content_length: Option<u64>,
     /// The X-Accel-* fields: for nginx, not the client, so not in `wire`.
     pub accel: Accel,
+    /// The body is a file nginx sends (`wsgi.file_wrapper`): nginx's range
+    /// filter may answer `Range:` for it.
+    pub file_body: bool,
 }
 
 impl Head {
@@ -182,6 +185,7 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
         wire,
         content_length: None,
         accel: Accel::default(),
+        file_body: false,
     };
     if let Ok(list) = headers.cast::<PyList>() {
         for item in list.iter() {

@@ -12,4 +12,5 @@ urlpatterns = [
     path("cookie/get", views.get_cookie),
     path("stream", views.stream),
     path("download/<str:name>", views.download),
+    path("send/<str:name>", views.send),
 ]
