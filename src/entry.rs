@@ -26,6 +26,7 @@ use crate::errlog::{self, log_client_gone};
 use crate::inline::{self, Inline};
 use crate::next::Next;
 use crate::nginx::events::{self, Resume};
+use crate::nginx::status_page;
 use crate::request::{self, Mode, RequestCtx, State};
 use crate::test_hooks::{self, Hook};
 use crate::threads::{pool, relay, wakeup, Handoff, Link};
@@ -306,6 +307,25 @@ pub extern "C" fn on_busy_timer(_ev: *mut ngx_event_t) {
 /// queued in this turn of the event loop.
 pub extern "C" fn on_wake_threads(_ev: *mut ngx_event_t) {
     worker_event("waking the pool threads", pool::wake_threads);
+}
+
+/// The content handler of a `wsgi_status` location.
+pub extern "C" fn status_handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    // SAFETY: nginx calls the content handler with a live request.
+    match guard::catch(|| unsafe { status_page::respond(r) }) {
+        Ok(rc) => rc,
+        Err(panic) => {
+            // SAFETY: as above.
+            let log = unsafe { (*(*r).connection).log };
+            ngx_log_error!(
+                NGX_LOG_ALERT,
+                log,
+                "{}",
+                guard::message("the status page", &panic)
+            );
+            NGX_HTTP_INTERNAL_SERVER_ERROR as _
+        }
+    }
 }
 
 /// A `$wsgi_*` variable (log_vars.rs), for `log_format` and the like.

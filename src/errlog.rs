@@ -10,6 +10,7 @@ use ngx::ffi::{ngx_log_t, ngx_uint_t, NGX_LOG_INFO};
 use ngx::ngx_log_error;
 
 use crate::event_loop;
+use crate::status::{self, Counter};
 
 /// A request whose app runs on another thread: the event loop writes its
 /// lines, with the request's context while the request lives.
@@ -174,6 +175,7 @@ fn write_line(level: ngx_uint_t, log: *mut ngx_log_t, text: &str) {
 pub const CLIENT_GONE: &str = "wsgi: the client connection is gone; closing the response iterable";
 
 pub fn log_client_gone(log: *mut ngx_log_t) {
+    status::count(Counter::ClientAborts);
     write_line(NGX_LOG_INFO as _, log, CLIENT_GONE);
 }
 

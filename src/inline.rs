@@ -21,6 +21,7 @@ use crate::event_loop;
 use crate::next::Next;
 use crate::nginx::output::{self, Output, SharedOutput};
 use crate::nginx::{body, cgi, file, headers_out};
+use crate::status::{self, Counter, Histogram};
 use crate::wsgi::driver::{Gone, Refused, Response, Sink, Start, Step};
 use crate::wsgi::file_wrapper::FileBody;
 use crate::wsgi::flush::{FlushError, FlushTarget};
@@ -96,6 +97,7 @@ pub unsafe fn start(
     main: &MainConf,
 ) -> Next {
     let body_len = body::body_len(r);
+    status::add(Counter::RequestBodyBytes, body_len as u64);
     let vars = match cgi::collect(r, Some(body_len), lc.params(), &main.environ) {
         Ok(vars) => vars,
         Err(e) => {
@@ -159,7 +161,11 @@ pub unsafe fn drive(
 /// nginx is still sending).
 fn release_if_finished(py: Python<'_>, output: &SharedOutput, inline: &mut Inline, next: &Next) {
     if let Next::Finish(_) | Next::Redirect(_) = next {
-        inline.ended = Some(Instant::now());
+        let ended = Instant::now();
+        inline.ended = Some(ended);
+        if let Some(called) = inline.called {
+            status::observe(Histogram::App, ended.saturating_duration_since(called));
+        }
         let done = output::lock(output).done();
         inline.release(py, Some(done));
     }

@@ -27,6 +27,7 @@ mod nginx;
 mod request;
 mod retire;
 mod signals;
+mod status;
 mod test_hooks;
 mod threads;
 mod vars;

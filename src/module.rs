@@ -11,11 +11,12 @@ use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_path_slot,
     ngx_conf_t, ngx_cycle_t, ngx_http_add_variable, ngx_http_compile_complex_value,
     ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_http_get_variable_index,
-    ngx_http_module_t, ngx_int_t, ngx_parse_time, ngx_pcalloc, ngx_str_t, ngx_uint_t,
-    NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE1234,
-    NGX_CONF_TAKE23, NGX_ERROR, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF,
-    NGX_HTTP_VAR_NOCACHEABLE, NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_OK,
+    ngx_http_handler_pt, ngx_http_module_t, ngx_int_t, ngx_parse_time, ngx_pcalloc,
+    ngx_process_slot, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG,
+    NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE1234, NGX_CONF_TAKE23,
+    NGX_ERROR, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
+    NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_MODULE, NGX_HTTP_SRV_CONF, NGX_HTTP_VAR_NOCACHEABLE,
+    NGX_LOG_ALERT, NGX_LOG_EMERG, NGX_OK,
 };
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::{ngx_conf_log_error, ngx_log_error, ngx_string};
@@ -30,11 +31,11 @@ use crate::test_hooks::{self, Hook};
 use crate::threads::{pool, wakeup};
 use crate::wsgi::accel::IgnoreHeaders;
 use crate::wsgi::{interp, watchdog};
-use crate::{entry, errlog, event_loop, guard, log_vars, retire};
+use crate::{entry, errlog, event_loop, guard, log_vars, retire, status};
 
 pub static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(preconfiguration),
-    postconfiguration: None,
+    postconfiguration: Some(postconfiguration),
     create_main_conf: Some(Module::create_main_conf),
     init_main_conf: None,
     create_srv_conf: None,
@@ -64,6 +65,31 @@ extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
     NGX_OK as _
 }
 
+/// Asks nginx for the shared memory zone `wsgi_status` reads, where the
+/// module is used (status/zone.rs).
+extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: nginx calls this with the http configuration parsed.
+    let Some(main) = (unsafe { Module::main_conf(&*cf) }) else {
+        return NGX_OK as _;
+    };
+    if main.apps.is_empty() && !main.status {
+        return NGX_OK as _;
+    }
+    // SAFETY: as above; the tag is this module.
+    let added = unsafe { status::zone::add(cf, Module::module(), Some(init_status_zone)) };
+    match added {
+        Ok(()) => NGX_OK as _,
+        Err(()) => NGX_ERROR as _,
+    }
+}
+
+/// nginx maps the status zone (in the master; `old`: the zone before a
+/// reload).
+extern "C" fn init_status_zone(shm: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_int_t {
+    // SAFETY: nginx passes the zone it initializes.
+    unsafe { status::zone::init(shm, old) }
+}
+
 /// Starts CPython in each worker (never in the master, so that reloads bring
 /// fresh code and fork stays safe), if any location uses `wsgi_pass`, and
 /// the thread pools. A Python that cannot start is logged and answered with
@@ -79,6 +105,8 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         };
         test_hooks::arm_worker(main.test_hooks);
         test_hooks::worker().panic_if(Hook::PanicInInitProcess);
+        // SAFETY: nginx set the worker's process slot before it forked it.
+        status::start_worker(unsafe { ngx_process_slot }.max(0) as usize);
         if main.apps.is_empty() {
             return;
         }
@@ -147,6 +175,7 @@ pub extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
         // SAFETY: on the event loop, in exit_process, after the threads.
         unsafe { wakeup::stop() };
         interp::stop();
+        status::stop_worker();
     });
     if let Err(panic) = stopped {
         ngx_log_error!(
@@ -183,13 +212,20 @@ const fn command(
 }
 
 /// The test build's `wsgi_test_hook` (src/test_hooks.rs) is one more row.
-const COMMAND_COUNT: usize = 15 + cfg!(feature = "test-hooks") as usize;
+const COMMAND_COUNT: usize = 16 + cfg!(feature = "test-hooks") as usize;
 
 pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
     command(
         ngx_string!("wsgi_pass"),
         NGX_HTTP_LOC_CONF | NGX_HTTP_LIF_CONF | NGX_CONF_TAKE1,
         handle::<WsgiPass>,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    command(
+        ngx_string!("wsgi_status"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_NOARGS,
+        handle::<WsgiStatus>,
         NGX_HTTP_LOC_CONF_OFFSET,
         0,
     ),
@@ -353,11 +389,11 @@ impl Directive {
     }
 
     /// Makes the current location's requests this module's.
-    fn handle_location(&self) -> Result<(), Refusal> {
+    fn handle_location(&self, handler: ngx_http_handler_pt) -> Result<(), Refusal> {
         // SAFETY: as in `main_conf`; the core module's location
         // configuration is nginx's, set up before the location's directives.
         let clcf = unsafe { NgxHttpCoreModule::location_conf_mut(&*self.cf) };
-        clcf.ok_or(Refusal::Logged)?.handler = Some(entry::content_handler);
+        clcf.ok_or(Refusal::Logged)?.handler = handler;
         Ok(())
     }
 
@@ -506,7 +542,7 @@ impl Set for WsgiPass {
         };
         loc.app = Some(index);
         loc.pass_at = Some(d.position());
-        d.handle_location()
+        d.handle_location(Some(entry::content_handler))
     }
 }
 
@@ -660,6 +696,20 @@ impl Set for WsgiReadTimeout {
         let shortest = main.shortest_read_timeout.get_or_insert(ms as _);
         *shortest = (*shortest).min(ms as _);
         Ok(())
+    }
+}
+
+struct WsgiStatus;
+
+impl Set for WsgiStatus {
+    type Conf = LocConf;
+
+    fn set(d: &Directive, _loc: &mut LocConf) -> Result<(), Refusal> {
+        // SAFETY: a location-level directive: `main` is dropped with the
+        // handler; the core location configuration is nginx's.
+        let main = unsafe { d.main_conf() }?;
+        main.status = true;
+        d.handle_location(Some(entry::status_handler))
     }
 }
 

@@ -31,6 +31,7 @@ use crate::inline::Inline;
 use crate::next::Next;
 use crate::nginx::output::{self, SharedOutput};
 use crate::nginx::{events, redirect};
+use crate::status::{self, Counter, Gauge};
 use crate::threads::Link;
 use crate::{guard, retire};
 
@@ -55,6 +56,9 @@ pub enum State {
 
 pub struct RequestCtx {
     state: State,
+    /// The request (its memory outlives the context's drop, which nginx's
+    /// pool cleanup runs).
+    request: *mut ngx_http_request_t,
     /// The request's log (carries client, server and request in messages).
     pub log: *mut ngx_log_t,
     /// Index of the app in the main configuration.
@@ -70,8 +74,14 @@ pub enum Mode {
 
 impl RequestCtx {
     pub fn new(r: *mut ngx_http_request_t, app: usize, mode: Mode) -> RequestCtx {
+        status::count(match mode {
+            Mode::Inline(_) => Counter::RequestsInline,
+            Mode::Thread(_) => Counter::RequestsThreads,
+        });
+        status::gauge(Gauge::InFlight, 1);
         RequestCtx {
             state: State::ReadingBody,
+            request: r,
             // SAFETY: the caller's request is live.
             log: unsafe { (*(*r).connection).log },
             app,
@@ -109,6 +119,15 @@ impl Drop for RequestCtx {
                 Mode::Inline(inline) => inline.end_request(),
                 Mode::Thread(link) => link.end_request(log),
             }
+            // SAFETY: nginx runs the pool cleanup before it frees the
+            // request's memory; its connection is still there.
+            let (code, sent) = unsafe {
+                let r = self.request;
+                ((*r).headers_out.status, (*(*r).connection).sent)
+            };
+            status::response(code);
+            status::add(Counter::SentBytes, sent.max(0) as u64);
+            status::gauge(Gauge::InFlight, -1);
             // wsgi_max_requests, wsgi_max_rss.
             retire::request_ended();
         }) {

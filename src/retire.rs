@@ -21,6 +21,7 @@ use ngx::ffi::{
 };
 
 use crate::errlog;
+use crate::status::{self, Counter};
 
 /// `wsgi_max_requests` and `wsgi_max_rss`, as this worker applies them.
 #[derive(Debug, Default, Clone, Copy)]
@@ -88,6 +89,7 @@ pub fn request_ended() {
         } else {
             format!("wsgi_max_requests {count}")
         };
+        status::count(Counter::RecyclesMaxRequests);
         now(
             NGX_LOG_NOTICE as _,
             &format!("wsgi: this worker has served {served} requests ({directive})"),
@@ -96,6 +98,7 @@ pub fn request_ended() {
     }
     if let Some(max) = limits.max_rss {
         if let Some(rss) = rss_over(max) {
+            status::count(Counter::RecyclesMaxRss);
             now(
                 NGX_LOG_WARN as _,
                 &format!(
@@ -180,6 +183,7 @@ pub fn ask() {
 /// Retires the worker if another thread asked. Event loop, when woken.
 pub fn act_on_request() {
     if ASKED.swap(false, Ordering::Acquire) && !RETIRING.swap(true, Ordering::Relaxed) {
+        status::count(Counter::RecyclesStuck);
         quit();
     }
 }

@@ -331,3 +331,21 @@ location /app { wsgi_ignore_headers X-Accel-Redirect; wsgi_ignore_headers X-Acce
 --- must_die
 --- error_log
 "wsgi_ignore_headers" directive is duplicate
+
+
+
+=== TEST 32: wsgi_status belongs in a location
+--- config
+wsgi_status;
+--- must_die
+--- error_log
+"wsgi_status" directive is not allowed here
+
+
+
+=== TEST 33: wsgi_status takes no arguments
+--- config
+location /status { wsgi_status json; }
+--- must_die
+--- error_log
+invalid number of arguments in "wsgi_status" directive

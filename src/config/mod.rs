@@ -97,6 +97,8 @@ pub struct MainConf {
     /// The shortest `wsgi_read_timeout` of the configuration, if one is
     /// shorter than the default: how often the watchdog must look.
     pub shortest_read_timeout: Option<ngx_msec_t>,
+    /// A location has `wsgi_status`.
+    pub status: bool,
 }
 
 impl MainConf {

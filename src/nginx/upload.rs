@@ -13,6 +13,7 @@ use ngx::ffi::{
 };
 
 use super::body::{buf_len, in_memory};
+use crate::status::{self, Counter};
 use crate::wsgi::stream::{BodyFault, BodyStream};
 
 /// Whether nginx is to give the app the body as it arrives: a request
@@ -94,6 +95,7 @@ unsafe fn move_read(
             if len > 0 {
                 // SAFETY: an in-memory buffer has `len` bytes at pos.
                 let taken = stream.offer(std::slice::from_raw_parts((*b).pos, len));
+                status::add(Counter::RequestBodyBytes, taken as u64);
                 (*b).pos = (*b).pos.add(taken);
                 if taken < len {
                     return false;

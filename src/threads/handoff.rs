@@ -34,6 +34,7 @@ use pyo3::types::PyBytes;
 
 use super::spill::{SpillFile, Spilled};
 use crate::errlog::{self, LoopLog};
+use crate::status::{self, Histogram};
 use crate::wsgi::driver::End;
 use crate::wsgi::file_wrapper::FileBody;
 use crate::wsgi::flush::{FlushError, FlushTarget};
@@ -205,7 +206,11 @@ impl Handoff {
     pub fn start(&self) -> bool {
         let mut shared = self.lock();
         shared.started = !shared.cancelled && !shared.cancelled_app && !shared.stopped;
-        shared.times.left_queue.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        shared.times.left_queue.get_or_insert(now);
+        if let (true, Some(queued)) = (shared.started, shared.times.queued) {
+            status::observe(Histogram::QueueWait, now.saturating_duration_since(queued));
+        }
         shared.started
     }
 
@@ -385,7 +390,11 @@ impl Handoff {
     /// with the hand-off, which the request holds until it ends.
     pub fn finish(&self, end: End, kept: Kept) {
         let mut shared = self.lock();
-        shared.times.app_done = Some(Instant::now());
+        let done = Instant::now();
+        shared.times.app_done = Some(done);
+        if let Some(called) = shared.times.app_called {
+            status::observe(Histogram::App, done.saturating_duration_since(called));
+        }
         if shared.stopped {
             drop(shared);
             drop(kept);

@@ -32,6 +32,7 @@ use crate::config::{AppSpec, PoolSpec};
 use crate::errlog;
 use crate::guard;
 use crate::signals;
+use crate::status::{self, Gauge};
 use crate::test_hooks::{self, Hook};
 use crate::wsgi::{watch, watchdog};
 
@@ -101,6 +102,7 @@ impl Pool {
                 let mut queue = self.lock();
                 if finished {
                     queue.busy -= 1;
+                    status::gauge(Gauge::ThreadsBusy, -1);
                     finished = false;
                 }
                 if woken {
@@ -112,6 +114,8 @@ impl Pool {
                 let job = queue.jobs.pop_front();
                 if job.is_some() {
                     queue.busy += 1;
+                    status::gauge(Gauge::ThreadsBusy, 1);
+                    status::gauge(Gauge::QueueLength, -1);
                 }
                 (job, queue.ticket_for_waiting_job())
             };
@@ -202,7 +206,10 @@ pub fn start(specs: &[PoolSpec], apps: &[AppSpec], log: *mut ngx_log_t, handlers
                     .spawn(move || run_thread(p, a))
             });
             match spawned {
-                Ok(_) => pool.lock().alive += 1,
+                Ok(_) => {
+                    pool.lock().alive += 1;
+                    status::gauge(Gauge::Threads, 1);
+                }
                 Err(e) => {
                     ngx_log_error!(
                         NGX_LOG_ALERT,
@@ -241,6 +248,7 @@ fn run_thread(pool: Arc<Pool>, apps: Arc<[AppSpec]>) {
     });
     let mut queue = pool.lock();
     queue.alive -= 1;
+    status::gauge(Gauge::Threads, -1);
     pool.exited.notify_all();
 }
 
@@ -341,6 +349,7 @@ pub fn submit(index: usize, job: Job) -> Result<(), Refused> {
         return Err(Refused::Full(pool.spec));
     }
     queue.jobs.push_back(job);
+    status::gauge(Gauge::QueueLength, 1);
     if queue.wants_a_thread() {
         // SAFETY: the event is only touched on the event-loop thread, and
         // was set up in `start`; nginx runs it once this turn's events are
@@ -379,7 +388,9 @@ pub fn withdraw(index: usize, handoff: &Arc<Handoff>) {
         return;
     };
     let mut queue = pool.lock();
+    let before = queue.jobs.len();
     queue.jobs.retain(|job| !Arc::ptr_eq(&job.handoff, handoff));
+    status::gauge(Gauge::QueueLength, queue.jobs.len() as i64 - before as i64);
 }
 
 /// How long the worker waits, at exit, for threads to finish.
@@ -395,6 +406,7 @@ pub fn stop(log: *mut ngx_log_t) {
     for pool in pools {
         let mut queue = pool.lock();
         queue.stopping = true;
+        status::gauge(Gauge::QueueLength, -(queue.jobs.len() as i64));
         queue.jobs.clear();
         pool.work.notify_all();
     }

@@ -31,6 +31,7 @@ use crate::next::Next;
 use crate::nginx::output::{self, SharedOutput};
 use crate::nginx::upload::{self, Pulled};
 use crate::nginx::{self, body, cgi, headers_out};
+use crate::status::{self, Counter};
 use crate::vars::Vars;
 use crate::wsgi::driver::End;
 use crate::wsgi::input::RequestBody;
@@ -196,6 +197,7 @@ pub unsafe fn submit(
     match pool::submit(link.pool, job) {
         Ok(()) => pool::keep_worker_alive(),
         Err(Refused::Full(spec)) => {
+            status::count(Counter::RefusedQueueFull);
             ngx_log_error!(
                 NGX_LOG_ERR,
                 log,
@@ -249,6 +251,7 @@ unsafe fn prepare(
         return Ok((vars, RequestBody::Stream(stream)));
     }
     let body_len = body::body_len(r);
+    status::add(Counter::RequestBodyBytes, body_len as u64);
     let vars = cgi::collect(r, Some(body_len), lc.params(), &main.environ)?;
     let body = body::take_body(r, body_len)
         .map_err(|e| format!("reading the request body's temp file failed: {e}"))?;
@@ -312,6 +315,7 @@ pub unsafe fn queue_timed_out(log: *mut ngx_log_t, link: &mut Link, lc: &LocConf
         return None; // a thread has it: the timer only kept it company
     }
     pool::withdraw(link.pool, &link.handoff);
+    status::count(Counter::RefusedQueueTimeout);
     ngx_log_error!(
         NGX_LOG_ERR,
         log,
@@ -366,6 +370,7 @@ pub unsafe fn client_left(log: *mut ngx_log_t, link: &Link) -> Next {
     if link.handoff.started() {
         log_client_gone(log);
     } else {
+        status::count(Counter::ClientAborts);
         ngx_log_error!(
             NGX_LOG_INFO,
             log,

@@ -33,6 +33,7 @@ use super::stream::RequestBodyError;
 use super::watch::{Timeout, Watch};
 use crate::config::AppSpec;
 use crate::errlog::{LogTo, CLIENT_GONE};
+use crate::status::{self, Counter};
 use crate::vars::Vars;
 
 /// Where a response goes.
@@ -385,6 +386,7 @@ impl Response {
 
     /// Writing to the client failed: close the iterable and end.
     pub fn client_gone(&mut self, py: Python<'_>) -> End {
+        status::count(Counter::ClientAborts);
         self.log.write(NGX_LOG_INFO as _, CLIENT_GONE);
         self.close(py);
         End::Finalize(NGX_ERROR as _)
@@ -417,9 +419,12 @@ fn call_app(
     deadline: Deadline,
     slot: &mut Option<Response>,
 ) -> Result<(), Failure> {
-    let app = interp::app(py, start.app, start.spec).map_err(|err| Failure {
-        err,
-        what: format!("wsgi: cannot load app \"{}\"", start.spec.display()),
+    let app = interp::app(py, start.app, start.spec).map_err(|err| {
+        status::count(Counter::AppImportFailures);
+        Failure {
+            err,
+            what: format!("wsgi: cannot load app \"{}\"", start.spec.display()),
+        }
     })?;
     let raised = |err| Failure {
         err,
@@ -513,6 +518,7 @@ fn report_failure(
         );
         return NGX_ERROR as _;
     }
+    status::count(Counter::AppExceptions);
     if header_sent {
         let what = format!("{what} after the response header was sent; aborting the response");
         interp::log_exception(py, err, log, NGX_LOG_ERR as _, &what);

@@ -20,6 +20,7 @@ use pyo3::{create_exception, ffi};
 
 use crate::config::AppSpec;
 use crate::errlog;
+use crate::status::{self, Counter};
 
 create_exception!(
     ngx_wsgi,
@@ -228,6 +229,7 @@ impl Watch {
         if self.reported.swap(seq, Ordering::AcqRel) == seq {
             return;
         }
+        status::count(Counter::ReadTimeouts);
         let heading = format!(
             "wsgi: app \"{}\" did not return within wsgi_read_timeout ({} ms): ReadTimeout is raised in it",
             self.app_name(),
