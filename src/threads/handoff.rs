@@ -89,6 +89,9 @@ struct Shared {
     leftovers: Option<Kept>,
     /// Loop → pool thread: nginx cannot take more output now.
     blocked: bool,
+    /// The loop took output and has not said yet whether nginx could take
+    /// it: what the window made room for is not room yet.
+    delivering: bool,
     /// Loop → pool thread: how many chunks nginx is done with.
     done: u64,
     /// The request was finalized: the app is to stop at its next chunk;
@@ -155,6 +158,7 @@ impl Handoff {
                 queued_bytes: 0,
                 leftovers: None,
                 blocked: false,
+                delivering: false,
                 done: 0,
                 cancelled_app: false,
                 stopped: false,
@@ -280,7 +284,7 @@ impl Handoff {
     }
 
     fn full(shared: &Shared) -> bool {
-        shared.blocked || Self::window_full(shared)
+        shared.blocked || shared.delivering || Self::window_full(shared)
     }
 
     fn window_full(shared: &Shared) -> bool {
@@ -444,6 +448,9 @@ impl Handoff {
         shared.posted = false;
         if take_output {
             shared.queued_bytes = 0;
+            // Until `report`: a thread that looks now must not take the
+            // emptied window for a client that keeps up.
+            shared.delivering = true;
             return std::mem::take(&mut shared.news);
         }
         News {
@@ -457,6 +464,7 @@ impl Handoff {
     pub fn report(&self, blocked: bool, done: u64) {
         let mut shared = self.lock();
         shared.blocked = blocked;
+        shared.delivering = false;
         shared.done = done;
         self.notify_room(shared);
     }
@@ -680,6 +688,26 @@ mod tests {
             "it waits"
         );
         assert_eq!(h.take(true).chunks.len(), MAX_CHUNKS);
+        h.report(false, 0);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok((true, true)));
+    }
+
+    #[test]
+    fn output_the_loop_took_holds_the_thread_until_the_loop_reports() {
+        let h = handoff();
+        h.start();
+        Python::attach(|py| h.hand_over_chunk(&PyBytes::new(py, &[0; MAX_BYTES]), MAX_BYTES, true));
+        assert_eq!(h.take(true).chunks.len(), 1);
+        let rx = wait_elsewhere(&h, Kept::default());
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "the window is empty, but nginx may not have taken it: it waits"
+        );
+        h.report(true, 0);
+        assert!(
+            rx.recv_timeout(Duration::from_millis(100)).is_err(),
+            "blocked: it waits"
+        );
         h.report(false, 0);
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Ok((true, true)));
     }
