@@ -8,10 +8,11 @@
 
 use std::time::Duration;
 
-use ngx::ffi::{ngx_http_request_t, ngx_http_variable_value_t, ngx_pnalloc};
+use ngx::ffi::{ngx_http_request_t, ngx_http_variable_value_t};
 use ngx::http::HttpModuleMainConf;
 
 use crate::config::Module;
+use crate::nginx::headers_out;
 use crate::request::{self, Mode};
 
 /// The variables, by name, with what each reports.
@@ -75,14 +76,12 @@ pub unsafe fn set(
         (*v).set_not_found(1);
         return;
     };
-    let data = ngx_pnalloc((*r).pool, value.len()) as *mut u8;
-    if data.is_null() {
+    let Some(copy) = headers_out::pool_str((*r).pool, value.as_bytes()) else {
         (*v).set_not_found(1);
         return;
-    }
-    std::ptr::copy_nonoverlapping(value.as_ptr(), data, value.len());
-    (*v).data = data;
-    (*v).set_len(value.len() as _);
+    };
+    (*v).data = copy.data;
+    (*v).set_len(copy.len as _);
     (*v).set_valid(1);
     (*v).set_no_cacheable(0);
     (*v).set_not_found(0);

@@ -209,7 +209,7 @@ unsafe fn apply_accel(r: *mut ngx_http_request_t, accel: &Accel) -> Result<(), (
 ///
 /// # Safety
 /// `pool` must be a live nginx pool.
-pub(super) unsafe fn pool_str(pool: *mut ngx::ffi::ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t> {
+pub unsafe fn pool_str(pool: *mut ngx::ffi::ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t> {
     let data = ngx_pnalloc(pool, bytes.len().max(1)) as *mut u8;
     if data.is_null() {
         return None;
