@@ -173,9 +173,9 @@ pub fn now(level: ngx_uint_t, why: &str) {
     quit();
 }
 
-/// Another thread asks the event loop to retire the worker; it has logged
-/// why (through `errlog`, which wakes the loop, which then calls
-/// `act_on_request`).
+/// Another thread asks the event loop to retire the worker; it logs why
+/// right after, through `errlog`, whose line wakes the loop, which then
+/// calls `act_on_request`.
 pub fn ask() {
     ASKED.store(true, Ordering::Release);
 }

@@ -30,6 +30,10 @@ pub enum Hook {
     /// Thread mode: every write to a response's temp file fails as on a
     /// full disk (ENOSPC).
     SpillWriteFails,
+    /// Thread mode: the watchdog lingers 0.5 s after the lines of a
+    /// stuck call's alert, so the event loop has read them (and gone back
+    /// to sleep) before the watchdog moves on.
+    StuckAlertLingers,
     /// A panic in the named place.
     PanicInContentHandler,
     PanicInBodyHandler,
@@ -45,10 +49,11 @@ pub enum Hook {
     PanicInDirective,
 }
 
-const NAMES: [(&str, Hook); 14] = [
+const NAMES: [(&str, Hook); 15] = [
     ("busy_timer_blocks_at_exit", Hook::BusyTimerBlocksAtExit),
     ("news_waits_for_the_end", Hook::NewsWaitsForTheEnd),
     ("spill_write_fails", Hook::SpillWriteFails),
+    ("stuck_alert_lingers", Hook::StuckAlertLingers),
     ("panic_in_content_handler", Hook::PanicInContentHandler),
     ("panic_in_body_handler", Hook::PanicInBodyHandler),
     ("panic_in_write_event", Hook::PanicInWriteEvent),

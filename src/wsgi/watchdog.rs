@@ -33,6 +33,7 @@ use pyo3::{ffi, PyTypeInfo};
 use super::watch::{self, format_stack, lock, Found, ReadTimeout, Seen, Watch};
 use super::watcher::{self, Target};
 use crate::config::AppSpec;
+use crate::test_hooks::{self, Hook};
 use crate::{errlog, retire, signals};
 
 /// How often the watchdog looks: a tenth of the shortest timeout, within
@@ -161,12 +162,17 @@ fn stuck(watch: &Watch, seq: u64) {
     if !watch::declare_stuck(watch, seq) {
         return;
     }
+    // Asked before the lines go: the first wakes the event loop, which
+    // then acts on the request (asked after, an idle loop would sleep on).
+    retire::ask();
     let heading = watch.stuck_heading(&format!("{}; the stack of the call", retire::consequence()));
     let stack = lock(&watch.stack).clone();
     for piece in errlog::pieces(&heading, stack.as_deref().unwrap_or("(not available)")) {
         errlog::worker_log(NGX_LOG_ALERT as _, &piece);
     }
-    retire::ask();
+    if test_hooks::worker().armed(Hook::StuckAlertLingers) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// The thread that takes the GIL to interrupt calls.
