@@ -11,4 +11,21 @@ fn main() {
         .unwrap_or_else(|| "python3".to_owned());
     println!("cargo:rustc-env=WSGI_BUILD_PYTHON={python}");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+    nginx_version_cfgs();
+}
+
+/// cfgs for what differs between the nginx versions the module builds
+/// against (Debian 12's 1.22 and the vendored 1.28), from nginx-sys.
+fn nginx_version_cfgs() {
+    println!("cargo::rustc-check-cfg=cfg(nginx_header_chains)");
+    println!("cargo::rerun-if-env-changed=DEP_NGINX_VERSION_NUMBER");
+    let version: u64 = std::env::var("DEP_NGINX_VERSION_NUMBER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // 1.23.0: repeated header fields are chained through ngx_table_elt_t's
+    // `next` (before, some were arrays of pointers, such as Cache-Control).
+    if version >= 1_023_000 {
+        println!("cargo::rustc-cfg=nginx_header_chains");
+    }
 }

@@ -127,6 +127,37 @@ ok
 
 
 
+=== TEST 5.2: repeated Cache-Control fields both reach the client
+--- config
+location /cc {
+    wsgi_pass basics:two_cache_controls;
+}
+--- request
+GET /cc
+--- raw_response_headers_like chomp
+\r\nCache-Control: private\r\nCache-Control: no-transform\r\n
+--- response_body
+cached?
+
+
+
+=== TEST 5.3: ... and nginx's expires replaces them with its own, one field (nginx finds where the module keeps them: a chain since 1.23, an array before)
+--- config
+location /cc {
+    expires 1h;
+    wsgi_pass basics:two_cache_controls;
+}
+--- request
+GET /cc
+--- raw_response_headers_like chomp
+\r\nCache-Control: max-age=3600\r\n
+--- raw_response_headers_unlike
+Cache-Control: (?:private|no-transform)
+--- response_body
+cached?
+
+
+
 === TEST 6: a generator of several chunks, sent chunked
 --- config
 location /chunks {

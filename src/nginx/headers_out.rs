@@ -2,10 +2,12 @@
 //! app's thread) into nginx's `headers_out`, and the header sent: on the
 //! event loop, once the first body chunk or the end is ready.
 
+#[cfg(not(nginx_header_chains))]
+use ngx::ffi::ngx_array_push;
 use ngx::ffi::{
-    ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push, ngx_palloc,
-    ngx_parse_http_time, ngx_pnalloc, ngx_str_t, ngx_table_elt_t, time_t, NGX_ERROR,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_OK,
+    ngx_http_headers_out_t, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push,
+    ngx_palloc, ngx_parse_http_time, ngx_pnalloc, ngx_pool_t, ngx_str_t, ngx_table_elt_t, time_t,
+    NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_OK,
 };
 
 use crate::wsgi::accel::Accel;
@@ -145,7 +147,10 @@ unsafe fn add_field(r: *mut ngx_http_request_t, name: &[u8], value: &[u8]) -> Re
     // SAFETY: pool_str just allocated these `len` bytes for this copy.
     std::slice::from_raw_parts_mut(lowcase.data, lowcase.len).make_ascii_lowercase();
     (*h).lowcase_key = lowcase.data;
-    (*h).next = std::ptr::null_mut();
+    #[cfg(nginx_header_chains)]
+    {
+        (*h).next = std::ptr::null_mut();
+    }
     let slot = if name.eq_ignore_ascii_case(b"server") {
         &mut ho.server
     } else if name.eq_ignore_ascii_case(b"date") {
@@ -171,15 +176,58 @@ unsafe fn add_field(r: *mut ngx_http_request_t, name: &[u8], value: &[u8]) -> Re
         };
         &mut ho.last_modified
     } else if name.eq_ignore_ascii_case(b"cache-control") {
-        // A list of its own, as nginx keeps repeated fields.
-        let mut last = &mut ho.cache_control;
-        while !last.is_null() {
-            last = &mut (**last).next;
-        }
-        last
+        return keep_cache_control(pool, ho, h);
     } else {
         return Ok(());
     };
+    *slot = h;
+    Ok(())
+}
+
+/// Keeps a Cache-Control field where nginx keeps repeated ones (the
+/// expires filter reads them): a chain through `next` since nginx 1.23, an
+/// array of pointers before.
+///
+/// # Safety
+/// `h` must be a field of `ho`'s list, allocated from `pool`, the
+/// request's pool.
+#[cfg(nginx_header_chains)]
+unsafe fn keep_cache_control(
+    _pool: *mut ngx_pool_t,
+    ho: &mut ngx_http_headers_out_t,
+    h: *mut ngx_table_elt_t,
+) -> Result<(), ()> {
+    let mut last = &mut ho.cache_control;
+    while !last.is_null() {
+        last = &mut (**last).next;
+    }
+    *last = h;
+    Ok(())
+}
+
+#[cfg(not(nginx_header_chains))]
+unsafe fn keep_cache_control(
+    pool: *mut ngx_pool_t,
+    ho: &mut ngx_http_headers_out_t,
+    h: *mut ngx_table_elt_t,
+) -> Result<(), ()> {
+    let fields = &mut ho.cache_control;
+    if fields.elts.is_null() {
+        // What nginx's inline ngx_array_init does, for one pointer.
+        let size = std::mem::size_of::<*mut ngx_table_elt_t>();
+        fields.elts = ngx_palloc(pool, size);
+        if fields.elts.is_null() {
+            return Err(());
+        }
+        fields.nelts = 0;
+        fields.size = size;
+        fields.nalloc = 1;
+        fields.pool = pool;
+    }
+    let slot = ngx_array_push(fields) as *mut *mut ngx_table_elt_t;
+    if slot.is_null() {
+        return Err(());
+    }
     *slot = h;
     Ok(())
 }

@@ -35,6 +35,15 @@ def custom_status(environ, start_response):
     return [b"short and stout\n"]
 
 
+def two_cache_controls(environ, start_response):
+    start_response("200 OK", [
+        ("Content-Type", "text/plain"),
+        ("Cache-Control", "private"),
+        ("Cache-Control", "no-transform"),
+    ])
+    return [b"cached?\n"]
+
+
 def latin1_head(environ, start_response):
     """A status reason and a header value with latin-1 characters, the
     value padded with blanks (not part of a field value)."""
