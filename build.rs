@@ -11,6 +11,11 @@ fn main() {
         .unwrap_or_else(|| "python3".to_owned());
     println!("cargo:rustc-env=WSGI_BUILD_PYTHON={python}");
     println!("cargo:rerun-if-env-changed=PYO3_PYTHON");
+    // wsgi_temp_path's default: a packager sets it, as nginx's configure
+    // takes --http-uwsgi-temp-path (src/config/mod.rs).
+    let temp_path = std::env::var("NGX_WSGI_TEMP_PATH").unwrap_or_else(|_| "wsgi_temp".to_owned());
+    println!("cargo:rustc-env=WSGI_DEFAULT_TEMP_PATH={temp_path}");
+    println!("cargo:rerun-if-env-changed=NGX_WSGI_TEMP_PATH");
     nginx_version_cfgs();
 }
 

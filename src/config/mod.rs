@@ -299,12 +299,11 @@ pub struct Spill {
 const DEFAULT_MAX_TEMP_FILE_SIZE: u64 = 1 << 30;
 
 /// `wsgi_temp_path`'s default, under nginx's prefix unless absolute; a
-/// build sets another with `NGX_WSGI_TEMP_PATH`, as nginx's configure does
-/// with `--http-uwsgi-temp-path`.
-const DEFAULT_TEMP_PATH: &str = match option_env!("NGX_WSGI_TEMP_PATH") {
-    Some(path) => path,
-    None => "wsgi_temp",
-};
+/// build sets another with `NGX_WSGI_TEMP_PATH` (build.rs), as nginx's
+/// configure does with `--http-uwsgi-temp-path`. NUL-terminated, as
+/// nginx's own defaults are: nginx takes an absolute path as it is and
+/// hands its bytes to mkdir().
+const DEFAULT_TEMP_PATH: &str = concat!(env!("WSGI_DEFAULT_TEMP_PATH"), "\0");
 
 impl LocConf {
     /// After `inherit`: where this location's responses spill, if they
@@ -323,7 +322,7 @@ impl LocConf {
         // nginx reads the default through this pointer, and never writes.
         static mut DEFAULT: ngx_path_init_t = ngx_path_init_t {
             name: ngx_str_t {
-                len: DEFAULT_TEMP_PATH.len(),
+                len: DEFAULT_TEMP_PATH.len() - 1,
                 data: DEFAULT_TEMP_PATH.as_ptr() as *mut u8,
             },
             level: [1, 2, 0],
@@ -431,4 +430,17 @@ unsafe impl HttpModuleMainConf for Module {
 // SAFETY: as above.
 unsafe impl HttpModuleLocationConf for Module {
     type LocationConf = LocConf;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DEFAULT_TEMP_PATH;
+
+    #[test]
+    fn default_temp_path_is_one_c_string() {
+        let bytes = DEFAULT_TEMP_PATH.as_bytes();
+        assert_eq!(bytes.last(), Some(&0), "nginx hands it to mkdir() as it is");
+        assert!(!bytes[..bytes.len() - 1].contains(&0));
+        assert!(bytes.len() > 1);
+    }
 }
