@@ -4,6 +4,11 @@
 #               build (scripts/build test), and t/001 against the release build
 #   make test-eagain  the streaming, framing, slow-client, thread-mode and
 #               upload files with every socket write of nginx cut short (t/lib/eagain.c)
+#   make deb    libnginx-mod-http-wsgi_*.deb for Debian 12's own nginx, in
+#               target/debian/ (scripts/deb)
+#   make test-distro  installs Debian's nginx and that package, runs the suite
+#               against them and checks Debian's own nginx.conf serving an app
+#               (scripts/test-distro; as root)
 #   make bench  ngx_wsgi side by side with uWSGI, gunicorn, granian, bjoern: small
 #               responses, streams, uploads, a 100 MiB file, a Flask app (bench/)
 # Both install what is missing on Debian 12 first (scripts/install-deps).
@@ -21,7 +26,7 @@ export TEST_NGINX_CERTS := $(CURDIR)/t/certs
 export TEST_NGINX_EXAMPLES := $(CURDIR)/nginx-conf
 export TEST_NGINX_VENV := $(CURDIR)/target/venv
 
-.PHONY: all build build-test run test unit prove prove-release eagain test-eagain prove-eagain deps test-deps venv bench clean
+.PHONY: all build build-test run test unit prove prove-release eagain test-eagain prove-eagain deps test-deps venv bench clean deb test-distro
 
 all: build
 
@@ -59,6 +64,13 @@ prove-release:
 	TEST_NGINX_LOAD_MODULES=$(PREFIX)/modules/ngx_http_wsgi_module.so \
 	prove t/001-basics.t
 
+# The Debian package, built against Debian's nginx-dev sources.
+deb:
+	scripts/deb
+
+test-distro: deb
+	scripts/test-distro
+
 # EAGAIN mode: preloaded into nginx, t/lib/eagain.c answers every write to a
 # TCP socket with EAGAIN until nginx polled it writable, then lets a few
 # bytes through. It needs nginx's poll event method.
@@ -80,8 +92,9 @@ prove-eagain:
 	TEST_NGINX_LD_PRELOAD=$(EAGAIN_LIB) TEST_NGINX_EVENT_TYPE=poll prove $(EAGAIN_TESTS)
 
 # BENCH_ARGS="--quick" for a short run; see bench/run.py --help.
-bench: build
+bench: build deb
 	scripts/install-deps bench
+	scripts/debian-install target/debian/libnginx-mod-http-wsgi_*.deb
 	scripts/make-venv target/bench-venv bench/requirements.txt
 	/usr/bin/python3.11 bench/run.py $(BENCH_ARGS)
 	/usr/bin/python3.11 bench/streaming.py

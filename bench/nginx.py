@@ -18,6 +18,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = os.path.join(ROOT, "target", "nginx")
 NGINX = os.path.join(PREFIX, "sbin", "nginx")
 MODULE = os.path.join(PREFIX, "modules", "ngx_http_wsgi_module.so")
+# Debian 12's own nginx and the module its package installed (make deb,
+# scripts/debian-install).
+DEBIAN_NGINX = "/usr/sbin/nginx"
+DEBIAN_MODULE = "/usr/lib/nginx/modules/ngx_http_wsgi_module.so"
 
 
 def listening(port):
@@ -86,23 +90,25 @@ def signal_and_wait(pid, sig, timeout=10):
 class Nginx:
     """One nginx with one worker process (none with master=False); its
     nginx.conf, error log and pid file are `name`.conf, .error.log and .pid
-    in `work`."""
+    in `work`. `binary` and `module`: another nginx and the module built
+    for it (Debian's)."""
 
     def __init__(self, work, name, http_body, daemon=False, master=True, log_level="error",
-                 connections=4096):
+                 connections=4096, binary=NGINX, module=MODULE):
         self.conf_file = os.path.join(work, f"{name}.conf")
         self.error_log = os.path.join(work, f"{name}.error.log")
         self.pid_file = os.path.join(work, f"{name}.pid")
         self.http_body = http_body
         self.daemon, self.master = daemon, master
         self.log_level, self.connections = log_level, connections
+        self.binary, self.module = binary, module
         self.proc = None
 
     def conf(self):
         # As root, the workers would otherwise run as nobody, who may not read the apps.
         user = "user root;" if os.geteuid() == 0 else ""
         return f"""
-load_module {MODULE};
+load_module {self.module};
 {user}
 daemon {'on' if self.daemon else 'off'};
 master_process {'on' if self.master else 'off'};
@@ -128,7 +134,7 @@ http {{
         out = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL} if quiet else {}
         # A session of its own: nginx leads its process group (as a daemon it
         # calls setsid() itself), which stop() signals as a whole.
-        self.proc = subprocess.Popen(list(wrapper) + [NGINX, "-p", PREFIX, "-c", self.conf_file],
+        self.proc = subprocess.Popen(list(wrapper) + [self.binary, "-p", PREFIX, "-c", self.conf_file],
                                      start_new_session=True, **out)
         if self.daemon and self.proc.wait():
             sys.exit(f"nginx exited with {self.proc.returncode}")

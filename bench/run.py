@@ -80,7 +80,7 @@ class Server:
     cases it serves (a case it does not serve is left blank)."""
 
     def __init__(self, name, label, nginx=None, app=None, port=FRONT, cases=None, path_prefix="",
-                 backend_port=None, backend_socket=None, work=WORK):
+                 backend_port=None, backend_socket=None, work=WORK, debian=False):
         self.name, self.label = name, label
         self.work = work  # where its nginx.conf, logs and pid file go
         self.nginx_http = nginx  # http{} body, or None when there is no nginx
@@ -92,6 +92,7 @@ class Server:
         self.backend_port = backend_port  # the app server's TCP port behind nginx
         self.backend_socket = backend_socket  # or its unix socket
         self.procs = []  # the app server
+        self.debian = debian  # Debian's nginx and the packaged module, not ours
 
     def describe(self):
         out = []
@@ -108,7 +109,8 @@ class Server:
             self.procs.append(subprocess.Popen(pin + self.app_cmd, cwd=BENCH, start_new_session=True,
                                                stdout=subprocess.DEVNULL, stderr=open(f"{self.work}/{self.name}.app.log", "w")))
         if self.nginx_http:
-            self.nginx = nginx.Nginx(self.work, self.name, HTTP_COMMON + self.nginx_http)
+            where = {"binary": nginx.DEBIAN_NGINX, "module": nginx.DEBIAN_MODULE} if self.debian else {}
+            self.nginx = nginx.Nginx(self.work, self.name, HTTP_COMMON + self.nginx_http, **where)
             self.nginx.start(self.port, wrapper=pin)
         wait_port(self.port)
         if self.backend_port:
@@ -218,6 +220,11 @@ def servers():
         Server("ngx_wsgi", "ngx_wsgi (this module)", nginx=wsgi),
         Server("ngx_wsgi-threads", f"ngx_wsgi, `wsgi_threads {THREADS}`", nginx=wsgi_threads),
         Server("ngx_wsgi-buffered", "ngx_wsgi, `wsgi_buffering on`", cases=["stream"], nginx=wsgi_buffered),
+        # The same configuration in Debian 12's nginx 1.22 with the module
+        # from the package (make deb): what an apt user gets.
+        Server("ngx_wsgi-debian", "ngx_wsgi in Debian's nginx 1.22 (the .deb)", nginx=wsgi, debian=True),
+        Server("ngx_wsgi-debian-threads", f"ngx_wsgi in Debian's nginx, `wsgi_threads {THREADS}`",
+               nginx=wsgi_threads, debian=True),
         Server("uwsgi", "nginx → uwsgi_pass (unix) → uWSGI, 1 process",
                app=[os.path.join(VENV, "bin", "uwsgi"), "--socket", sock, "--chmod-socket=666",
                     "--wsgi-file", "apps.py", "--processes", "1", "--disable-logging", "--need-app"],
@@ -399,7 +406,7 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.runs, args.seconds, args.slow_seconds = 1, 3, 10
-    for need in (NGINX, MODULE, os.path.join(VENV, "bin", "granian")):
+    for need in (NGINX, MODULE, nginx.DEBIAN_NGINX, nginx.DEBIAN_MODULE, os.path.join(VENV, "bin", "granian")):
         if not os.path.exists(need):
             sys.exit(f"missing {need}: run `make bench`")
     shutil.rmtree(WORK, ignore_errors=True)
@@ -420,7 +427,7 @@ def main():
                                                         args.connections)
                 print(f"   {case:7} {c[0]:10.0f} req/s  p99 {c[1]:8.2f} ms  {c[2]:8.1f} µs/req "
                       f"({c[3]:.1f} in user space)", flush=True)
-            if server.name not in ("nginx-return", "nginx-static", "ngx_wsgi-buffered"):
+            if server.name not in ("nginx-return", "nginx-static", "ngx_wsgi-buffered") and not server.debian:
                 growth, mib, temp = slow_clients(server, args.slow_clients, args.slow_seconds)
                 results[(server.name, "slow")] = (growth, mib, temp)
                 print(f"   slow    peak RSS growth {growth:.1f} MiB, {mib:.0f} MiB delivered "
@@ -501,6 +508,14 @@ def write_results(args, chosen, results):
             "one thread, and the thread that holds the GIL runs queued requests back to back, so under load "
             "few requests pay for a wake-up. Thread mode is for apps that wait (I/O, sleep): see the "
             "thread-mode section below (`bench/threads.py`).",
+            "",
+        ]
+    if any(s.debian for s in chosen):
+        lines += [
+            "`ngx_wsgi in Debian's nginx`: Debian 12's nginx 1.22.1 (`/usr/sbin/nginx`, built by Debian with "
+            "`-O2` and `--with-debug`) loading the module from the package `make deb` builds, with the same "
+            "configuration as the rows above it: what `apt install` users get, beside the vendored nginx 1.28. "
+            "No slow-client case: the module is the same code.",
             "",
         ]
     lines += [

@@ -6,6 +6,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use NginxRunner;
+use NginxCompat qw(hook_line);
 use Test::More;
 use Time::HiRes qw(time sleep);
 
@@ -65,7 +66,7 @@ subtest 'HTTP/2: a slow reader suspends the iterable too (stream and connection 
     # 2000 chunks (125 MiB) the app could produce in a fraction of a second;
     # the client takes 10 MiB/s for 2 s.
     system("curl -s --http2-prior-knowledge --limit-rate 10M -m 2 -o /dev/null "
-           . "'http://127.0.0.1:$ngx->{port}/big?2000'");
+           . "'http://127.0.0.1:$ngx->{h2_port}/big?2000'");
     ok($ngx->wait_log(qr/big_stream: close\(\) after \d+ chunks/, 3), 'close() called');
     my ($chunks) = $ngx->error_log =~ /big_stream: close\(\) after (\d+) chunks/;
     cmp_ok($chunks // 2000, '<', 1000, "the app produced what the client took, not all ($chunks of 2000 chunks)");
@@ -135,7 +136,7 @@ subtest 'an app that raises after a big chunk: the client gets the whole chunk, 
     # still goes out first, as inline. (Found by EAGAIN mode.)
     my $ngx = NginxRunner->new(
         listen_opts => 'sndbuf=16k',
-        http => 'wsgi_test_hook news_waits_for_the_end;',
+        http => hook_line('news_waits_for_the_end'),
         server => 'location /r { wsgi_pass streaming:big_then_raise; }',
     );
     my $s = $ngx->get('/r', rcvbuf => 16384);

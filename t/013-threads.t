@@ -10,6 +10,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use NginxRunner;
+use NginxCompat qw(hook_line has_poll);
 use Test::More;
 use Time::HiRes qw(time sleep);
 
@@ -48,7 +49,7 @@ subtest 'eight requests that arrive together (HTTP/2 streams of one connection) 
         http => 'http2 on;',
         server => 'location /sleep { wsgi_threads 8; wsgi_pass threads:sleep; }');
     my $start = time;
-    my $out = `curl -s -m 10 -Z --parallel-immediate --parallel-max 8 --http2-prior-knowledge "http://127.0.0.1:$ngx->{port}/sleep/[1-8]?0.5" 2>/dev/null`;
+    my $out = `curl -s -m 10 -Z --parallel-immediate --parallel-max 8 --http2-prior-knowledge "http://127.0.0.1:$ngx->{h2_port}/sleep/[1-8]?0.5" 2>/dev/null`;
     my $took = time - $start;
     is(scalar(() = $out =~ /slept 0\.50\n/g), 8, 'all eight answered');
     cmp_ok($took, '<', 1.5, sprintf('in %.2f s', $took));
@@ -177,6 +178,7 @@ subtest 'a client that leaves while its request waits in the queue: the app neve
 for my $events ('', 'poll') {
     my $with = $events ? " (events: $events)" : '';
     subtest "a client that leaves while the app runs: the app learns it at its next chunk, close() runs$with" => sub {
+        plan skip_all => "this nginx has no poll event method (--with-poll_module)" if $events && !has_poll();
         local $ENV{TEST_NGINX_EVENT_TYPE} = $events if $events;
         my $ngx = NginxRunner->new(server => 'location /late { wsgi_threads 1; wsgi_pass threads:sleep_then_yield; }');
         my $s = start_get($ngx, '/late');
@@ -218,7 +220,7 @@ subtest 'nginx -s quit: the line an app logs as its thread finishes is written, 
     # until the pool thread is done, so the thread's close() line is handed
     # over while nothing reads it, and the worker leaves right after.
     my $ngx = NginxRunner->new(master => 1,
-        http => 'wsgi_test_hook busy_timer_blocks_at_exit;',
+        http => hook_line('busy_timer_blocks_at_exit'),
         server => 'location /late { wsgi_threads 1; wsgi_pass threads:sleep_then_yield; }');
     my $s = start_get($ngx, '/late?1');
     sleep 0.2;

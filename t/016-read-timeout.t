@@ -10,6 +10,7 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use NginxRunner;
+use NginxCompat qw(hook_line);
 use Test::More;
 use Time::HiRes qw(time sleep);
 
@@ -189,7 +190,7 @@ subtest 'threads: a call stuck in C: 504 at once, static answers, the worker ret
     # stuck_alert_lingers: the event loop reads the alert before the
     # watchdog moves on; it retires all the same (once it did not, when the
     # watchdog asked only after the alert, and an idle loop slept on).
-    my $ngx = NginxRunner->new(master => 1, http => 'wsgi_read_timeout 1s; wsgi_threads 4; wsgi_test_hook stuck_alert_lingers;', server => '
+    my $ngx = NginxRunner->new(master => 1, http => 'wsgi_read_timeout 1s; wsgi_threads 4; ' . hook_line('stuck_alert_lingers'), server => '
         location /pid { wsgi_pass timeouts:pid; }
         location /sleepy_next { wsgi_pass timeouts:sleepy_next; }
         location /sleepy { wsgi_pass timeouts:sleepy; }

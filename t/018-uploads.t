@@ -135,7 +135,7 @@ subtest 'HTTP/2 bodies, with and without a length' => sub {
         print $f $piece;
     }
     close $f;
-    my $url = "http://127.0.0.1:$ngx->{port}/sha256";
+    my $url = "http://127.0.0.1:$ngx->{h2_port}/sha256";
     my $digest = $sha->hexdigest;
     my $sized = `curl -s -m 30 --http2-prior-knowledge --data-binary \@$file $url`;
     like($sized, qr/^$digest ${\ (20 * $MiB)} /, 'with Content-Length: whole, byte for byte');

@@ -13,6 +13,7 @@ use IO::Select;
 use IO::Socket::INET;
 use Socket qw(SOL_SOCKET SO_RCVBUF);
 use Time::HiRes qw(time sleep);
+use NginxCompat qw(http2_directive);
 
 sub free_port {
     my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0, ReuseAddr => 1)
@@ -33,7 +34,17 @@ sub new {
     $self->{root} = ($ENV{PWD} // '.') . "/t/servroot_runner";
     remove_tree($self->{root});
     make_path("$self->{root}/conf", "$self->{root}/logs");
-    my $listen = "127.0.0.1:$self->{port}" . ($args{listen_opts} ? " $args{listen_opts}" : "");
+    my $opts = $args{listen_opts} ? " $args{listen_opts}" : "";
+    my $listen = "listen 127.0.0.1:$self->{port}$opts;";
+    # h2_port: where HTTP/2 with prior knowledge is served. With `http2 on;`
+    # that is the port itself; an nginx before the directive (1.25.1) has
+    # HTTP/2 on a listen of its own, which would not serve HTTP/1.x.
+    $self->{h2_port} = $self->{port};
+    if (!http2_directive() && "$self->{http} $self->{server}" =~ /\bhttp2\s+on\s*;/) {
+        s/\bhttp2\s+on\s*;//g for $self->{http}, $self->{server};
+        $self->{h2_port} = free_port();
+        $listen .= " listen 127.0.0.1:$self->{h2_port}$opts http2;";
+    }
     my $user = $> == 0 ? "user root;" : "";
     # EAGAIN mode (t/lib/eagain.c), as Test::Nginx has it: its event
     # method and its preload.
@@ -60,7 +71,7 @@ http {
     $threads
     $self->{http}
     server {
-        listen $listen;
+        $listen
         $self->{server}
     }
 }

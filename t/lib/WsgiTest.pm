@@ -19,6 +19,25 @@ use Test::Nginx::Socket ();
 
 our @EXPORT = qw(block_defaults);
 
+# On an nginx older than the `http2 on;` directive (Debian 12's 1.22), the
+# configuration Test::Nginx wrote for a `--- http2` block is mended once
+# written (NginxCompat.pm says why).
+use NginxCompat qw(http2_listen http2_directive);
+if (!http2_directive()) {
+    no warnings 'redefine';
+    my $write = \&Test::Nginx::Util::write_config_file;
+    *Test::Nginx::Util::write_config_file = sub ($$$) {
+        $write->(@_);
+        my $file = $Test::Nginx::Util::ConfFile;
+        open my $in, '<', $file or die "$file: $!";
+        my $conf = do { local $/; <$in> };
+        close $in;
+        open my $out, '>', $file or die "$file: $!";
+        print $out http2_listen($conf);
+        close $out;
+    };
+}
+
 my @defaults;
 
 # block_defaults(SECTION => VALUE, ..., unless => [SECTION, ...]): a block
