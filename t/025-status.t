@@ -67,11 +67,18 @@ my $refused = grep { $_ == 503 } @codes;
 my $slept = grep { $_ == 200 } @codes;
 cmp_ok($refused, '>=', 1, "a sleeper found its worker's one thread busy: 503 ($refused)");
 is($refused + $slept, 3, 'the others slept');
-my ($timed_out) = NginxRunner::response($ngx->get('/timeout?2'));
+# An app past wsgi_read_timeout, then, pipelined on the same connection
+# (so in the same worker, whose one thread still sleeps), a request that
+# waits for that thread and whose client leaves meanwhile: 499. (Sent on
+# a connection of its own, it could reach the other worker's free thread.)
+my $c = $ngx->client;
+print $c "GET /timeout?2 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    . "GET /timeout?0.2 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+my ($head) = NginxRunner::read_until($c, qr{\r\n\r\n}, 5);
+my ($timed_out) = $head =~ m{\AHTTP/1\.1 (\d{3})};
 is($timed_out, 504, 'an app past wsgi_read_timeout: 504');
-my $leaving = $ngx->get('/timeout?0.2');
-Time::HiRes::sleep(0.05);
-close $leaving;   # the client leaves while its request waits for the thread: 499
+Time::HiRes::sleep(0.1);
+close $c;   # the client leaves while its second request waits for the thread: 499
 Time::HiRes::sleep(0.5);
 
 subtest 'JSON: counters after the mix' => sub {
