@@ -9,6 +9,8 @@
 #   make test-distro  installs Debian's nginx and that package, runs the suite
 #               against them and checks Debian's own nginx.conf serving an app
 #               (scripts/test-distro; as root)
+#   make fuzz   each cargo-fuzz target (fuzz/) for 5 minutes; make fuzz-smoke:
+#               30 s each, as CI runs them (scripts/fuzz; nightly Rust)
 #   make bench  ngx_wsgi side by side with uWSGI, gunicorn, granian, bjoern: small
 #               responses, streams, uploads, a 100 MiB file, a Flask app (bench/)
 # Both install what is missing on Debian 12 first (scripts/install-deps).
@@ -26,7 +28,7 @@ export TEST_NGINX_CERTS := $(CURDIR)/t/certs
 export TEST_NGINX_EXAMPLES := $(CURDIR)/nginx-conf
 export TEST_NGINX_VENV := $(CURDIR)/target/venv
 
-.PHONY: all build build-test run test unit prove prove-release eagain test-eagain prove-eagain deps test-deps venv bench clean deb test-distro
+.PHONY: all build build-test run test unit prove prove-release eagain test-eagain prove-eagain deps test-deps venv bench clean deb test-distro fuzz fuzz-smoke
 
 all: build
 
@@ -70,6 +72,12 @@ deb:
 
 test-distro: deb
 	scripts/test-distro
+
+fuzz: deps
+	scripts/fuzz 300
+
+fuzz-smoke: deps
+	scripts/fuzz 30
 
 # EAGAIN mode: preloaded into nginx, t/lib/eagain.c answers every write to a
 # TCP socket with EAGAIN until nginx polled it writable, then lets a few

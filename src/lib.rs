@@ -18,6 +18,8 @@ mod config;
 mod entry;
 mod errlog;
 mod event_loop;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod guard;
 mod inline;
 mod log_vars;
@@ -38,14 +40,15 @@ use std::ptr::addr_of;
 
 use ngx::ffi::{ngx_module_t, ngx_uint_t, NGX_HTTP_MODULE};
 
-// The unit-test executable has no nginx to link against: there, nothing
-// exports the module, so the linker drops every path into nginx's symbols.
-#[cfg(not(test))]
+// The unit-test executable and the fuzz targets (feature `fuzzing`) have
+// no nginx to link against: there, nothing exports the module, so the
+// linker drops every path into nginx's symbols.
+#[cfg(not(any(test, feature = "fuzzing")))]
 ngx::ngx_modules!(ngx_http_wsgi_module);
 
 /// The module as nginx loads it, by this name; `config::Module` finds the
 /// module's configuration and context index through it.
-#[cfg_attr(not(test), used, no_mangle)]
+#[cfg_attr(not(any(test, feature = "fuzzing")), used, no_mangle)]
 #[allow(non_upper_case_globals)]
 pub static mut ngx_http_wsgi_module: ngx_module_t = ngx_module_t {
     ctx: addr_of!(module::MODULE_CTX) as *mut c_void,

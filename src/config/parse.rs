@@ -110,7 +110,7 @@ impl PoolSpec {
                 )
             })?;
         let mut max_queue = DEFAULT_MAX_QUEUE;
-        for arg in &args[1..] {
+        for arg in args.iter().skip(1) {
             max_queue = named_number(arg, "max_queue")?;
             if threads == 0 {
                 return Err(Invalid::parameter(
@@ -132,7 +132,7 @@ pub fn max_requests(args: &[String]) -> Result<(u64, u64), Invalid> {
         .filter(|&n| n > 0)
         .ok_or_else(|| Invalid::value(count, "it must be a number of requests above 0"))?;
     let mut jitter = 0;
-    for arg in &args[1..] {
+    for arg in args.iter().skip(1) {
         jitter = named_number(arg, "jitter")?;
     }
     Ok((count, jitter))

@@ -245,6 +245,15 @@ unsafe fn add_http_headers(vars: &mut Vars, part: *const ngx_list_part_t, unders
         index: 0,
         _list: std::marker::PhantomData,
     };
+    add_headers(vars, fields, underscores);
+}
+
+/// `add_http_headers` of (lower-case name, value) fields.
+pub fn add_headers<'a>(
+    vars: &mut Vars,
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    underscores: bool,
+) {
     vars.begin_headers();
     for (name, value) in fields {
         if (!underscores && name.contains(&b'_'))
@@ -336,7 +345,7 @@ unsafe fn apply_params(
 }
 
 /// The part of `path` after the mount point `prefix`, if `path` is under it.
-fn mounted_path<'a>(path: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+pub fn mounted_path<'a>(path: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     let rest = path.strip_prefix(prefix)?;
     (rest.is_empty() || rest[0] == b'/').then_some(rest)
 }

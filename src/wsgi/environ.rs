@@ -305,7 +305,7 @@ impl Hasher for Fnv {
 }
 
 /// `X-Forwarded-For` → `HTTP_X_FORWARDED_FOR`.
-fn cgi_name(name: &[u8]) -> String {
+pub fn cgi_name(name: &[u8]) -> String {
     let mut key = String::with_capacity(5 + name.len());
     key.push_str("HTTP_");
     key.extend(name.iter().map(|&b| match b {

@@ -40,6 +40,57 @@ impl Head {
         std::iter::from_fn(move || Some((parts.next()?, parts.next()?)))
     }
 
+    /// A head with the status line `line` (latin-1 bytes) and no fields
+    /// yet, or why the line is not a status.
+    pub fn new(line: &[u8]) -> Result<Head, String> {
+        let status = check_status(line)?;
+        let mut wire = Vec::with_capacity(128);
+        wire.extend_from_slice(line);
+        Ok(Head {
+            status,
+            wire,
+            content_length: None,
+            accel: Accel::default(),
+            file_body: false,
+        })
+    }
+
+    /// Checks one field, its name and value as latin-1 bytes (the value as
+    /// the app gave it), and keeps it; or says why it must not be sent.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn add_field(&mut self, name: &[u8], raw_value: &[u8]) -> Result<(), String> {
+        check_name(name)?;
+        self.add_value(name, raw_value)
+    }
+
+    /// `add_field` once the name passed `check_name`.
+    fn add_value(&mut self, name: &[u8], raw_value: &[u8]) -> Result<(), String> {
+        // Leading and trailing blanks are not part of a field value (RFC 9110
+        // 5.5); Django, for one, puts a space before each Set-Cookie value.
+        let value = trim_blanks(raw_value);
+        check_value(name, value)?;
+        if name.eq_ignore_ascii_case(b"content-length") {
+            let n = std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    format!(
+                        "response header Content-Length has a value that is not a number: {:?}",
+                        String::from_utf8_lossy(value)
+                    )
+                })?;
+            self.content_length = Some(n);
+        }
+        if self.accel.take(name, value)? {
+            return Ok(());
+        }
+        self.wire.push(0);
+        self.wire.extend_from_slice(name);
+        self.wire.push(0);
+        self.wire.extend_from_slice(value);
+        Ok(())
+    }
+
     /// Checks one `(name, value)` item of the app's header list and keeps it.
     fn push(&mut self, item: &Bound<'_, PyAny>) -> PyResult<()> {
         let pair = item
@@ -55,52 +106,40 @@ impl Head {
         // Borrowed: the tuple holds its items while the app's list is read.
         let name = pair.get_borrowed_item(0)?;
         let name = header_text(&name, "name")?;
-        let name = latin1_bytes(name)?.filter(|n| is_token(n)).ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "response header name {:?} is not a valid HTTP token",
-                name.to_string_lossy()
-            ))
-        })?;
-        if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
-            return Err(PyValueError::new_err(format!(
-                "response header {:?} is hop-by-hop; a WSGI app must not send it (PEP 3333)",
-                String::from_utf8_lossy(name)
-            )));
-        }
+        let Some(name) = latin1_bytes(name)? else {
+            return Err(PyValueError::new_err(not_a_token(&name.to_string_lossy())));
+        };
+        check_name(name).map_err(PyValueError::new_err)?;
         let value = pair.get_borrowed_item(1)?;
         let value = header_text(&value, "value")?;
         let Some(raw) = latin1_bytes(value)? else {
             return Err(PyValueError::new_err(wide_value(name, value)?));
         };
-        // Leading and trailing blanks are not part of a field value (RFC 9110
-        // 5.5); Django, for one, puts a space before each Set-Cookie value.
-        let value = trim_blanks(raw);
-        check_value(name, value).map_err(PyValueError::new_err)?;
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let n = std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| v.parse::<u64>().ok())
-                .ok_or_else(|| {
-                    PyValueError::new_err(format!(
-                        "response header Content-Length has a value that is not a number: {:?}",
-                        String::from_utf8_lossy(value)
-                    ))
-                })?;
-            self.content_length = Some(n);
-        }
-        if self
-            .accel
-            .take(name, value)
-            .map_err(PyValueError::new_err)?
-        {
-            return Ok(());
-        }
-        self.wire.push(0);
-        self.wire.extend_from_slice(name);
-        self.wire.push(0);
-        self.wire.extend_from_slice(value);
-        Ok(())
+        self.add_value(name, raw).map_err(PyValueError::new_err)
     }
+}
+
+fn not_a_token(name: &str) -> String {
+    format!("response header name {name:?} is not a valid HTTP token")
+}
+
+/// Why a field name (latin-1 bytes) must not be sent, if it must not.
+fn check_name(name: &[u8]) -> Result<(), String> {
+    if !is_token(name) {
+        return Err(not_a_token(&latin1_text(name)));
+    }
+    if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+        return Err(format!(
+            "response header {:?} is hop-by-hop; a WSGI app must not send it (PEP 3333)",
+            String::from_utf8_lossy(name)
+        ));
+    }
+    Ok(())
+}
+
+/// Latin-1 bytes as the text they are.
+fn latin1_text(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| b as char).collect()
 }
 
 #[pyclass(module = "ngx_wsgi")]
@@ -177,16 +216,7 @@ fn parse_head(status: &Bound<'_, PyAny>, headers: &Bound<'_, PyAny>) -> PyResult
     })?;
     let line = latin1_bytes(status)?
         .ok_or_else(|| PyValueError::new_err(not_a_status(&status.to_string_lossy())))?;
-    let code = check_status(line).map_err(PyValueError::new_err)?;
-    let mut wire = Vec::with_capacity(128);
-    wire.extend_from_slice(line);
-    let mut head = Head {
-        status: code,
-        wire,
-        content_length: None,
-        accel: Accel::default(),
-        file_body: false,
-    };
+    let mut head = Head::new(line).map_err(PyValueError::new_err)?;
     if let Ok(list) = headers.cast::<PyList>() {
         for item in list.iter() {
             head.push(&item)?;
@@ -269,7 +299,7 @@ fn check_status(line: &[u8]) -> Result<u16, String> {
         && line
             .iter()
             .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0xa0);
-    let shown = || line.iter().map(|&b| b as char).collect::<String>();
+    let shown = || latin1_text(line);
     if !well_formed {
         return Err(not_a_status(&shown()));
     }
@@ -366,5 +396,31 @@ mod tests {
             .unwrap_err()
             .contains("('\\r') at position 1"));
         assert_eq!(trim_blanks(b" \t v a \t"), b"v a");
+    }
+
+    #[test]
+    fn a_head_keeps_the_fields_it_accepts() {
+        let mut head = Head::new(b"201 Created").unwrap();
+        head.add_field(b"Set-Cookie", b" a=1 ").unwrap();
+        assert!(head
+            .add_field(b"Connection", b"close")
+            .unwrap_err()
+            .contains("hop-by-hop"));
+        assert!(head.add_field(b"X-Split", b"a\nb").is_err());
+        head.add_field(b"Content-Length", b"12").unwrap();
+        head.add_field(b"X-Accel-Redirect", b"/files/x").unwrap();
+        head.add_field(b"X-Accel-Mine", b"kept").unwrap();
+        let fields: Vec<_> = head.fields().collect();
+        assert_eq!(
+            fields,
+            [
+                (&b"Set-Cookie"[..], &b"a=1"[..]),
+                (b"Content-Length", b"12"),
+                (b"X-Accel-Mine", b"kept"),
+            ]
+        );
+        assert_eq!((head.status, head.content_length), (201, Some(12)));
+        assert_eq!(head.status_line(), b"201 Created");
+        assert!(Head::new(b"2000 OK").is_err());
     }
 }
