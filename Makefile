@@ -9,6 +9,8 @@
 #   make test-distro  installs Debian's nginx and that package, runs the suite
 #               against them and checks Debian's own nginx.conf serving an app
 #               (scripts/test-distro; as root)
+#   make test-memcheck  t/001 and t/006 with nginx under valgrind memcheck
+#               (scripts/memcheck; `scripts/memcheck long` for more files)
 #   make fuzz   each cargo-fuzz target (fuzz/) for 5 minutes; make fuzz-smoke:
 #               30 s each, as CI runs them (scripts/fuzz; nightly Rust)
 #   make bench  ngx_wsgi side by side with uWSGI, gunicorn, granian, bjoern: small
@@ -28,7 +30,7 @@ export TEST_NGINX_CERTS := $(CURDIR)/t/certs
 export TEST_NGINX_EXAMPLES := $(CURDIR)/nginx-conf
 export TEST_NGINX_VENV := $(CURDIR)/target/venv
 
-.PHONY: all build build-test run test unit prove prove-release eagain test-eagain prove-eagain deps test-deps venv bench clean deb test-distro fuzz fuzz-smoke
+.PHONY: all build build-test run test unit prove prove-release eagain test-eagain prove-eagain deps test-deps venv bench clean deb test-distro fuzz fuzz-smoke test-memcheck
 
 all: build
 
@@ -72,6 +74,9 @@ deb:
 
 test-distro: deb
 	scripts/test-distro
+
+test-memcheck: test-deps build-test venv
+	scripts/memcheck
 
 fuzz: deps
 	scripts/fuzz 300
