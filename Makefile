@@ -10,7 +10,7 @@
 #               against them and checks Debian's own nginx.conf serving an app
 #               (scripts/test-distro; as root)
 #   make test-memcheck  t/001 and t/006 with nginx under valgrind memcheck
-#               (scripts/memcheck; `scripts/memcheck long` for more files)
+#               (scripts/memcheck; MEMCHECK=long for seven files)
 #   make fuzz   each cargo-fuzz target (fuzz/) for 5 minutes; make fuzz-smoke:
 #               30 s each, as CI runs them (scripts/fuzz; nightly Rust)
 #   make bench  ngx_wsgi side by side with uWSGI, gunicorn, granian, bjoern: small
@@ -76,7 +76,7 @@ test-distro: deb
 	scripts/test-distro
 
 test-memcheck: test-deps build-test venv
-	scripts/memcheck
+	scripts/memcheck $(MEMCHECK)
 
 fuzz: deps
 	scripts/fuzz 300

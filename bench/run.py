@@ -406,16 +406,18 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.runs, args.seconds, args.slow_seconds = 1, 3, 10
-    for need in (NGINX, MODULE, nginx.DEBIAN_NGINX, nginx.DEBIAN_MODULE, os.path.join(VENV, "bin", "granian")):
-        if not os.path.exists(need):
-            sys.exit(f"missing {need}: run `make bench`")
-    shutil.rmtree(WORK, ignore_errors=True)
-    os.makedirs(WORK)
-
     chosen = servers()
     if args.only:
         names = args.only.split(",")
         chosen = [s for s in chosen if s.name in names]
+    needs = [NGINX, MODULE, os.path.join(VENV, "bin", "granian")]
+    if any(s.debian for s in chosen):
+        needs += [nginx.DEBIAN_NGINX, nginx.DEBIAN_MODULE]
+    for need in needs:
+        if not os.path.exists(need):
+            sys.exit(f"missing {need}: run `make bench`")
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
     results = {}
     for server in chosen:
         print(f"== {server.label}", flush=True)

@@ -12,7 +12,7 @@ use ngx::ffi::{ngx_http_request_t, ngx_http_variable_value_t};
 use ngx::http::HttpModuleMainConf;
 
 use crate::config::Module;
-use crate::nginx::headers_out;
+use crate::nginx;
 use crate::request::{self, Mode};
 
 /// The variables, by name, with what each reports.
@@ -76,7 +76,7 @@ pub unsafe fn set(
         (*v).set_not_found(1);
         return;
     };
-    let Some(copy) = headers_out::pool_str((*r).pool, value.as_bytes()) else {
+    let Some(copy) = nginx::pool_str((*r).pool, value.as_bytes()) else {
         (*v).set_not_found(1);
         return;
     };

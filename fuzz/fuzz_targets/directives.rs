@@ -21,13 +21,14 @@ fn refused(e: &Invalid, args: &[String]) {
     );
 }
 
+/// Python's rule for a dotted name, put another way than the parser puts
+/// it: dot-separated words of letters, digits and "_", none empty or
+/// starting with a digit.
 fn identifier(s: &str) -> bool {
-    !s.is_empty()
-        && s.split('.').all(|p| {
-            let mut c = p.chars();
-            matches!(c.next(), Some(c) if c == '_' || c.is_alphabetic())
-                && c.all(|c| c == '_' || c.is_alphanumeric())
-        })
+    let word = |w: &str| !w.is_empty() && !w.starts_with(|c: char| c.is_numeric());
+    s.split('.').all(word)
+        && s.chars()
+            .all(|c| c == '.' || c == '_' || c.is_alphanumeric())
 }
 
 fuzz_target!(|data: &[u8]| {

@@ -6,10 +6,11 @@
 use ngx::ffi::ngx_array_push;
 use ngx::ffi::{
     ngx_http_headers_out_t, ngx_http_request_t, ngx_http_send_header, ngx_int_t, ngx_list_push,
-    ngx_palloc, ngx_parse_http_time, ngx_pnalloc, ngx_pool_t, ngx_str_t, ngx_table_elt_t, time_t,
-    NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_OK,
+    ngx_palloc, ngx_parse_http_time, ngx_pool_t, ngx_str_t, ngx_table_elt_t, time_t, NGX_ERROR,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_OK,
 };
 
+use super::pool_str;
 use crate::wsgi::accel::Accel;
 use crate::wsgi::start_response::Head;
 
@@ -251,20 +252,4 @@ unsafe fn apply_accel(r: *mut ngx_http_request_t, accel: &Accel) -> Result<(), (
         (*r).headers_out.override_charset = name;
     }
     Ok(())
-}
-
-/// A copy of `bytes` in `pool`.
-///
-/// # Safety
-/// `pool` must be a live nginx pool.
-pub unsafe fn pool_str(pool: *mut ngx::ffi::ngx_pool_t, bytes: &[u8]) -> Option<ngx_str_t> {
-    let data = ngx_pnalloc(pool, bytes.len().max(1)) as *mut u8;
-    if data.is_null() {
-        return None;
-    }
-    std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
-    Some(ngx_str_t {
-        len: bytes.len(),
-        data,
-    })
 }

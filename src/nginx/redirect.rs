@@ -13,6 +13,7 @@ use ngx::ffi::{
 use ngx::{ngx_log_debug_mask, ngx_log_error};
 
 use super::headers_out;
+use super::pool_str;
 use crate::wsgi::start_response::Head;
 
 /// Sends `r` to the `X-Accel-Redirect` target in `head`; the code to
@@ -33,7 +34,7 @@ pub unsafe fn redirect(r: *mut ngx_http_request_t, log: *mut ngx_log_t, head: &H
         String::from_utf8_lossy(target)
     );
     // In the request pool, which outlives the redirect.
-    let Some(mut uri) = headers_out::pool_str((*r).pool, target) else {
+    let Some(mut uri) = pool_str((*r).pool, target) else {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as _;
     };
     if headers_out::apply_for_redirect(r, head).is_err() {

@@ -9,7 +9,7 @@ use ngx::ffi::{
     NGX_HTTP_NOT_ALLOWED, NGX_OK,
 };
 
-use super::headers_out;
+use super::pool_str;
 use crate::status::{self, Format};
 
 /// Answers `r` with the status page; the code to finalize with.
@@ -34,7 +34,7 @@ pub unsafe fn respond(r: *mut ngx_http_request_t) -> ngx_int_t {
     };
     let body = status::render(format, &python_version());
     let pool = (*r).pool;
-    let Some(content_type) = headers_out::pool_str(pool, content_type.as_bytes()) else {
+    let Some(content_type) = pool_str(pool, content_type.as_bytes()) else {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as _;
     };
     (*r).headers_out.status = 200;
