@@ -348,4 +348,29 @@ for my $threads ('', 'wsgi_threads 2;') {
     };
 }
 
+# nginx's graceful exit waits for the requests in flight only while they
+# hold a timer: a stream that gave the event loop a turn must hold one too.
+for my $threads ('', 'wsgi_threads 2;') {
+    my $mode = $threads ? 'thread mode' : 'inline';
+    subtest "nginx -s quit during a long stream to a fast reader, $mode: the stream ends whole, then the worker exits" => sub {
+        my $ngx = NginxRunner->new(master => 1, server => "$threads location /big { wsgi_pass streaming:big_stream; }");
+        my $s = $ngx->get('/big?512', version => '1.0');  # 32 MiB; the body ends with the connection
+        my $data = '';
+        while (length($data) < (1 << 20)) {  # the first MiB
+            my $chunk = NginxRunner::read_some($s, 5);
+            last if !defined $chunk || $chunk eq '';
+            $data .= $chunk;
+        }
+        system($ENV{TEST_NGINX_BINARY}, '-p', "$ngx->{root}/", '-c', "$ngx->{root}/conf/nginx.conf", '-s', 'quit') == 0
+            or die 'quit failed';
+        my ($rest) = NginxRunner::read_until($s, qr/\A(?!)/, 20);
+        my (undef, $body) = split /\r\n\r\n/, $data . $rest, 2;
+        is(length($body // ''), 512 * 65536, 'every byte of the stream arrived');
+        ok($ngx->wait_log(qr/big_stream: close\(\) after 512 chunks/, 5), 'the app made every chunk, and close() ran');
+        ok($ngx->wait_log(qr/\[notice\] .*: exit\n/, 5), 'nginx exited');
+        unlike($ngx->error_log, qr/open socket|\[alert\]/, 'no socket left open at exit, no alert');
+        $ngx->{stopped} = 1;
+    };
+}
+
 done_testing;

@@ -36,13 +36,21 @@ pub unsafe fn wait_for_client(r: *mut ngx_http_request_t) -> bool {
 /// to the *next* posted queue: nginx runs it after the next poll for I/O (with
 /// a zero timeout), while a plain posted event would run again in this turn.
 ///
+/// The write event's send_timeout timer is armed meanwhile (`resume`
+/// deletes it): a worker that shuts down gracefully exits as soon as no
+/// timer is left, and a posted event is not one, so without it the worker
+/// would exit in the middle of the response.
+///
 /// # Safety
 /// `r` must be a live request owned by this module.
 pub unsafe fn give_turn(r: *mut ngx_http_request_t) {
-    ngx_post_event(
-        (*(*r).connection).write,
-        addr_of_mut!(ngx_posted_next_events),
-    );
+    let wev = (*(*r).connection).write;
+    if (*wev).timer_set() == 0 && (*wev).delayed() == 0 {
+        if let Some(clcf) = NgxHttpCoreModule::location_conf(&*(*r).main) {
+            ngx_add_timer(wev, clcf.send_timeout);
+        }
+    }
+    ngx_post_event(wev, addr_of_mut!(ngx_posted_next_events));
 }
 
 /// What the write event of a waiting response found.
