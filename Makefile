@@ -13,6 +13,10 @@
 #               (scripts/memcheck; MEMCHECK=long for seven files)
 #   make fuzz   each cargo-fuzz target (fuzz/) for 5 minutes; make fuzz-smoke:
 #               30 s each, as CI runs them (scripts/fuzz; nightly Rust)
+#   make soak   a million mixed requests on 2 workers, 2 x 10,000 clients
+#               leaving mid-stream, then reloads under load: every response,
+#               the workers' RSS, descriptors and Python objects checked
+#               (bench/soak.py)
 #   make bench  ngx_wsgi side by side with uWSGI, gunicorn, granian, bjoern: small
 #               responses, streams, uploads, a 100 MiB file, a Flask app (bench/)
 # Both install what is missing on Debian 12 first (scripts/install-deps).
@@ -30,7 +34,7 @@ export TEST_NGINX_CERTS := $(CURDIR)/t/certs
 export TEST_NGINX_EXAMPLES := $(CURDIR)/nginx-conf
 export TEST_NGINX_VENV := $(CURDIR)/target/venv
 
-.PHONY: all build build-test run test unit prove prove-release eagain test-eagain prove-eagain deps test-deps venv bench clean deb test-distro fuzz fuzz-smoke test-memcheck
+.PHONY: all build build-test run test unit prove prove-release eagain test-eagain prove-eagain deps test-deps venv bench clean deb test-distro fuzz fuzz-smoke test-memcheck soak
 
 all: build
 
@@ -115,6 +119,11 @@ bench: build deb
 	/usr/bin/python3.11 bench/uploads.py
 	/usr/bin/python3.11 bench/files.py
 	/usr/bin/python3.11 bench/framework.py
+
+# The soak: 1,000,000 mixed requests, storms of aborting clients, reloads
+# under load (bench/soak.py; SOAK_ARGS="--requests 100000" for a short one).
+soak: build
+	/usr/bin/python3.11 bench/soak.py $(SOAK_ARGS)
 
 clean:
 	cargo clean

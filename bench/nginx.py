@@ -88,13 +88,13 @@ def signal_and_wait(pid, sig, timeout=10):
 
 
 class Nginx:
-    """One nginx with one worker process (none with master=False); its
+    """One nginx with `workers` worker processes (none with master=False); its
     nginx.conf, error log and pid file are `name`.conf, .error.log and .pid
     in `work`. `binary` and `module`: another nginx and the module built
     for it (Debian's)."""
 
     def __init__(self, work, name, http_body, daemon=False, master=True, log_level="error",
-                 connections=4096, binary=NGINX, module=MODULE):
+                 connections=4096, binary=NGINX, module=MODULE, workers=1):
         self.conf_file = os.path.join(work, f"{name}.conf")
         self.error_log = os.path.join(work, f"{name}.error.log")
         self.pid_file = os.path.join(work, f"{name}.pid")
@@ -102,6 +102,7 @@ class Nginx:
         self.daemon, self.master = daemon, master
         self.log_level, self.connections = log_level, connections
         self.binary, self.module = binary, module
+        self.workers_count = workers
         self.proc = None
 
     def conf(self):
@@ -112,7 +113,7 @@ load_module {self.module};
 {user}
 daemon {'on' if self.daemon else 'off'};
 master_process {'on' if self.master else 'off'};
-worker_processes 1;
+worker_processes {self.workers_count};
 error_log {self.error_log} {self.log_level};
 pid {self.pid_file};
 events {{ worker_connections {self.connections}; }}
