@@ -28,6 +28,7 @@ mod next;
 mod nginx;
 mod request;
 mod retire;
+mod rss;
 mod signals;
 mod status;
 mod test_hooks;

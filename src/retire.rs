@@ -21,6 +21,7 @@ use ngx::ffi::{
 };
 
 use crate::errlog;
+use crate::rss;
 use crate::status::{self, Counter};
 
 /// `wsgi_max_requests` and `wsgi_max_rss`, as this worker applies them.
@@ -132,16 +133,7 @@ fn rss_over(max: u64) -> Option<u64> {
         return None;
     }
     *next = Some(now + RSS_READ_INTERVAL);
-    current_rss().filter(|&rss| rss >= max)
-}
-
-/// The resident set size now, from /proc/self/statm.
-fn current_rss() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf only reads a system constant.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * page.max(1) as u64)
+    rss::resident_bytes(None).filter(|&rss| rss >= max)
 }
 
 fn mib(bytes: u64) -> String {

@@ -94,6 +94,11 @@ subtest 'JSON: counters after the mix' => sub {
         'one exception, the queue-full refusals');
     is(ask_python($page, 'print(len(d["workers"]), sum(w["requests_total"] for w in d["workers"]))'), '2 11',
         'two workers, whose requests add up');
+    my @workers = $ngx->worker_pids;
+    is(ask_python($page, 'print(" ".join(str(w["pid"]) for w in sorted(d["workers"], key=lambda w: w["pid"])))'),
+        join(' ', sort { $a <=> $b } @workers), "the workers' pids");
+    is(ask_python($page, 'print(all(4 << 20 < w["resident_memory_bytes"] < 1 << 30 for w in d["workers"]))'), 'True',
+        "each worker's RSS (between 4 MiB and 1 GiB: a worker with CPython in it)");
     is(ask_python($page, 'print(d["queue_wait_seconds"]["count"])'), $slept + 1,
         'the queue-wait histogram counts the requests that got a thread (not the one that left the queue)');
     like(ask_python($page, 'print(d["app_seconds"]["count"], d["app_seconds"]["sum"] >= 0.5)'), qr/^\d+ True$/,

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use super::zone::{self, Slot};
 use super::{Counter, Gauge, BUCKETS, COUNTERS, GAUGES, HISTOGRAMS};
+use crate::rss;
 
 pub enum Format {
     Json,
@@ -160,20 +161,11 @@ fn snapshot() -> Snapshot {
         s.workers.push(Worker {
             pid,
             requests,
-            rss: rss(pid),
+            rss: rss::resident_bytes(Some(pid)),
             in_flight: slot.gauges[Gauge::InFlight as usize].load(Ordering::Relaxed) as i64,
         });
     }
     s
-}
-
-/// A process's resident set size, from /proc (workers run as one user).
-fn rss(pid: u64) -> Option<u64> {
-    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    // SAFETY: sysconf only reads a system constant.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    Some(pages * page.max(1) as u64)
 }
 
 /// The status page in `format`; `python` is the version the module runs.
