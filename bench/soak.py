@@ -216,10 +216,10 @@ def load(count, close=False, seconds=None, first=0, on_tick=None):
     """Runs `count` requests of the mix (or `seconds` of it) from
     CLIENT_PROCS processes; returns (done per kind, failures, messages,
     seconds taken). on_tick() is called about every second meanwhile."""
-    share = count // CLIENT_PROCS
+    # Each process its own range of indices; with a time limit, ranges far
+    # apart, so that each walks the whole mix.
+    share = 10**9 if seconds else count // CLIENT_PROCS
     jobs = [(first + n * share, share, CONNS, close, seconds) for n in range(CLIENT_PROCS)]
-    if seconds:  # disjoint index ranges, so each process walks the whole mix
-        jobs = [(first + n * 10**9, 0, CONNS, close, seconds) for n in range(CLIENT_PROCS)]
     start = time.monotonic()
     with multiprocessing.Pool(CLIENT_PROCS) as pool:
         pending = pool.map_async(client_process, jobs)
@@ -442,7 +442,7 @@ def run(server, args, report):
             reloads[0] += 1
             last[0] = time.monotonic()
 
-    done, failures, messages, took = load(0, close=True, seconds=args.reload_seconds, first=0, on_tick=reload)
+    done, failures, messages, took = load(0, close=True, seconds=args.reload_seconds, on_tick=reload)
     show_load(report, f"reloads ({reloads[0]} of them, one request per connection)", done, failures, messages,
               took)
     deadline = time.monotonic() + 30

@@ -9,8 +9,8 @@
 use std::ptr::addr_of_mut;
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_del_timer, ngx_handle_write_event, ngx_http_request_t, ngx_int_t,
-    ngx_post_event, ngx_posted_next_events, NGX_ERROR, NGX_OK,
+    ngx_add_timer, ngx_del_timer, ngx_handle_write_event, ngx_http_core_loc_conf_t,
+    ngx_http_request_t, ngx_int_t, ngx_post_event, ngx_posted_next_events, NGX_ERROR, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 
@@ -22,14 +22,10 @@ use super::output::SharedOutput;
 /// # Safety
 /// `r` must be a live request owned by this module.
 pub unsafe fn wait_for_client(r: *mut ngx_http_request_t) -> bool {
-    let wev = (*(*r).connection).write;
-    let Some(clcf) = NgxHttpCoreModule::location_conf(&*(*r).main) else {
+    let Some(clcf) = arm_send_timeout(r) else {
         return false;
     };
-    if (*wev).delayed() == 0 {
-        ngx_add_timer(wev, clcf.send_timeout);
-    }
-    ngx_handle_write_event(wev, clcf.send_lowat) == NGX_OK as ngx_int_t
+    ngx_handle_write_event((*(*r).connection).write, clcf.send_lowat) == NGX_OK as ngx_int_t
 }
 
 /// Gives the event loop a turn and continues right after it. The event goes
@@ -44,13 +40,27 @@ pub unsafe fn wait_for_client(r: *mut ngx_http_request_t) -> bool {
 /// # Safety
 /// `r` must be a live request owned by this module.
 pub unsafe fn give_turn(r: *mut ngx_http_request_t) {
+    arm_send_timeout(r);
+    ngx_post_event(
+        (*(*r).connection).write,
+        addr_of_mut!(ngx_posted_next_events),
+    );
+}
+
+/// Arms send_timeout on the request's write event, unless limit_rate's
+/// delay (a timer of its own) holds it; the location's core configuration.
+///
+/// # Safety
+/// `r` must be a live request owned by this module.
+unsafe fn arm_send_timeout(
+    r: *mut ngx_http_request_t,
+) -> Option<&'static ngx_http_core_loc_conf_t> {
     let wev = (*(*r).connection).write;
-    if (*wev).timer_set() == 0 && (*wev).delayed() == 0 {
-        if let Some(clcf) = NgxHttpCoreModule::location_conf(&*(*r).main) {
-            ngx_add_timer(wev, clcf.send_timeout);
-        }
+    let clcf = NgxHttpCoreModule::location_conf(&*(*r).main)?;
+    if (*wev).delayed() == 0 {
+        ngx_add_timer(wev, clcf.send_timeout);
     }
-    ngx_post_event(wev, addr_of_mut!(ngx_posted_next_events));
+    Some(clcf)
 }
 
 /// What the write event of a waiting response found.
