@@ -15,12 +15,14 @@ use std::sync::Arc;
 use ngx::ffi::{
     ngx_event_t, ngx_http_read_client_request_body, ngx_http_request_t,
     ngx_http_run_posted_requests, ngx_http_variable_value_t, ngx_int_t, NGX_DECLINED, NGX_DONE,
-    NGX_ERROR, NGX_ETIMEDOUT, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_REQUEST_TIME_OUT,
-    NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
+    NGX_ERROR, NGX_ETIMEDOUT, NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_HTTP_REQUEST_TIME_OUT, NGX_HTTP_SPECIAL_RESPONSE, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO,
+    NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf};
 use ngx::{ngx_log_debug_mask, ngx_log_error};
 
+use crate::asgi::{self, gateway};
 use crate::config::Module;
 use crate::errlog::{self, log_client_gone};
 use crate::inline::{self, Inline};
@@ -71,6 +73,7 @@ unsafe fn start(r: *mut ngx_http_request_t) -> ngx_int_t {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as _;
     }
     let mode = match lc.pool() {
+        _ if lc.asgi => Mode::Asgi(None),
         None => Mode::Inline(Inline::default()),
         Some(pool) => {
             if !lc.request_buffering() {
@@ -95,6 +98,7 @@ unsafe fn start(r: *mut ngx_http_request_t) -> ngx_int_t {
 /// nginx has the whole body (in memory or a temp file): run the app,
 /// inline or on the location's thread pool.
 extern "C" fn on_body_read(r: *mut ngx_http_request_t) {
+    let mut asgi = false;
     // SAFETY: nginx calls the body handler with the live request, which this
     // module owns from here until it finalizes it.
     unsafe {
@@ -110,7 +114,7 @@ extern "C" fn on_body_read(r: *mut ngx_http_request_t) {
             // to handle: nginx's own handler would run the phases again.
             (*r).write_event_handler = Some(on_write_event);
             lc.test_hooks.panic_if(Hook::PanicInBodyHandler);
-            if let Mode::Inline(_) = ctx.mode {
+            if let Mode::Inline(_) | Mode::Asgi(_) = ctx.mode {
                 ctx.set_state(State::Running);
             }
             Some(match &mut ctx.mode {
@@ -125,8 +129,22 @@ extern "C" fn on_body_read(r: *mut ngx_http_request_t) {
                     }
                     next
                 }
+                Mode::Asgi(slot) => {
+                    let next = asgi::start(r, ctx.log, ctx.app, &ctx.output, slot, lc, main);
+                    if let Next::Running = next {
+                        // The app's task is made: a client that leaves
+                        // cancels it.
+                        (*r).read_event_handler = Some(on_client_read);
+                        asgi = true;
+                    }
+                    next
+                }
             })
         });
+    }
+    if asgi {
+        // The task's first step: the app is called now.
+        run_asgi_loop();
     }
 }
 
@@ -136,6 +154,7 @@ extern "C" fn on_body_read(r: *mut ngx_http_request_t) {
 /// asks the app for more; in thread mode, the loop relays what the pool
 /// thread handed over. In any other state the event means nothing.
 extern "C" fn on_write_event(r: *mut ngx_http_request_t) {
+    let mut asgi = false;
     // SAFETY: nginx calls the write event handler with the live request
     // this module set it on; the request is owned by this module.
     unsafe {
@@ -169,22 +188,41 @@ extern "C" fn on_write_event(r: *mut ngx_http_request_t) {
                     match &mut ctx.mode {
                         Mode::Inline(inline) => Some(inline::drive(r, &ctx.output, inline)),
                         Mode::Thread(link) => relay::relay(r, ctx.log, false, &ctx.output, link),
+                        Mode::Asgi(request) => {
+                            // The app's send() goes on at the loop's step.
+                            if let Some(request) = request {
+                                request.resume();
+                            }
+                            asgi = true;
+                            Some(Next::Running)
+                        }
                     }
                 }
             }
         });
     }
+    if asgi {
+        run_asgi_loop();
+    }
 }
 
-/// Thread mode: a read event while the app waits for a thread or runs:
-/// more of a body the app reads as it arrives, or else the client may
-/// have closed the connection.
+/// Thread mode and ASGI: a read event while the app waits for a thread
+/// or runs: more of a body the app reads as it arrives, or else the client
+/// may have closed the connection.
 extern "C" fn on_client_read(r: *mut ngx_http_request_t) {
     // SAFETY: nginx calls the read event handler with the live request,
     // which this module owns.
     unsafe {
         guarded(r, "the read event handler", || {
             let ctx = request::get(r).filter(|ctx| ctx.state() != State::Done)?;
+            if let Mode::Asgi(_) = ctx.mode {
+                if !relay::client_closed(r) {
+                    return None;
+                }
+                (*(*r).connection).set_error(1);
+                errlog::log_client_gone_as(ctx.log, errlog::CLIENT_GONE_ASGI);
+                return Some(Next::Finish(NGX_HTTP_CLIENT_CLOSED_REQUEST as _));
+            }
             let Mode::Thread(link) = &mut ctx.mode else {
                 return None;
             };
@@ -291,6 +329,40 @@ fn on_news(handoff: &Arc<Handoff>) {
             relay::relay(r, ctx.log, finalized, &ctx.output, link)
         });
         ngx_http_run_posted_requests(c);
+    }
+}
+
+/// ASGI: the asyncio loop has work: its descriptor is readable, its next
+/// timer is due, or callbacks are ready (a posted event).
+pub extern "C" fn on_asgi_loop(_ev: *mut ngx_event_t) {
+    run_asgi_loop();
+}
+
+/// Runs a step of the asyncio loop and settles what its requests do next.
+fn run_asgi_loop() {
+    let decided = guard::catch(gateway::step);
+    match decided {
+        Ok(decided) => {
+            for (r, next) in decided {
+                // SAFETY: the step's requests are live (nothing finalizes a
+                // request during a step) and this module's; each settles
+                // once, and finalizing one leaves the others live.
+                unsafe {
+                    let c = (*r).connection;
+                    guarded(r, "the asyncio loop", || Some(next));
+                    ngx_http_run_posted_requests(c);
+                }
+            }
+        }
+        Err(panic) => {
+            let log = ngx::log::ngx_cycle_log().as_ptr();
+            ngx_log_error!(
+                NGX_LOG_ALERT,
+                log,
+                "{}",
+                guard::message("the asyncio loop", &panic)
+            );
+        }
     }
 }
 

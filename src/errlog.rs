@@ -175,8 +175,16 @@ fn write_line(level: ngx_uint_t, log: *mut ngx_log_t, text: &str) {
 pub const CLIENT_GONE: &str = "wsgi: the client connection is gone; closing the response iterable";
 
 pub fn log_client_gone(log: *mut ngx_log_t) {
+    log_client_gone_as(log, CLIENT_GONE);
+}
+
+/// An ASGI app's client is gone: its task is cancelled.
+pub const CLIENT_GONE_ASGI: &str = "asgi: the client connection is gone; cancelling the app's task";
+
+/// The client left, in the words `text` of the app's interface.
+pub fn log_client_gone_as(log: *mut ngx_log_t, text: &str) {
     status::count(Counter::ClientAborts);
-    write_line(NGX_LOG_INFO as _, log, CLIENT_GONE);
+    write_line(NGX_LOG_INFO as _, log, text);
 }
 
 #[cfg(test)]

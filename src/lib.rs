@@ -14,6 +14,7 @@
 //!   driver that both modes share);
 //! - at the bottom `config`, `vars`, `errlog`, `event_loop`, `test_hooks`.
 
+mod asgi;
 mod config;
 mod entry;
 mod errlog;

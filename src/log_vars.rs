@@ -49,11 +49,12 @@ pub unsafe fn value(r: *mut ngx_http_request_t, variable: Variable) -> Option<St
         }
         Variable::QueueTime => match &ctx.mode {
             Mode::Thread(link) => link.times().0.map(seconds),
-            Mode::Inline(_) => None,
+            Mode::Inline(_) | Mode::Asgi(_) => None,
         },
         Variable::AppTime => match &ctx.mode {
             Mode::Thread(link) => link.times().1.map(seconds),
             Mode::Inline(inline) => inline.app_time().map(seconds),
+            Mode::Asgi(asgi) => asgi.as_ref().and_then(|a| a.app_time()).map(seconds),
         },
     }
 }

@@ -23,7 +23,7 @@ use ngx::{ngx_conf_log_error, ngx_log_error, ngx_string};
 
 use crate::config::{
     check_python_home, max_requests, size, size_or_zero, AppSource, AppSpec, EnvironSources,
-    Invalid, LocConf, MainConf, Module, Param, PoolSpec,
+    Interface, Invalid, LocConf, MainConf, Module, Param, PoolSpec,
 };
 #[cfg(feature = "test-hooks")]
 use crate::test_hooks::Hooks;
@@ -31,7 +31,7 @@ use crate::test_hooks::{self, Hook};
 use crate::threads::{pool, wakeup};
 use crate::wsgi::accel::IgnoreHeaders;
 use crate::wsgi::{interp, watchdog};
-use crate::{entry, errlog, event_loop, guard, log_vars, retire, status};
+use crate::{asgi, entry, errlog, event_loop, guard, log_vars, retire, status};
 
 pub static MODULE_CTX: ngx_http_module_t = ngx_http_module_t {
     preconfiguration: Some(preconfiguration),
@@ -131,6 +131,9 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         // Warm start: the first request after a start or a reload does not
         // pay for importing the apps.
         interp::import_apps(&main.apps);
+        // ASGI apps: the asyncio loop, and their lifespan startup.
+        // SAFETY: on the event loop, in init_process, Python started.
+        unsafe { asgi::start_worker(cycle, Some(entry::on_asgi_loop), &main.apps) };
         // Pool threads, and an app's own threads, reach the event loop
         // through the wake-up.
         // SAFETY: on the event loop, in init_process, with the live cycle.
@@ -171,6 +174,11 @@ pub extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
     let stopped = guard::catch(|| {
         test_hooks::worker().panic_if(Hook::PanicInExitProcess);
         pool::stop(log);
+        // SAFETY: on the event loop, in exit_process.
+        if let Some(main) = unsafe { Module::main_conf(&*cycle) } {
+            // SAFETY: as above.
+            unsafe { asgi::stop_worker(log, &main.apps) };
+        }
         errlog::close_deferred(log);
         // SAFETY: on the event loop, in exit_process, after the threads.
         unsafe { wakeup::stop() };
@@ -212,13 +220,20 @@ const fn command(
 }
 
 /// The test build's `wsgi_test_hook` (src/test_hooks.rs) is one more row.
-const COMMAND_COUNT: usize = 16 + cfg!(feature = "test-hooks") as usize;
+const COMMAND_COUNT: usize = 18 + cfg!(feature = "test-hooks") as usize;
 
 pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
     command(
         ngx_string!("wsgi_pass"),
         NGX_HTTP_LOC_CONF | NGX_HTTP_LIF_CONF | NGX_CONF_TAKE1,
         handle::<WsgiPass>,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    command(
+        ngx_string!("asgi_pass"),
+        NGX_HTTP_LOC_CONF | NGX_HTTP_LIF_CONF | NGX_CONF_TAKE1,
+        handle::<AsgiPass>,
         NGX_HTTP_LOC_CONF_OFFSET,
         0,
     ),
@@ -245,6 +260,14 @@ pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
     ),
     command(
         ngx_string!("wsgi_param"),
+        ANY_LEVEL | NGX_CONF_TAKE23,
+        handle::<WsgiParam>,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    // The same parameters, by the name an ASGI location reads better with.
+    command(
+        ngx_string!("asgi_param"),
         ANY_LEVEL | NGX_CONF_TAKE23,
         handle::<WsgiParam>,
         NGX_HTTP_LOC_CONF_OFFSET,
@@ -514,36 +537,53 @@ impl Set for WsgiPass {
     type Conf = LocConf;
 
     fn set(d: &Directive, loc: &mut LocConf) -> Result<(), Refusal> {
-        if loc.app.is_some() {
-            return Err(Refusal::Duplicate);
-        }
-        let arg = d.arg(0);
-        let mut spec = AppSpec::parse(arg)?;
-        if let AppSource::File(path) = &spec.source {
-            let full = d.resolve(path);
-            if !Path::new(&full).is_file() {
-                let reason = format!("file \"{full}\" does not exist");
-                return Err(Invalid::value(arg, reason).into());
-            }
-            spec.source = AppSource::File(full);
-        }
-        // SAFETY: a location-level directive: `loc` is not the main
-        // configuration, and `main` is dropped with the handler.
-        let main = unsafe { d.main_conf() }?;
-        if main.apps.is_empty() {
-            main.environ = d.environ_sources()?;
-        }
-        let index = match main.apps.iter().position(|a| *a == spec) {
-            Some(i) => i,
-            None => {
-                main.apps.push(spec);
-                main.apps.len() - 1
-            }
-        };
-        loc.app = Some(index);
-        loc.pass_at = Some(d.position());
-        d.handle_location(Some(entry::content_handler))
+        pass(d, loc, Interface::Wsgi)
     }
+}
+
+struct AsgiPass;
+
+impl Set for AsgiPass {
+    type Conf = LocConf;
+
+    fn set(d: &Directive, loc: &mut LocConf) -> Result<(), Refusal> {
+        pass(d, loc, Interface::Asgi)
+    }
+}
+
+/// `wsgi_pass` and `asgi_pass`: the location's app.
+fn pass(d: &Directive, loc: &mut LocConf, interface: Interface) -> Result<(), Refusal> {
+    if loc.app.is_some() {
+        return Err(Refusal::Duplicate);
+    }
+    let arg = d.arg(0);
+    let mut spec = AppSpec::parse(arg)?;
+    spec.interface = interface;
+    if let AppSource::File(path) = &spec.source {
+        let full = d.resolve(path);
+        if !Path::new(&full).is_file() {
+            let reason = format!("file \"{full}\" does not exist");
+            return Err(Invalid::value(arg, reason).into());
+        }
+        spec.source = AppSource::File(full);
+    }
+    // SAFETY: a location-level directive: `loc` is not the main
+    // configuration, and `main` is dropped with the handler.
+    let main = unsafe { d.main_conf() }?;
+    if main.apps.is_empty() {
+        main.environ = d.environ_sources()?;
+    }
+    let index = match main.apps.iter().position(|a| *a == spec) {
+        Some(i) => i,
+        None => {
+            main.apps.push(spec);
+            main.apps.len() - 1
+        }
+    };
+    loc.app = Some(index);
+    loc.asgi = interface == Interface::Asgi;
+    loc.pass_at = Some(d.position());
+    d.handle_location(Some(entry::content_handler))
 }
 
 /// Registers the variables the environ reads and finds the auth modules.

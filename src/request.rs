@@ -26,6 +26,7 @@ use ngx::ffi::{ngx_http_finalize_request, ngx_http_request_t, ngx_int_t, ngx_log
 use ngx::http::{HttpModule, Request};
 use ngx::{ngx_log_debug_mask, ngx_log_error};
 
+use crate::asgi::AsgiRequest;
 use crate::config::Module;
 use crate::inline::Inline;
 use crate::next::Next;
@@ -70,6 +71,9 @@ pub struct RequestCtx {
 pub enum Mode {
     Inline(Inline),
     Thread(Link),
+    /// An ASGI app's task on the worker's asyncio loop (None until the
+    /// body is read and the task made).
+    Asgi(Option<AsgiRequest>),
 }
 
 impl RequestCtx {
@@ -77,6 +81,7 @@ impl RequestCtx {
         status::count(match mode {
             Mode::Inline(_) => Counter::RequestsInline,
             Mode::Thread(_) => Counter::RequestsThreads,
+            Mode::Asgi(_) => Counter::RequestsAsgi,
         });
         status::gauge(Gauge::InFlight, 1);
         RequestCtx {
@@ -118,6 +123,11 @@ impl Drop for RequestCtx {
             match &mut self.mode {
                 Mode::Inline(inline) => inline.end_request(),
                 Mode::Thread(link) => link.end_request(log),
+                Mode::Asgi(asgi) => {
+                    if let Some(asgi) = asgi {
+                        asgi.end_request();
+                    }
+                }
             }
             // SAFETY: nginx runs the pool cleanup before it frees the
             // request's memory; its connection is still there.

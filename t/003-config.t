@@ -349,3 +349,49 @@ location /status { wsgi_status json; }
 --- must_die
 --- error_log
 invalid number of arguments in "wsgi_status" directive
+
+
+
+=== TEST 34: asgi_pass checks its argument as wsgi_pass does
+--- config
+location /app { asgi_pass app:; }
+--- must_die
+--- error_log
+invalid value "app:" in "asgi_pass" directive, it must be MODULE[:CALLABLE], with a callable after ":"
+
+
+
+=== TEST 35: wsgi_pass and asgi_pass in one location
+--- config
+location /app { wsgi_pass app; asgi_pass app; }
+--- must_die
+--- error_log
+"asgi_pass" directive is duplicate
+
+
+
+=== TEST 36: wsgi_threads does not apply to asgi_pass (an ASGI app runs on the asyncio loop)
+--- config
+location /app { wsgi_threads 4; asgi_pass app; }
+--- must_die
+--- error_log eval
+qr/"wsgi_threads" does not apply to "asgi_pass" \(at .*nginx\.conf:\d+\): an ASGI app runs on the worker's asyncio loop; use "wsgi_threads 0" or none in its location/
+
+
+
+=== TEST 37: ... inherited from the server level either
+--- config
+wsgi_threads 4;
+location /app { asgi_pass app; }
+--- must_die
+--- error_log eval
+qr/"wsgi_threads" does not apply to "asgi_pass"/
+
+
+
+=== TEST 38: wsgi_request_buffering off is not supported by asgi_pass yet
+--- config
+location /app { wsgi_request_buffering off; asgi_pass app; }
+--- must_die
+--- error_log eval
+qr/"wsgi_request_buffering off" is not supported by "asgi_pass" \(at .*nginx\.conf:\d+\) yet: nginx reads the body before the app is called/

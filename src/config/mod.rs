@@ -38,12 +38,21 @@ pub enum AppSource {
     File(String),
 }
 
-/// What one `wsgi_pass` names: a module or file, and the callable inside it.
+/// Which interface an app speaks: `wsgi_pass` or `asgi_pass`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interface {
+    Wsgi,
+    Asgi,
+}
+
+/// What one `wsgi_pass` (or `asgi_pass`) names: a module or file, and the
+/// callable inside it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppSpec {
     pub source: AppSource,
     /// A dotted attribute path inside the module (`application`, `app.wsgi_app`).
     pub callable: String,
+    pub interface: Interface,
 }
 
 impl AppSpec {
@@ -132,6 +141,9 @@ pub struct LocConf {
     /// Where that `wsgi_pass` is (`file:line`), for the messages of checks
     /// made after inheritance.
     pub pass_at: Option<String>,
+    /// The app is an ASGI app (`asgi_pass`): it runs on the event loop's
+    /// asyncio loop.
+    pub asgi: bool,
     /// `wsgi_param`s; like `uwsgi_param`, a level that sets any replaces
     /// all inherited ones.
     params: Vec<Param>,
@@ -212,6 +224,7 @@ impl Default for LocConf {
         LocConf {
             app: None,
             pass_at: None,
+            asgi: false,
             params: Vec::new(),
             params_set: false,
             buffering: NGX_CONF_UNSET as ngx_flag_t,
@@ -235,6 +248,7 @@ impl LocConf {
     fn inherit(&mut self, prev: &LocConf) -> Result<(), String> {
         if self.app.is_none() {
             self.app = prev.app;
+            self.asgi = prev.asgi;
             self.pass_at.clone_from(&prev.pass_at);
         }
         if !self.params_set {
@@ -270,6 +284,20 @@ impl LocConf {
 
     /// What only the merged configuration shows.
     fn check(&self) -> Result<(), String> {
+        if self.app.is_some() && self.asgi && self.pool().is_some() {
+            // An ASGI app awaits on the worker's asyncio loop; a pool
+            // thread would have no loop to run it.
+            return Err(format!(
+                "\"wsgi_threads\" does not apply to \"asgi_pass\" (at {}): an ASGI app runs on the worker's asyncio loop; use \"wsgi_threads 0\" or none in its location",
+                self.pass_at.as_deref().unwrap_or("?")
+            ));
+        }
+        if self.app.is_some() && self.asgi && !self.request_buffering() {
+            return Err(format!(
+                "\"wsgi_request_buffering off\" is not supported by \"asgi_pass\" (at {}) yet: nginx reads the body before the app is called",
+                self.pass_at.as_deref().unwrap_or("?")
+            ));
+        }
         if self.app.is_some() && !self.request_buffering() && self.pool().is_none() {
             // The app would read the client's body on the event loop, which
             // must never wait for a client.

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use super::{AppSource, AppSpec, PoolSpec};
+use super::{AppSource, AppSpec, Interface, PoolSpec};
 
 /// Why an argument was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -82,6 +82,7 @@ impl AppSpec {
         Ok(AppSpec {
             source,
             callable: callable.to_string(),
+            interface: Interface::Wsgi,
         })
     }
 }

@@ -15,7 +15,7 @@ use crate::vars::{Known, Vars};
 
 /// # Safety
 /// `s` must point at `len` readable bytes, or be empty.
-unsafe fn bytes(s: &ngx_str_t) -> &[u8] {
+pub unsafe fn bytes(s: &ngx_str_t) -> &[u8] {
     if s.len == 0 || s.data.is_null() {
         &[]
     } else {
@@ -134,7 +134,7 @@ pub unsafe fn collect(
 ///
 /// # Safety
 /// `sa` must point to a socket address of its family's size.
-unsafe fn ip_address(sa: *const ngx::ffi::sockaddr) -> Option<IpAddr> {
+pub unsafe fn ip_address(sa: *const ngx::ffi::sockaddr) -> Option<IpAddr> {
     match i32::from((*sa).sa_family) {
         libc::AF_INET => {
             let sin = &*(sa as *const libc::sockaddr_in);
@@ -266,6 +266,20 @@ pub fn add_headers<'a>(
     }
 }
 
+/// The header fields of request `r`, as (lower-case name, value), in order.
+///
+/// # Safety
+/// `r` must be a live request, which outlives the iterator.
+pub unsafe fn request_headers<'a>(
+    r: *mut ngx_http_request_t,
+) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+    HeaderFields {
+        part: &(*r).headers_in.headers.part,
+        index: 0,
+        _list: std::marker::PhantomData,
+    }
+}
+
 /// The request's header fields, as (lower-case name, value), in order.
 struct HeaderFields<'a> {
     part: *const ngx_list_part_t,
@@ -315,14 +329,9 @@ unsafe fn apply_params(
     let mut script_name: Option<Vec<u8>> = None;
     let mut path_info_set = false;
     for param in params {
-        let mut value = ngx_str_t::empty();
-        if ngx_http_complex_value(r, param.value, &mut value) != NGX_OK as ngx_int_t {
-            return Err(format!("evaluating wsgi_param {} failed", param.name));
-        }
-        let mut value = bytes(&value);
-        if param.if_not_empty && value.is_empty() {
+        let Some(mut value) = param_value(r, param)? else {
             continue;
-        }
+        };
         match param.name.as_str() {
             "SCRIPT_NAME" => {
                 // SCRIPT_NAME never ends in "/": the "/" starts PATH_INFO.
@@ -342,6 +351,28 @@ unsafe fn apply_params(
         }
     }
     Ok(())
+}
+
+/// The value of `param` for request `r`; None for an empty value under
+/// `if_not_empty`.
+///
+/// # Safety
+/// `r` must be a live request; `param` from its location's configuration.
+pub unsafe fn param_value<'a>(
+    r: *mut ngx_http_request_t,
+    param: &Param,
+) -> Result<Option<&'a [u8]>, String> {
+    let mut value = ngx_str_t::empty();
+    if ngx_http_complex_value(r, param.value, &mut value) != NGX_OK as ngx_int_t {
+        return Err(format!("evaluating the parameter {} failed", param.name));
+    }
+    // The value is in the request pool, which outlives the borrow.
+    let value: &'a [u8] = if value.len == 0 {
+        &[]
+    } else {
+        std::slice::from_raw_parts(value.data, value.len)
+    };
+    Ok((!param.if_not_empty || !value.is_empty()).then_some(value))
 }
 
 /// The part of `path` after the mount point `prefix`, if `path` is under it.

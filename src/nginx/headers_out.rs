@@ -35,6 +35,29 @@ pub unsafe fn send_head(
     Ok(())
 }
 
+/// Adds a trailer field (`name: value`), sent after the body: nginx's
+/// chunked filter (HTTP/1.1) and HTTP/2 send `headers_out.trailers` with
+/// the last buffer of a response that expects them.
+///
+/// # Safety
+/// `r` must be a live request whose last buffer has not been sent.
+pub unsafe fn add_trailer(r: *mut ngx_http_request_t, name: &[u8], value: &[u8]) -> Result<(), ()> {
+    let pool = (*r).pool;
+    let h = ngx_list_push(&mut (*r).headers_out.trailers) as *mut ngx_table_elt_t;
+    if h.is_null() {
+        return Err(());
+    }
+    (*h).hash = 1;
+    (*h).key = pool_str(pool, name).ok_or(())?;
+    (*h).value = pool_str(pool, value).ok_or(())?;
+    (*h).lowcase_key = (*h).key.data;
+    #[cfg(nginx_header_chains)]
+    {
+        (*h).next = std::ptr::null_mut();
+    }
+    Ok(())
+}
+
 /// Copies `head` into the request's `headers_out`.
 ///
 /// # Safety

@@ -36,9 +36,10 @@ pub enum Counter {
     SentBytes,
     RequestBodyBytes,
     AppImportFailures,
+    RequestsAsgi,
 }
 
-pub const COUNTERS: usize = 18;
+pub const COUNTERS: usize = 19;
 
 /// The gauges: what a worker has now.
 #[derive(Clone, Copy)]

@@ -28,7 +28,7 @@ const FAMILIES: [Family; 10] = [
         name: "requests_total",
         help: "Requests the module took, by where their app runs.",
         label: Some("mode"),
-        counters: &[("inline", 0), ("threads", 1)],
+        counters: &[("inline", 0), ("threads", 1), ("asgi", 18)],
     },
     Family {
         name: "responses_total",
@@ -157,7 +157,8 @@ fn snapshot() -> Snapshot {
             continue;
         }
         let requests = slot.counters[Counter::RequestsInline as usize].load(Ordering::Relaxed)
-            + slot.counters[Counter::RequestsThreads as usize].load(Ordering::Relaxed);
+            + slot.counters[Counter::RequestsThreads as usize].load(Ordering::Relaxed)
+            + slot.counters[Counter::RequestsAsgi as usize].load(Ordering::Relaxed);
         s.workers.push(Worker {
             pid,
             requests,

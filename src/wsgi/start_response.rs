@@ -57,7 +57,6 @@ impl Head {
 
     /// Checks one field, its name and value as latin-1 bytes (the value as
     /// the app gave it), and keeps it; or says why it must not be sent.
-    #[cfg(any(test, feature = "fuzzing"))]
     pub fn add_field(&mut self, name: &[u8], raw_value: &[u8]) -> Result<(), String> {
         check_name(name)?;
         self.add_value(name, raw_value)

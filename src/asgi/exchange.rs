@@ -1,0 +1,609 @@
+//! One ASGI HTTP request between nginx and the app's task: the `Channel`
+//! the Python side (gateway.py's `HttpExchange`) calls for each message
+//! the app sends or asks for, and `AsgiRequest`, what the request's context
+//! holds of it. Everything here runs on the event loop: the app's task runs
+//! in a step of the asyncio loop, inside nginx's event handlers.
+//!
+//! The channel never settles the request itself (a step is inside Python,
+//! inside an event handler): it notes what the request does next, and the
+//! gateway hands that to `request::settle` once the step is over.
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use ngx::ffi::{
+    ngx_http_request_t, ngx_int_t, ngx_log_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_LOG_ERR,
+};
+use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+use super::gateway;
+use crate::errlog::{log_client_gone_as, LogTo, CLIENT_GONE_ASGI};
+use crate::next::Next;
+use crate::nginx::output::{self, SharedOutput};
+use crate::nginx::{body, file, headers_out};
+use crate::status::{self, Counter, Histogram};
+use crate::wsgi::input::RequestBody;
+use crate::wsgi::interp;
+use crate::wsgi::kept::Kept;
+use crate::wsgi::start_response::Head;
+
+/// How much of a body in nginx's temp file one `http.request` message
+/// carries.
+const BODY_PIECE: usize = 64 * 1024;
+
+/// What the request and its channel share.
+pub struct Exchange {
+    /// The request; null once nginx is done with it (the context dropped).
+    r: *mut ngx_http_request_t,
+    log: *mut ngx_log_t,
+    /// How error_log names the app.
+    app_name: String,
+    output: SharedOutput,
+    /// The bytes objects nginx's buffers point into.
+    kept: Kept,
+    /// The body nginx read, as `receive()` has not yet given it.
+    body: Option<RequestBody>,
+    /// `http.response.start`, until the first body message sends it.
+    head: Option<Head>,
+    head_sent: bool,
+    /// The app declared trailers: the body's end waits for them.
+    trailers: bool,
+    /// The response's last buffer went to nginx (or nginx ended it: a
+    /// header-only response, a redirect).
+    complete: bool,
+    /// The app's send() waits for the client: resolved on the write event.
+    waiter: Option<Py<PyAny>>,
+    /// What the request does next, for the gateway to settle after the step.
+    next: Option<Next>,
+    called: Instant,
+    ended: Option<Instant>,
+}
+
+/// The requests whose next state a step decided, in order.
+type Decided = Vec<Rc<RefCell<Exchange>>>;
+
+thread_local! {
+    static DECIDED: RefCell<Decided> = const { RefCell::new(Vec::new()) };
+}
+
+/// What the requests of the last step do next: (request, next), each
+/// request once, and live (nothing finalizes a request during a step).
+pub fn take_decided() -> Vec<(*mut ngx_http_request_t, Next)> {
+    let decided = DECIDED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+    decided
+        .iter()
+        .filter_map(|ex| {
+            let mut ex = ex.borrow_mut();
+            let next = ex.next.take()?;
+            (!ex.r.is_null()).then_some((ex.r, next))
+        })
+        .collect()
+}
+
+impl Exchange {
+    /// Notes what the request does next; a Finish is final.
+    fn decide(this: &Rc<RefCell<Exchange>>, next: Next) {
+        let mut ex = this.borrow_mut();
+        if ex.r.is_null() || matches!(ex.next, Some(Next::Finish(_) | Next::Redirect(_))) {
+            return;
+        }
+        let first = ex.next.is_none();
+        ex.next = Some(next);
+        drop(ex);
+        if first {
+            DECIDED.with(|d| d.borrow_mut().push(this.clone()));
+        }
+    }
+
+    /// The response cannot go on: 500 before the head, cut after it.
+    fn fail(this: &Rc<RefCell<Exchange>>) {
+        let rc = if this.borrow().head_sent {
+            NGX_ERROR as ngx_int_t
+        } else {
+            NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t
+        };
+        Exchange::decide(this, Next::Finish(rc));
+    }
+
+    fn log_to(&self) -> LogTo {
+        if self.r.is_null() {
+            LogTo::Worker
+        } else {
+            LogTo::Request(self.log)
+        }
+    }
+}
+
+/// The app a request calls, and with what.
+pub struct AppCall<'py> {
+    /// Its index in the main configuration, and how error_log names it.
+    pub index: usize,
+    pub name: String,
+    pub callable: Bound<'py, PyAny>,
+    pub scope: Bound<'py, PyAny>,
+}
+
+/// The request's side, in its context.
+pub struct AsgiRequest {
+    exchange: Rc<RefCell<Exchange>>,
+    /// gateway.py's HttpExchange.
+    python: Option<Py<PyAny>>,
+}
+
+impl AsgiRequest {
+    /// Starts the app's task for request `r` (it runs at the next step).
+    ///
+    /// # Safety
+    /// `r` must be a live request owned by this module whose body nginx has
+    /// read; `output` its output.
+    pub unsafe fn start(
+        py: Python<'_>,
+        r: *mut ngx_http_request_t,
+        log: *mut ngx_log_t,
+        output: &SharedOutput,
+        call: AppCall<'_>,
+    ) -> PyResult<AsgiRequest> {
+        let len = body::body_len(r);
+        status::add(Counter::RequestBodyBytes, len as u64);
+        let body = body::take_body(r, len)
+            .map_err(|e| PyOSError::new_err(format!("reading the request body failed: {e}")))?;
+        let exchange = Rc::new(RefCell::new(Exchange {
+            r,
+            log,
+            app_name: call.name,
+            output: output.clone(),
+            kept: Kept::default(),
+            body: Some(body),
+            head: None,
+            head_sent: false,
+            trailers: false,
+            complete: false,
+            waiter: None,
+            next: None,
+            called: Instant::now(),
+            ended: None,
+        }));
+        let channel = Channel {
+            exchange: exchange.clone(),
+        };
+        let python = gateway::start_http(py, channel, call.callable, call.scope, call.index)?;
+        gateway::request_started();
+        Ok(AsgiRequest {
+            exchange,
+            python: Some(python),
+        })
+    }
+
+    /// The write event found nginx's output written: the send() that waits
+    /// for it goes on.
+    pub fn resume(&mut self) {
+        let waiter = {
+            let mut ex = self.exchange.borrow_mut();
+            let done = output::lock(&ex.output).done();
+            ex.kept.release_upto(done);
+            ex.waiter.take()
+        };
+        if let Some(waiter) = waiter {
+            Python::attach(|py| wake(py, waiter.bind(py)));
+        }
+    }
+
+    /// How long the app has run: from its call to its response's end.
+    pub fn app_time(&self) -> Option<Duration> {
+        let ex = self.exchange.borrow();
+        Some(
+            ex.ended
+                .unwrap_or_else(Instant::now)
+                .saturating_duration_since(ex.called),
+        )
+    }
+
+    /// nginx is done with the request (its context is dropped): a response
+    /// that is not complete has lost its client, and the app's task is
+    /// cancelled; a receive() waiting gets `http.disconnect`.
+    pub fn end_request(&mut self) {
+        let complete = {
+            let mut ex = self.exchange.borrow_mut();
+            if ex.r.is_null() {
+                return;
+            }
+            ex.r = std::ptr::null_mut();
+            ex.next = None;
+            ex.complete
+        };
+        gateway::request_ended();
+        if !interp::ready() {
+            return;
+        }
+        Python::attach(|py| {
+            {
+                let mut ex = self.exchange.borrow_mut();
+                ex.kept.clear();
+                ex.waiter = None;
+                ex.body = None;
+            }
+            if let Some(python) = self.python.take() {
+                if let Err(e) = python.bind(py).call_method1("close", (complete,)) {
+                    interp::log_exception(
+                        py,
+                        &e,
+                        &LogTo::Worker,
+                        NGX_LOG_ERR as _,
+                        "asgi: ending a request failed",
+                    );
+                }
+            }
+        });
+        // The cancellation and the disconnect run at the next step.
+        gateway::step_soon();
+    }
+}
+
+/// Resolves a future send() or receive() waits on, unless the task was
+/// cancelled meanwhile.
+fn wake(py: Python<'_>, waiter: &Bound<'_, PyAny>) {
+    let done = waiter
+        .call_method0("done")
+        .and_then(|d| d.is_truthy())
+        .unwrap_or(true);
+    if !done {
+        if let Err(e) = waiter.call_method1("set_result", (py.None(),)) {
+            interp::log_exception(py, &e, &LogTo::Worker, NGX_LOG_ERR as _, "asgi");
+        }
+    }
+}
+
+/// What gateway.py's HttpExchange calls: one per request.
+#[pyclass(unsendable, module = "ngx_wsgi")]
+pub struct Channel {
+    exchange: Rc<RefCell<Exchange>>,
+}
+
+#[pymethods]
+impl Channel {
+    /// The next piece of the body nginx read: (bytes, more_body).
+    fn read_body<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, bool)> {
+        let mut ex = self.exchange.borrow_mut();
+        match ex.body.take() {
+            None => Ok((PyBytes::new(py, b""), false)),
+            Some(RequestBody::Memory(bytes)) => Ok((PyBytes::new(py, &bytes), false)),
+            Some(RequestBody::File(mut body)) => {
+                let want = (body.len as usize).min(BODY_PIECE);
+                let mut file = File::from(body.fd);
+                let piece = PyBytes::new_with(py, want, |buf| {
+                    file.read_exact(buf).map_err(|e| {
+                        PyOSError::new_err(format!(
+                            "reading the request body's temp file failed: {e}"
+                        ))
+                    })
+                })?;
+                body.len -= want as u64;
+                let more = body.len > 0;
+                if more {
+                    body.fd = OwnedFd::from(file);
+                    ex.body = Some(RequestBody::File(body));
+                }
+                Ok((piece, more))
+            }
+            Some(RequestBody::Stream(_)) => Err(PyOSError::new_err("a streamed body")),
+        }
+    }
+
+    /// `http.response.start`: the status line and headers, checked now.
+    fn start(&self, line: &str, headers: &Bound<'_, PyAny>, trailers: bool) -> PyResult<()> {
+        let mut head = Head::new(line.as_bytes()).map_err(PyValueError::new_err)?;
+        for (i, item) in headers.try_iter()?.enumerate() {
+            let item = item?;
+            let pair = pair_of_bytes(&item).ok_or_else(|| {
+                PyTypeError::new_err(format!(
+                    "header {i} of 'http.response.start' must be a [name, value] pair of bytes, not {}",
+                    short_repr(&item)
+                ))
+            })?;
+            head.add_field(pair.0.as_bytes(), pair.1.as_bytes())
+                .map_err(PyValueError::new_err)?;
+        }
+        let mut ex = self.exchange.borrow_mut();
+        ex.trailers = trailers;
+        ex.head = Some(head);
+        Ok(())
+    }
+
+    /// `http.response.body`: the chunk goes down nginx's filters, flushed;
+    /// true when nginx holds more than the client took (the app's send()
+    /// then waits for the write event).
+    fn body(&self, chunk: Bound<'_, PyBytes>, more: bool) -> bool {
+        let this = &self.exchange;
+        if !self.send_head_once(if more {
+            None
+        } else {
+            Some(chunk.as_bytes().len())
+        }) {
+            return false;
+        }
+        let mut ex = this.borrow_mut();
+        let len = chunk.as_bytes().len();
+        let end = !more && !ex.trailers;
+        let mut out = output::lock(&ex.output);
+        let mut rc = NGX_OK_RC;
+        if len > 0 {
+            // SAFETY: the request is live (r is not null); the bytes object
+            // is kept (below) until `done` counts the chunk or the request
+            // ends.
+            match unsafe { out.write(chunk.as_bytes().as_ptr(), len, true, end) } {
+                Ok(code) => rc = code,
+                Err(()) => rc = NGX_ERROR as ngx_int_t,
+            }
+        } else if more {
+            // An empty chunk pushes out what was sent so far (the head).
+            // SAFETY: as above.
+            rc = unsafe { out.send_queue(true) };
+        }
+        if end && rc != NGX_ERROR as ngx_int_t {
+            // SAFETY: as above.
+            rc = unsafe { out.send_last() };
+        }
+        let must_wait = more && out.must_wait();
+        let done = out.done();
+        drop(out);
+        if len > 0 {
+            ex.kept.push(chunk.unbind());
+        }
+        ex.kept.release_upto(done);
+        if rc == NGX_ERROR as ngx_int_t {
+            let log = ex.log;
+            drop(ex);
+            log_client_gone_as(log, CLIENT_GONE_ASGI);
+            Exchange::decide(this, Next::Finish(NGX_ERROR as _));
+            return false;
+        }
+        if end {
+            ex.complete = true;
+            ex.ended = Some(Instant::now());
+            let took = ex.ended.unwrap().saturating_duration_since(ex.called);
+            drop(ex);
+            status::observe(Histogram::App, took);
+            Exchange::decide(this, Next::Finish(rc));
+            return false;
+        }
+        must_wait
+    }
+
+    /// The app's send() waits on `waiter` until the client takes what
+    /// nginx holds.
+    fn wait(&self, waiter: Py<PyAny>) {
+        let live = {
+            let mut ex = self.exchange.borrow_mut();
+            ex.waiter = Some(waiter);
+            !ex.r.is_null()
+        };
+        if live {
+            Exchange::decide(&self.exchange, Next::WaitForClient);
+        }
+    }
+
+    /// `http.response.pathsend`: nginx sends the file as the whole body.
+    fn path(&self, path: &str) -> PyResult<()> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        if !self.send_head_once(Some(len as usize)) {
+            return Ok(());
+        }
+        let this = &self.exchange;
+        let mut ex = this.borrow_mut();
+        let r = ex.r;
+        // SAFETY: the request is live; the request pool closes the file.
+        let rc = unsafe {
+            match file::owned_by_request_pool(r, OwnedFd::from(file), path.as_bytes()) {
+                Some(f) => output::lock(&ex.output)
+                    .send_file_last(f, 0, len as usize)
+                    .unwrap_or(NGX_ERROR as _),
+                None => NGX_ERROR as _,
+            }
+        };
+        if rc == NGX_ERROR as ngx_int_t {
+            let log = ex.log;
+            drop(ex);
+            log_client_gone_as(log, CLIENT_GONE_ASGI);
+            Exchange::decide(this, Next::Finish(NGX_ERROR as _));
+            return Ok(());
+        }
+        ex.complete = true;
+        ex.ended = Some(Instant::now());
+        drop(ex);
+        Exchange::decide(this, Next::Finish(rc));
+        Ok(())
+    }
+
+    /// `http.response.trailers`: fields after the body (chunked HTTP/1.1,
+    /// HTTP/2); the last of them ends the response.
+    fn trailers(&self, headers: &Bound<'_, PyAny>, more: bool) -> PyResult<()> {
+        let mut fields = Vec::new();
+        let mut check = Head::new(b"200 ").map_err(PyValueError::new_err)?;
+        for (i, item) in headers.try_iter()?.enumerate() {
+            let item = item?;
+            let (name, value) = pair_of_bytes(&item).ok_or_else(|| {
+                PyTypeError::new_err(format!(
+                    "header {i} of 'http.response.trailers' must be a [name, value] pair of bytes, not {}",
+                    short_repr(&item)
+                ))
+            })?;
+            check
+                .add_field(name.as_bytes(), value.as_bytes())
+                .map_err(PyValueError::new_err)?;
+            fields.push((name.as_bytes().to_vec(), value.as_bytes().to_vec()));
+        }
+        let this = &self.exchange;
+        let mut ex = this.borrow_mut();
+        if ex.r.is_null() || ex.complete || !ex.head_sent {
+            return Ok(());
+        }
+        let r = ex.r;
+        for (name, value) in &fields {
+            // SAFETY: the request is live and its body not ended.
+            if unsafe { headers_out::add_trailer(r, name, value) }.is_err() {
+                drop(ex);
+                Exchange::fail(this);
+                return Ok(());
+            }
+        }
+        if more {
+            return Ok(());
+        }
+        // SAFETY: as above.
+        let rc = unsafe { output::lock(&ex.output).send_last() };
+        if rc == NGX_ERROR as ngx_int_t {
+            let log = ex.log;
+            drop(ex);
+            log_client_gone_as(log, CLIENT_GONE_ASGI);
+            Exchange::decide(this, Next::Finish(NGX_ERROR as _));
+            return Ok(());
+        }
+        ex.complete = true;
+        ex.ended = Some(Instant::now());
+        drop(ex);
+        Exchange::decide(this, Next::Finish(rc));
+        Ok(())
+    }
+
+    /// A message nginx cannot send: logged, and the response ends.
+    fn refuse(&self, text: &str) {
+        let ex = self.exchange.borrow();
+        ex.log_to().write(
+            NGX_LOG_ERR as _,
+            &format!("asgi: app \"{}\": {text}", ex.app_name),
+        );
+        drop(ex);
+        status::count(Counter::AppExceptions);
+        Exchange::fail(&self.exchange);
+    }
+
+    /// Whether the response is complete.
+    fn complete(&self) -> bool {
+        self.exchange.borrow().complete
+    }
+
+    /// The app's task ended: with `error` (logged with its traceback), or
+    /// returning; a response it did not complete ends with a 500 (or cut).
+    fn app_ended(&self, py: Python<'_>, error: Option<Bound<'_, PyAny>>) {
+        let this = &self.exchange;
+        let (log_to, name, gone, complete, head_sent) = {
+            let ex = this.borrow();
+            (
+                ex.log_to(),
+                ex.app_name.clone(),
+                ex.r.is_null(),
+                ex.complete,
+                ex.head_sent,
+            )
+        };
+        if let Some(error) = error {
+            status::count(Counter::AppExceptions);
+            let what = if complete {
+                format!("asgi: app \"{name}\" raised after its response was complete")
+            } else {
+                format!("asgi: app \"{name}\" raised")
+            };
+            let err = PyErr::from_value(error);
+            interp::log_exception(py, &err, &log_to, NGX_LOG_ERR as _, &what);
+            if !gone && !complete {
+                Exchange::fail(this);
+            }
+            return;
+        }
+        if gone || complete {
+            return;
+        }
+        let what = if head_sent {
+            "returned before the response's last body message"
+        } else {
+            "returned without sending a response"
+        };
+        log_to.write(NGX_LOG_ERR as _, &format!("asgi: app \"{name}\" {what}"));
+        Exchange::fail(this);
+    }
+}
+
+/// `Ok` of nginx's output calls that did not fail.
+const NGX_OK_RC: ngx_int_t = ngx::ffi::NGX_OK as ngx_int_t;
+
+impl Channel {
+    /// Sends the head before the first body: false when the response ends
+    /// here (a header-only response, an error, a redirect) or nginx is
+    /// done with the request. `known_length`: the whole body's length,
+    /// when this message is the whole body.
+    fn send_head_once(&self, known_length: Option<usize>) -> bool {
+        let this = &self.exchange;
+        let mut ex = this.borrow_mut();
+        if ex.r.is_null() || ex.complete {
+            return false;
+        }
+        if ex.head_sent {
+            return true;
+        }
+        let Some(head) = ex.head.take() else {
+            return false;
+        };
+        ex.head_sent = true;
+        let r = ex.r;
+        if head.accel.redirect.is_some() {
+            // X-Accel-Redirect: nginx serves the request from there.
+            ex.complete = true;
+            drop(ex);
+            Exchange::decide(this, Next::Redirect(Box::new(head)));
+            return false;
+        }
+        let known_length = known_length.filter(|_| !ex.trailers);
+        // SAFETY: the request is live (r is not null), its header not sent.
+        let sent = unsafe {
+            if ex.trailers {
+                (*r).set_expect_trailers(1);
+            }
+            headers_out::send_head(r, &head, known_length)
+        };
+        match sent {
+            Ok(()) => true,
+            Err(rc) => {
+                // A header-only response (HEAD, 204, 304) is complete; the
+                // app's body messages are dropped quietly.
+                ex.complete = rc != NGX_ERROR as ngx_int_t;
+                ex.ended = Some(Instant::now());
+                drop(ex);
+                Exchange::decide(this, Next::Finish(rc));
+                false
+            }
+        }
+    }
+}
+
+/// A `[name, value]` pair of bytes (a tuple or a list), as ASGI has them.
+fn pair_of_bytes<'py>(
+    item: &Bound<'py, PyAny>,
+) -> Option<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+    if item.len().ok()? != 2 || item.is_instance_of::<pyo3::types::PyString>() {
+        return None;
+    }
+    let name = item.get_item(0).ok()?.cast_into::<PyBytes>().ok()?;
+    let value = item.get_item(1).ok()?.cast_into::<PyBytes>().ok()?;
+    Some((name, value))
+}
+
+fn short_repr(item: &Bound<'_, PyAny>) -> String {
+    let mut text = item.repr().map(|r| r.to_string()).unwrap_or_default();
+    if text.len() > 80 {
+        let mut cut = 77;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}

@@ -1,0 +1,274 @@
+"""ngx_wsgi's ASGI side in Python: the worker's asyncio event loop, which
+nginx's own event loop runs one step at a time (gateway.rs), each app's
+lifespan, and the receive() and send() of each HTTP request, which check
+the app's messages and hand them to nginx through the request's Channel
+(exchange.rs). Nothing here blocks: waiting is a future that nginx's
+events resolve."""
+
+import asyncio
+import http
+import inspect
+import selectors
+
+# ASGI's own version and the HTTP spec version this server follows.
+ASGI = {"version": "3.0", "spec_version": "2.4"}
+
+_PHRASES = {s.value: s.phrase for s in http.HTTPStatus}
+
+
+def _call(app, scope, receive, send):
+    """The awaitable of one app call: ASGI 3 (`async def app(scope,
+    receive, send)`), or ASGI 2 (`app(scope)` returns `instance(receive,
+    send)`)."""
+    if inspect.isclass(app):
+        return app(scope)(receive, send)
+    result = app(scope, receive, send)
+    if not inspect.isawaitable(result):
+        raise TypeError(
+            f"the app is not an ASGI 3 application: calling it returned "
+            f"{type(result).__name__}, not an awaitable"
+        )
+    return result
+
+
+class Gateway:
+    """The worker's one event loop and what runs on it."""
+
+    def __init__(self):
+        self.loop = asyncio.SelectorEventLoop(selectors.EpollSelector())
+        asyncio.set_event_loop(self.loop)
+        # Tasks of requests: asyncio keeps only weak references to them.
+        self.tasks = set()
+        self.lifespans = {}
+
+    def fileno(self):
+        """The selector's epoll descriptor: readable when the loop has I/O."""
+        return self.loop._selector.fileno()
+
+    def step(self):
+        """Runs what is ready, once (the selector polled without waiting);
+        then the seconds until the loop has work again: 0.0 now, None
+        when only I/O (the descriptor) can bring it."""
+        loop = self.loop
+        loop.stop()
+        loop.run_forever()
+        if loop._ready:
+            return 0.0
+        if loop._scheduled:
+            return max(0.0, loop._scheduled[0].when() - loop.time())
+        return None
+
+    def http(self, channel, app, scope, index):
+        """Starts request `channel` (its task runs at the next step)."""
+        lifespan = self.lifespans.get(index)
+        if lifespan is not None:
+            scope["state"] = lifespan.state.copy()
+        exchange = HttpExchange(self, channel)
+        task = self.loop.create_task(
+            exchange.run(app, scope), name=f"asgi {scope['method']} {scope['path']}"
+        )
+        exchange.task = task
+        self.tasks.add(task)
+        task.add_done_callback(exchange.ended)
+        return exchange
+
+    def startup(self, index, app, timeout):
+        """Runs app `index`'s lifespan startup to its end; (outcome, text):
+        "complete", "unsupported" (the app raised before it answered: it
+        does not do lifespan), "failed" (lifespan.startup.failed, or the
+        timeout)."""
+        lifespan = Lifespan(self.loop, app)
+        task = self.loop.create_task(lifespan.run(), name="asgi lifespan")
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        try:
+            outcome = self.loop.run_until_complete(
+                asyncio.wait_for(asyncio.shield(lifespan.started), timeout)
+            )
+        except asyncio.TimeoutError:
+            outcome = ("failed", f"no answer to lifespan.startup within {timeout:g} s")
+        if outcome[0] == "complete":
+            self.lifespans[index] = lifespan
+        return outcome
+
+    def shutdown(self, timeout):
+        """At the worker's exit: lifespan.shutdown to every app that started,
+        then the tasks left are cancelled. [(index, outcome, text)]."""
+        reports = []
+        for index, lifespan in self.lifespans.items():
+            lifespan.inbox.put_nowait({"type": "lifespan.shutdown"})
+            try:
+                outcome = self.loop.run_until_complete(
+                    asyncio.wait_for(asyncio.shield(lifespan.stopped), timeout)
+                )
+            except asyncio.TimeoutError:
+                outcome = ("failed", f"no answer to lifespan.shutdown within {timeout:g} s")
+            reports.append((index, *outcome))
+        left = [t for t in self.tasks if not t.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            self.loop.run_until_complete(asyncio.wait(left, timeout=timeout))
+        return reports
+
+
+class Lifespan:
+    """One app's lifespan scope: startup at the worker's start, shutdown at
+    its exit."""
+
+    def __init__(self, loop, app):
+        self.app = app
+        self.state = {}
+        self.inbox = asyncio.Queue()
+        self.inbox.put_nowait({"type": "lifespan.startup"})
+        self.started = loop.create_future()
+        self.stopped = loop.create_future()
+
+    async def run(self):
+        scope = {"type": "lifespan", "asgi": ASGI, "state": self.state}
+        try:
+            await _call(self.app, scope, self.inbox.get, self.send)
+        except BaseException as e:
+            if not self.started.done():
+                self.started.set_result(("unsupported", f"{type(e).__name__}: {e}"))
+            if not self.stopped.done():
+                self.stopped.set_result(("failed", f"the app raised {type(e).__name__}: {e}"))
+            if not isinstance(e, Exception):
+                raise
+        finally:
+            if not self.started.done():
+                self.started.set_result(("failed", "the app returned without answering lifespan.startup"))
+            if not self.stopped.done():
+                self.stopped.set_result(("failed", "the app returned before lifespan.shutdown"))
+
+    async def send(self, message):
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "lifespan.startup.complete" and not self.started.done():
+            self.started.set_result(("complete", ""))
+        elif kind == "lifespan.startup.failed" and not self.started.done():
+            self.started.set_result(("failed", str(message.get("message", ""))))
+        elif kind == "lifespan.shutdown.complete" and not self.stopped.done():
+            self.stopped.set_result(("complete", ""))
+        elif kind == "lifespan.shutdown.failed" and not self.stopped.done():
+            self.stopped.set_result(("failed", str(message.get("message", ""))))
+        else:
+            raise RuntimeError(f"unexpected lifespan message {message!r:.200}")
+
+
+# Where an HTTP response is.
+START, BODY, TRAILERS, DONE = range(4)
+
+
+class HttpExchange:
+    """receive() and send() of one HTTP request."""
+
+    __slots__ = ("gateway", "channel", "task", "state", "trailers", "body_left",
+                 "waiters", "closed", "refused")
+
+    def __init__(self, gateway, channel):
+        self.gateway = gateway
+        self.channel = channel
+        self.task = None
+        self.state = START
+        self.trailers = False
+        self.body_left = True
+        # receive() calls waiting for http.disconnect.
+        self.waiters = []
+        self.closed = False
+        # The error send() raised for a bad message (logged already).
+        self.refused = None
+
+    async def run(self, app, scope):
+        await _call(app, scope, self.receive, self.send)
+
+    async def receive(self):
+        if self.body_left and not self.closed:
+            body, more = self.channel.read_body()
+            self.body_left = more
+            return {"type": "http.request", "body": body, "more_body": more}
+        if not self.closed:
+            waiter = self.gateway.loop.create_future()
+            self.waiters.append(waiter)
+            await waiter
+        return {"type": "http.disconnect"}
+
+    def close(self, complete):
+        """nginx is done with the request: the response is complete, or the
+        client left (or timed out), and then the app's task is cancelled."""
+        self.closed = True
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self.waiters.clear()
+        if not complete and self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def refuse(self, text):
+        """A message nginx cannot send: the response ends (500, or cut
+        once the head is out) and the app gets the error."""
+        self.channel.refuse(text)
+        self.state = DONE
+        self.refused = RuntimeError(text)
+        raise self.refused
+
+    async def send(self, message):
+        if not isinstance(message, dict):
+            self.refuse(f"send() takes a dict, not {type(message).__name__}")
+        kind = message.get("type")
+        state = self.state
+        if state == START:
+            if kind != "http.response.start":
+                self.refuse(f"the first message must be 'http.response.start', not {kind!r}")
+            status = message.get("status")
+            if type(status) is not int:
+                self.refuse(f"'status' of 'http.response.start' must be an int, not {status!r:.80}")
+            headers = message.get("headers", ())
+            self.trailers = bool(message.get("trailers", False))
+            try:
+                self.channel.start(f"{status} {_PHRASES.get(status, '')}", headers, self.trailers)
+            except (TypeError, ValueError) as e:
+                self.refuse(str(e))
+            self.state = BODY
+        elif state == BODY and kind == "http.response.body":
+            body = message.get("body", b"")
+            if type(body) is not bytes:
+                if not isinstance(body, (bytearray, memoryview)):
+                    self.refuse(f"'body' of 'http.response.body' must be bytes, not {type(body).__name__}")
+                body = bytes(body)
+            more = bool(message.get("more_body", False))
+            if not more:
+                self.state = TRAILERS if self.trailers else DONE
+            if self.channel.body(body, more):
+                # nginx holds more than it may: on when the client took it.
+                waiter = self.gateway.loop.create_future()
+                self.channel.wait(waiter)
+                await waiter
+        elif state == BODY and kind == "http.response.pathsend":
+            path = message.get("path")
+            if not isinstance(path, str):
+                self.refuse(f"'path' of 'http.response.pathsend' must be a str, not {type(path).__name__}")
+            self.state = DONE
+            try:
+                self.channel.path(path)
+            except OSError as e:
+                self.refuse(f"http.response.pathsend: {e}")
+        elif state == TRAILERS and kind == "http.response.trailers":
+            more = bool(message.get("more_trailers", False))
+            try:
+                self.channel.trailers(message.get("headers", ()), more)
+            except (TypeError, ValueError) as e:
+                self.refuse(str(e))
+            if not more:
+                self.state = DONE
+        elif state == DONE:
+            if self.refused is None and self.channel.complete():
+                raise RuntimeError(f"{kind!r} sent after the response was complete")
+        else:
+            self.refuse(f"unexpected {kind!r} message after {('start', 'body', 'the last body')[state - 1] if state else 'nothing'}")
+
+    def ended(self, task):
+        self.gateway.tasks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None and error is self.refused:
+            error = None
+        self.channel.app_ended(error)

@@ -1,0 +1,138 @@
+//! ASGI apps (`asgi_pass`) on nginx's own event loop: the worker's asyncio
+//! loop, stepped by nginx (gateway.rs, with its Python side in
+//! gateway.py), the scope of a request (scope.rs), and one request between
+//! nginx and the app's task (exchange.rs).
+
+pub mod exchange;
+pub mod gateway;
+mod scope;
+
+use ngx::ffi::{
+    ngx_http_request_t, ngx_log_t, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ALERT, NGX_LOG_ERR,
+};
+use ngx::ngx_log_error;
+use pyo3::prelude::*;
+
+use crate::config::{AppSpec, Interface, LocConf, MainConf};
+use crate::errlog::LogTo;
+use crate::next::Next;
+use crate::nginx::output::SharedOutput;
+use crate::status::{self, Counter};
+use crate::wsgi::interp;
+use exchange::AppCall;
+pub use exchange::AsgiRequest;
+
+/// The request body is read: starts the app's task. The caller runs a
+/// step of the loop next, which calls the app.
+///
+/// # Safety
+/// `r` must be a live request owned by this module; `log`, `app`,
+/// `output`, `lc` and `main` its own.
+pub unsafe fn start(
+    r: *mut ngx_http_request_t,
+    log: *mut ngx_log_t,
+    app: usize,
+    output: &SharedOutput,
+    slot: &mut Option<AsgiRequest>,
+    lc: &LocConf,
+    main: &MainConf,
+) -> Next {
+    let Some(spec) = main.apps.get(app) else {
+        return Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
+    };
+    let name = spec.display();
+    if !gateway::running() {
+        ngx_log_error!(NGX_LOG_ERR, log, "asgi: the asyncio loop is not running in this worker (see the worker's start in error_log)");
+        return Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
+    }
+    if let Some(why) = gateway::startup_failure(app) {
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            log,
+            "asgi: app \"{name}\" failed its lifespan startup: {why}"
+        );
+        return Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
+    }
+    Python::attach(|py| {
+        let callable = match interp::app(py, app, spec) {
+            Ok(callable) => callable,
+            Err(e) => {
+                status::count(Counter::AppImportFailures);
+                let what = format!("asgi: cannot load app \"{name}\"");
+                interp::log_exception(py, &e, &LogTo::Request(log), NGX_LOG_ERR as _, &what);
+                return Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
+            }
+        };
+        let scope = match scope::build(py, r, lc.params()) {
+            Ok(scope) => scope,
+            Err(e) => {
+                ngx_log_error!(NGX_LOG_ERR, log, "asgi: {e}");
+                return Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
+            }
+        };
+        let call = AppCall {
+            index: app,
+            name: name.clone(),
+            callable,
+            scope: scope.into_any(),
+        };
+        match AsgiRequest::start(py, r, log, output, call) {
+            Ok(request) => {
+                *slot = Some(request);
+                Next::Running
+            }
+            Err(e) => {
+                let what = format!("asgi: app \"{name}\" could not be called");
+                interp::log_exception(py, &e, &LogTo::Request(log), NGX_LOG_ERR as _, &what);
+                Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _)
+            }
+        }
+    })
+}
+
+/// At the worker's start, after the apps' import: the asyncio loop, and
+/// the lifespan startup of every ASGI app (the worker's start waits for
+/// it). A loop that cannot start is logged; the ASGI locations answer 500.
+///
+/// # Safety
+/// Called on the event loop from init_process with the live cycle,
+/// Python started.
+pub unsafe fn start_worker(
+    cycle: *mut ngx::ffi::ngx_cycle_t,
+    handler: ngx::ffi::ngx_event_handler_pt,
+    apps: &[AppSpec],
+) {
+    if !apps.iter().any(|a| a.interface == Interface::Asgi) {
+        return;
+    }
+    let log = (*cycle).log;
+    if let Err(e) = gateway::start(cycle, handler) {
+        ngx_log_error!(
+            NGX_LOG_ALERT,
+            log,
+            "asgi: {e}; the ASGI locations answer 500"
+        );
+        return;
+    }
+    Python::attach(|py| {
+        for (index, spec) in apps.iter().enumerate() {
+            if spec.interface != Interface::Asgi {
+                continue;
+            }
+            // An app that failed to import was logged; its requests try again.
+            if let Ok(callable) = interp::app(py, index, spec) {
+                gateway::startup(py, index, &spec.display(), callable, log);
+            }
+        }
+    });
+}
+
+/// At the worker's exit: lifespan shutdown, the loop's descriptor closed.
+///
+/// # Safety
+/// Called on the event loop from exit_process.
+pub unsafe fn stop_worker(log: *mut ngx_log_t, apps: &[AppSpec]) {
+    gateway::stop(log, |index| {
+        apps.get(index).map(AppSpec::display).unwrap_or_default()
+    });
+}

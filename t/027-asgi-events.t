@@ -1,0 +1,118 @@
+# ASGI on nginx's event loop (issue 20): requests that await run side by
+# side with each other and with nginx's own work; a slow client suspends
+# the app's send() (nginx holds a bounded amount); a client that leaves
+# cancels the app's task; trailers reach the client; a graceful quit lets
+# a stream end whole and runs lifespan.shutdown; an app that blocks the
+# loop stalls the worker, as documented.
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use NginxRunner;
+use Test::More;
+use Time::HiRes qw(time sleep);
+
+delete $ENV{TEST_NGINX_WSGI_THREADS};
+my $eagain = $ENV{TEST_NGINX_LD_PRELOAD};
+
+my $asgi = 'location /a/ { asgi_pass asgi_basics:app; }';
+
+# GET $path on a new connection; (status, body, seconds).
+sub fetch {
+    my ($ngx, $path, $timeout) = @_;
+    my $start = time;
+    my ($status, $body) = NginxRunner::response($ngx->get($path), $timeout // 10);
+    return ($status, $body, time - $start);
+}
+
+subtest 'ten requests that await 0.5 s each are answered together; a static file is served meanwhile' => sub {
+    my $ngx = NginxRunner->new(server => "$asgi location /static/ { alias $ENV{TEST_NGINX_APPS}/; }");
+    my $start = time;
+    my @socks = map { $ngx->get('/a/sleep?0.5') } 1 .. 10;
+    sleep 0.1;
+    my ($status, $body, $took) = fetch($ngx, '/static/asgi_basics.py');
+    is($status, 200, 'the static file: 200');
+    cmp_ok($took, '<', 0.3, "... at once ($took s), while the apps await");
+    for my $s (@socks) {
+        my ($st, $b) = NginxRunner::response($s, 10);
+        is("$st $b", "200 slept\n", 'an awaiting request: answered');
+    }
+    my $all = time - $start;
+    cmp_ok($all, '<', $eagain ? 3 : 1.5, "all ten in $all s, not 5");
+    unlike($ngx->error_log, qr/\[(alert|error)\]/, 'no error');
+};
+
+subtest 'a client that does not read suspends the app in send(); nginx holds a bounded amount; then every byte arrives' => sub {
+    plan skip_all => 'EAGAIN mode: a byte per write' if $eagain;
+    my $ngx = NginxRunner->new(server => $asgi, listen_opts => 'sndbuf=16k');
+    my $s = $ngx->client(rcvbuf => 16384);
+    print $s "GET /a/slow_client HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    sleep 1;
+    my (undef, $pieces) = fetch($ngx, '/a/progress');
+    cmp_ok($pieces, '<=', 8, "after 1 s unread, the app has sent $pieces of 128 pieces of 64 KiB (it waits in send())");
+    my ($data) = NginxRunner::read_until($s, qr/\A(?!)/, 20);
+    my (undef, $body) = split /\r\n\r\n/, $data, 2;
+    is(length($body), 128 * 65536, 'then all 8 MiB arrive');
+    my (undef, $events) = fetch($ngx, '/a/events');
+    like($events, qr/\["slow_client_waited", ([1-9]\d*)\]/, 'sends waited for the client');
+};
+
+subtest "a client that leaves while the app awaits: the app's task is cancelled" => sub {
+    my $ngx = NginxRunner->new(server => $asgi);
+    my $s = $ngx->get('/a/cancelled');
+    my ($data) = NginxRunner::read_until($s, qr/first\n/, 5);
+    like($data, qr/first\n/, 'the first chunk arrived');
+    close $s;
+    ok($ngx->wait_log(qr/\[info\] .*asgi: the client connection is gone; cancelling the app's task, client: 127\.0\.0\.1, server: , request: "GET \/a\/cancelled HTTP\/1\.1"/, 5),
+        'error_log: the client is gone, the task is cancelled');
+    my $events = '';
+    for (1 .. 20) {
+        (undef, $events) = fetch($ngx, '/a/events');
+        last if $events =~ /cancelled/;
+        sleep 0.1;
+    }
+    like($events, qr/\["cancelled", "\/a\/cancelled"\]/, 'the app saw CancelledError');
+    unlike($ngx->error_log, qr/\[(alert|error)\]/, 'nothing else logged');
+};
+
+subtest 'http.response.trailers after a chunked body (HTTP/1.1)' => sub {
+    my $ngx = NginxRunner->new(server => $asgi);
+    my ($data) = NginxRunner::read_until($ngx->get('/a/trailers'), qr/\A(?!)/, 10);
+    like($data, qr/\r\nTransfer-Encoding: chunked\r\n/, 'chunked');
+    like($data, qr/\r\n\r\n5\r\nbody\n\r\n0\r\nx-checksum: abc123\r\n\r\n\z/, 'the body, then the trailer after the last chunk');
+};
+
+subtest 'an app that blocks the loop stalls the worker (documented): a request beside it waits' => sub {
+    my $ngx = NginxRunner->new(server => $asgi);
+    my $blocking = $ngx->get('/a/blocking?1');
+    sleep 0.2;
+    my ($status, $body, $took) = fetch($ngx, '/a/hello');
+    is($status, 200, 'the other request: 200');
+    cmp_ok($took, '>', 0.5, "... only once the blocking call returned ($took s)");
+    my ($st) = NginxRunner::response($blocking, 5);
+    is($st, 200, 'the blocking request: 200');
+};
+
+subtest 'nginx -s quit during a stream: the stream ends whole, lifespan.shutdown runs, the worker exits' => sub {
+    my $file = "$ENV{PWD}/t/servroot_runner_shutdown";
+    unlink $file;
+    my $size = $eagain ? 65536 : 32 << 20;
+    my $ngx = NginxRunner->new(master => 1, server => $asgi, main => "env ASGI_SHUTDOWN_FILE=$file;");
+    ok($ngx->wait_log(qr/\[notice\] .*asgi: app "asgi_basics:app" started \(lifespan\)/, 5), 'lifespan startup at the worker start');
+    my $s = $ngx->get("/a/big?$size", version => '1.0');
+    my ($data) = NginxRunner::read_until($s, qr/x{1000}/, 5);
+    system($ENV{TEST_NGINX_BINARY}, '-p', "$ngx->{root}/", '-c', "$ngx->{root}/conf/nginx.conf", '-s', 'quit') == 0
+        or die 'quit failed';
+    my ($rest) = NginxRunner::read_until($s, qr/\A(?!)/, $eagain ? 60 : 20);
+    my (undef, $body) = split /\r\n\r\n/, $data . $rest, 2;
+    is(length($body // ''), $size, 'every byte of the stream arrived');
+    ok($ngx->wait_log(qr/\[notice\] .*asgi: app "asgi_basics:app" stopped \(lifespan\)/, 5), 'lifespan shutdown at the exit');
+    ok($ngx->wait_log(qr/\[notice\] .*: exit\n/, 5), 'the worker exited');
+    open my $f, '<', $file;
+    is(do { local $/; <$f> } // '', "shutdown\n", 'the app ran its shutdown');
+    unlike($ngx->error_log, qr/open socket|\[alert\]/, 'no socket left open at exit, no alert');
+    $ngx->{stopped} = 1;
+    unlink $file;
+};
+
+done_testing;
