@@ -92,7 +92,8 @@ fuzz-smoke: deps
 # TCP socket with EAGAIN until nginx polled it writable, then lets a few
 # bytes through. It needs nginx's poll event method.
 EAGAIN_LIB := $(CURDIR)/target/eagain/libeagain.so
-EAGAIN_TESTS := t/006-framing.t t/011-streaming.t t/012-slow-clients.t t/013-threads.t \ t/026-asgi-http.t t/027-asgi-events.t
+EAGAIN_TESTS := t/006-framing.t t/011-streaming.t t/012-slow-clients.t t/013-threads.t \
+	t/026-asgi-http.t t/027-asgi-events.t \
 	t/017-bodies.t t/018-uploads.t \
 	t/threads/006-framing.t t/threads/011-streaming.t t/threads/012-slow-clients.t
 

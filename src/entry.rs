@@ -143,8 +143,10 @@ extern "C" fn on_body_read(r: *mut ngx_http_request_t) {
         });
     }
     if asgi {
-        // The task's first step: the app is called now.
-        run_asgi_loop();
+        // The task's first step runs right after this handler: nginx may
+        // be inside ngx_http_read_client_request_body, whose caller
+        // still counts on the request (a step may end it).
+        gateway::step_soon();
     }
 }
 
@@ -162,7 +164,11 @@ extern "C" fn on_write_event(r: *mut ngx_http_request_t) {
             let Some(ctx) = request::get(r) else {
                 return Some(Next::Finish(NGX_ERROR as _));
             };
-            if !matches!(ctx.state(), State::WaitingForClient | State::Yielded) {
+            // ASGI: nginx's write filter stopped at its per-turn limit and
+            // posted this event, or the socket took what nginx held: the
+            // rest goes now, while the app awaits something else.
+            let asgi_running = matches!((&ctx.mode, ctx.state()), (Mode::Asgi(_), State::Running));
+            if !asgi_running && !matches!(ctx.state(), State::WaitingForClient | State::Yielded) {
                 return None;
             }
             fault_point(r, Hook::PanicInWriteEvent);
@@ -182,6 +188,11 @@ extern "C" fn on_write_event(r: *mut ngx_http_request_t) {
                     log_client_gone(ctx.log);
                     Some(Next::Finish(NGX_ERROR as _))
                 }
+                Resume::Wait if asgi_running => {
+                    // The write event wakes this again; the app goes on.
+                    (!events::wait_for_client(r)).then_some(Next::Finish(NGX_ERROR as _))
+                }
+                Resume::Ready if asgi_running => None,
                 Resume::Wait => Some(Next::WaitForClient),
                 Resume::Ready => {
                     ctx.set_state(State::Running);
@@ -210,12 +221,18 @@ extern "C" fn on_write_event(r: *mut ngx_http_request_t) {
 /// or runs: more of a body the app reads as it arrives, or else the client
 /// may have closed the connection.
 extern "C" fn on_client_read(r: *mut ngx_http_request_t) {
+    let mut asgi = false;
     // SAFETY: nginx calls the read event handler with the live request,
     // which this module owns.
     unsafe {
         guarded(r, "the read event handler", || {
             let ctx = request::get(r).filter(|ctx| ctx.state() != State::Done)?;
-            if let Mode::Asgi(_) = ctx.mode {
+            if let Mode::Asgi(request) = &mut ctx.mode {
+                if let Some(next) = request.as_mut().and_then(|a| a.on_readable(r)) {
+                    // An open WebSocket: its frames; the loop runs after.
+                    asgi = true;
+                    return next;
+                }
                 if !relay::client_closed(r) {
                     return None;
                 }
@@ -236,6 +253,9 @@ extern "C" fn on_client_read(r: *mut ngx_http_request_t) {
             (*(*r).connection).set_error(1);
             Some(relay::client_left(ctx.log, link))
         });
+    }
+    if asgi {
+        run_asgi_loop();
     }
 }
 

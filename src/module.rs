@@ -220,7 +220,7 @@ const fn command(
 }
 
 /// The test build's `wsgi_test_hook` (src/test_hooks.rs) is one more row.
-const COMMAND_COUNT: usize = 18 + cfg!(feature = "test-hooks") as usize;
+const COMMAND_COUNT: usize = 19 + cfg!(feature = "test-hooks") as usize;
 
 pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
     command(
@@ -270,6 +270,13 @@ pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
         ngx_string!("asgi_param"),
         ANY_LEVEL | NGX_CONF_TAKE23,
         handle::<WsgiParam>,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    command(
+        ngx_string!("asgi_websocket_max_message_size"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        handle::<AsgiWebsocketMaxMessageSize>,
         NGX_HTTP_LOC_CONF_OFFSET,
         0,
     ),
@@ -786,6 +793,20 @@ impl Set for WsgiMaxTempFileSize {
             return Err(Refusal::Duplicate);
         }
         loc.max_temp_file_size = Some(size_or_zero(d.arg(0))?);
+        Ok(())
+    }
+}
+
+struct AsgiWebsocketMaxMessageSize;
+
+impl Set for AsgiWebsocketMaxMessageSize {
+    type Conf = LocConf;
+
+    fn set(d: &Directive, loc: &mut LocConf) -> Result<(), Refusal> {
+        if loc.websocket_max_message.is_some() {
+            return Err(Refusal::Duplicate);
+        }
+        loc.websocket_max_message = Some(size(d.arg(0))?);
         Ok(())
     }
 }

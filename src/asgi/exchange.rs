@@ -24,6 +24,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 use super::gateway;
+use super::websocket::{self, Event, FrameReader};
 use crate::errlog::{log_client_gone_as, LogTo, CLIENT_GONE_ASGI};
 use crate::next::Next;
 use crate::nginx::output::{self, SharedOutput};
@@ -62,6 +63,8 @@ pub struct Exchange {
     waiter: Option<Py<PyAny>>,
     /// What the request does next, for the gateway to settle after the step.
     next: Option<Next>,
+    /// A WebSocket request: its connection's state.
+    ws: Option<Ws>,
     called: Instant,
     ended: Option<Instant>,
 }
@@ -102,8 +105,26 @@ impl Exchange {
         }
     }
 
-    /// The response cannot go on: 500 before the head, cut after it.
-    fn fail(this: &Rc<RefCell<Exchange>>) {
+    /// The response cannot go on: 500 before the head, cut after it; an
+    /// open WebSocket closes with 1011 (internal error).
+    fn fail(py: Python<'_>, this: &Rc<RefCell<Exchange>>) {
+        let closing = {
+            let mut ex = this.borrow_mut();
+            match ex.ws.as_mut() {
+                Some(ws) if ws.open && !ws.close_sent => {
+                    ws.close_sent = true;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if closing {
+            let frame = websocket::frame(websocket::OP_CLOSE, &websocket::close_payload(1011, "internal error"));
+            let (rc, _) = write_chunk(this, PyBytes::new(py, &frame), true);
+            this.borrow_mut().complete = true;
+            Exchange::decide(this, Next::Finish(if rc == NGX_ERROR as ngx_int_t { rc } else { ngx::ffi::NGX_OK as _ }));
+            return;
+        }
         let rc = if this.borrow().head_sent {
             NGX_ERROR as ngx_int_t
         } else {
@@ -128,6 +149,21 @@ pub struct AppCall<'py> {
     pub name: String,
     pub callable: Bound<'py, PyAny>,
     pub scope: Bound<'py, PyAny>,
+    /// A WebSocket request: its Sec-WebSocket-Key.
+    pub websocket: Option<Vec<u8>>,
+    /// `asgi_websocket_max_message_size`.
+    pub max_message: usize,
+}
+
+/// A WebSocket's side of the connection.
+struct Ws {
+    reader: FrameReader,
+    /// The handshake's 101 went out: the connection speaks frames.
+    open: bool,
+    /// The server's close frame went out.
+    close_sent: bool,
+    /// The app has enough messages waiting: nginx stops reading.
+    paused: bool,
 }
 
 /// The request's side, in its context.
@@ -167,13 +203,22 @@ impl AsgiRequest {
             complete: false,
             waiter: None,
             next: None,
+            ws: call.websocket.as_ref().map(|_| Ws {
+                reader: FrameReader::new(call.max_message),
+                open: false,
+                close_sent: false,
+                paused: false,
+            }),
             called: Instant::now(),
             ended: None,
         }));
         let channel = Channel {
             exchange: exchange.clone(),
         };
-        let python = gateway::start_http(py, channel, call.callable, call.scope, call.index)?;
+        let python = match &call.websocket {
+            Some(key) => gateway::start_websocket(py, channel, call.callable, call.scope, call.index, key)?,
+            None => gateway::start_http(py, channel, call.callable, call.scope, call.index)?,
+        };
         gateway::request_started();
         Ok(AsgiRequest {
             exchange,
@@ -209,6 +254,7 @@ impl AsgiRequest {
     /// that is not complete has lost its client, and the app's task is
     /// cancelled; a receive() waiting gets `http.disconnect`.
     pub fn end_request(&mut self) {
+        let going_away = self.say_going_away();
         let complete = {
             let mut ex = self.exchange.borrow_mut();
             if ex.r.is_null() {
@@ -230,6 +276,9 @@ impl AsgiRequest {
                 ex.body = None;
             }
             if let Some(python) = self.python.take() {
+                if going_away {
+                    deliver_disconnect(py, python.bind(py), 1001, "");
+                }
                 if let Err(e) = python.bind(py).call_method1("close", (complete,)) {
                     interp::log_exception(
                         py,
@@ -244,6 +293,236 @@ impl AsgiRequest {
         // The cancellation and the disconnect run at the next step.
         gateway::step_soon();
     }
+}
+
+impl AsgiRequest {
+    /// An open WebSocket whose request nginx ends (the worker exits: nginx
+    /// closes its idle connections): a close frame 1001 (going away), sent
+    /// straight to the socket as far as it takes it. True if one was sent.
+    fn say_going_away(&mut self) -> bool {
+        let mut ex = self.exchange.borrow_mut();
+        let r = ex.r;
+        let Some(ws) = ex.ws.as_mut() else {
+            return false;
+        };
+        if r.is_null() || !ws.open || ws.close_sent {
+            return false;
+        }
+        ws.close_sent = true;
+        // SAFETY: the request (and its connection) live until its pool's
+        // cleanup, which runs this; the frame is a local buffer.
+        unsafe {
+            let c = (*r).connection;
+            if (*c).error() != 0 || ngx::ffi::ngx_exiting == 0 {
+                return false;
+            }
+            let frame = websocket::frame(websocket::OP_CLOSE, &websocket::close_payload(1001, "the server is going away"));
+            if let Some(send) = (*c).send {
+                send(c, frame.as_ptr() as *mut u8, frame.len());
+            }
+        }
+        true
+    }
+
+    /// A WebSocket's read event: the client's frames, read as far as the
+    /// app keeps up. None when this is not an open WebSocket (the read
+    /// event is then the client leaving, or nothing).
+    ///
+    /// # Safety
+    /// `r` must be the live request of this context.
+    pub unsafe fn on_readable(&mut self, r: *mut ngx_http_request_t) -> Option<Option<Next>> {
+        {
+            let ex = self.exchange.borrow();
+            if !ex.ws.as_ref().is_some_and(|ws| ws.open) || ex.r.is_null() {
+                return None;
+            }
+        }
+        let c = (*r).connection;
+        Some(Python::attach(|py| {
+            let python = self.python.as_ref()?.clone_ref(py);
+            let python = python.bind(py);
+            loop {
+                // What is buffered first: frames may be whole already.
+                loop {
+                    let event = {
+                        let mut ex = self.exchange.borrow_mut();
+                        let ws = ex.ws.as_mut()?;
+                        if ws.paused {
+                            return None;
+                        }
+                        ws.reader.next()
+                    };
+                    match event {
+                        Ok(None) => break,
+                        Ok(Some(event)) => {
+                            if let Some(next) = self.on_event(py, python, event) {
+                                return Some(next);
+                            }
+                        }
+                        Err(violation) => {
+                            let log = self.exchange.borrow().log;
+                            ngx::ngx_log_error!(
+                                ngx::ffi::NGX_LOG_INFO,
+                                log,
+                                "asgi: the WebSocket closes ({}): {}",
+                                violation.code,
+                                violation.reason
+                            );
+                            return Some(self.close_with(py, python, violation.code, &violation.reason));
+                        }
+                    }
+                }
+                let n = {
+                    let mut ex = self.exchange.borrow_mut();
+                    let ws = ex.ws.as_mut()?;
+                    let room = ws.reader.room(WS_READ);
+                    let recv = (*c).recv?;
+                    let n = recv(c, room.as_mut_ptr(), WS_READ);
+                    ws.reader.filled(WS_READ, n.max(0) as usize);
+                    n
+                };
+                if n == ngx::ffi::NGX_AGAIN as isize {
+                    if ngx::ffi::ngx_handle_read_event((*c).read, 0) != ngx::ffi::NGX_OK as ngx_int_t {
+                        return Some(Next::Finish(NGX_ERROR as _));
+                    }
+                    return None;
+                }
+                if n <= 0 {
+                    let log = self.exchange.borrow().log;
+                    log_client_gone_as(log, "asgi: the client closed the WebSocket connection without a close frame");
+                    deliver_disconnect(py, python, 1006, "");
+                    return Some(Next::Finish(ngx::ffi::NGX_HTTP_CLIENT_CLOSED_REQUEST as _));
+                }
+            }
+        }))
+    }
+
+    /// One event of the client's frames; the request's next, if it ends.
+    fn on_event(&mut self, py: Python<'_>, python: &Bound<'_, PyAny>, event: Event) -> Option<Next> {
+        match event {
+            Event::Message { text, data } => {
+                let message = pyo3::types::PyDict::new(py);
+                let filled = message.set_item("type", "websocket.receive").and_then(|()| {
+                    if text {
+                        // Checked UTF-8 by the reader.
+                        let text = String::from_utf8(data).unwrap_or_default();
+                        message.set_item("text", text)
+                    } else {
+                        message.set_item("bytes", PyBytes::new(py, &data))
+                    }
+                });
+                let more = filled
+                    .and_then(|()| python.call_method1("deliver", (message,)))
+                    .and_then(|more| more.is_truthy());
+                match more {
+                    Ok(true) => None,
+                    Ok(false) => {
+                        if let Some(ws) = self.exchange.borrow_mut().ws.as_mut() {
+                            ws.paused = true;
+                        }
+                        None
+                    }
+                    Err(e) => {
+                        interp::log_exception(py, &e, &LogTo::Worker, NGX_LOG_ERR as _, "asgi: a WebSocket message");
+                        Some(Next::Finish(NGX_ERROR as _))
+                    }
+                }
+            }
+            Event::Ping(payload) => {
+                let pong = PyBytes::new(py, &websocket::frame(websocket::OP_PONG, &payload));
+                match write_chunk(&self.exchange, pong, false) {
+                    (rc, _) if rc == NGX_ERROR as ngx_int_t => Some(Next::Finish(NGX_ERROR as _)),
+                    // nginx holds it: the write event sends the rest.
+                    (_, true) => Some(Next::WaitForClient),
+                    _ => None,
+                }
+            }
+            Event::Pong => None,
+            Event::Close { code, reason } => {
+                let echo = if code == 1005 { 1000 } else { code };
+                let closing = self.exchange.borrow().ws.as_ref().is_some_and(|ws| !ws.close_sent);
+                if closing {
+                    let frame = if code == 1005 {
+                        websocket::frame(websocket::OP_CLOSE, b"")
+                    } else {
+                        websocket::frame(websocket::OP_CLOSE, &websocket::close_payload(echo, ""))
+                    };
+                    if let Some(ws) = self.exchange.borrow_mut().ws.as_mut() {
+                        ws.close_sent = true;
+                    }
+                    write_chunk(&self.exchange, PyBytes::new(py, &frame), true);
+                }
+                deliver_disconnect(py, python, code, &reason);
+                self.exchange.borrow_mut().complete = true;
+                Some(Next::Finish(ngx::ffi::NGX_OK as _))
+            }
+        }
+    }
+
+    /// The server closes the WebSocket (a protocol violation): a close
+    /// frame, the app told, the request ended once the frame is out.
+    fn close_with(&mut self, py: Python<'_>, python: &Bound<'_, PyAny>, code: u16, reason: &str) -> Next {
+        let frame = websocket::frame(websocket::OP_CLOSE, &websocket::close_payload(code, reason));
+        if let Some(ws) = self.exchange.borrow_mut().ws.as_mut() {
+            ws.close_sent = true;
+        }
+        write_chunk(&self.exchange, PyBytes::new(py, &frame), true);
+        deliver_disconnect(py, python, code, reason);
+        self.exchange.borrow_mut().complete = true;
+        Next::Finish(ngx::ffi::NGX_OK as _)
+    }
+}
+
+/// How much one read of a WebSocket takes from the socket.
+const WS_READ: usize = 64 * 1024;
+
+/// Tells the app's WebSocket that the connection closed.
+fn deliver_disconnect(py: Python<'_>, python: &Bound<'_, PyAny>, code: u16, reason: &str) {
+    let message = pyo3::types::PyDict::new(py);
+    let delivered = message
+        .set_item("type", "websocket.disconnect")
+        .and_then(|()| message.set_item("code", code))
+        .and_then(|()| message.set_item("reason", reason))
+        .and_then(|()| python.call_method1("deliver", (message,)));
+    if let Err(e) = delivered {
+        interp::log_exception(py, &e, &LogTo::Worker, NGX_LOG_ERR as _, "asgi: a WebSocket's disconnect");
+    }
+}
+
+/// Hands a chunk to nginx's filters, flushed; `end`: the last buffer.
+/// (rc, whether nginx holds more than the client took).
+fn write_chunk(this: &Rc<RefCell<Exchange>>, chunk: Bound<'_, PyBytes>, end: bool) -> (ngx_int_t, bool) {
+    let mut ex = this.borrow_mut();
+    if ex.r.is_null() {
+        return (NGX_ERROR as _, false);
+    }
+    let len = chunk.as_bytes().len();
+    let mut out = output::lock(&ex.output);
+    let mut rc = NGX_OK_RC;
+    if len > 0 {
+        // SAFETY: the request is live (r is not null); the bytes object is
+        // kept (below) until `done` counts the chunk or the request ends.
+        match unsafe { out.write(chunk.as_bytes().as_ptr(), len, true, end) } {
+            Ok(code) => rc = code,
+            Err(()) => rc = NGX_ERROR as ngx_int_t,
+        }
+    } else if !end {
+        // An empty chunk pushes out what was sent so far (the head).
+        // SAFETY: as above.
+        rc = unsafe { out.send_queue(true) };
+    }
+    if end && rc != NGX_ERROR as ngx_int_t {
+        // SAFETY: as above.
+        rc = unsafe { out.send_last() };
+    }
+    let must_wait = !end && out.must_wait();
+    let done = out.done();
+    drop(out);
+    if len > 0 {
+        ex.kept.push(chunk.unbind());
+    }
+    ex.kept.release_upto(done);
+    (rc, must_wait)
 }
 
 /// Resolves a future send() or receive() waits on, unless the task was
@@ -321,54 +600,26 @@ impl Channel {
     /// then waits for the write event).
     fn body(&self, chunk: Bound<'_, PyBytes>, more: bool) -> bool {
         let this = &self.exchange;
-        if !self.send_head_once(if more {
-            None
-        } else {
-            Some(chunk.as_bytes().len())
-        }) {
+        let len = chunk.as_bytes().len();
+        if !self.send_head_once(if more { None } else { Some(len) }) {
             return false;
         }
-        let mut ex = this.borrow_mut();
-        let len = chunk.as_bytes().len();
-        let end = !more && !ex.trailers;
-        let mut out = output::lock(&ex.output);
-        let mut rc = NGX_OK_RC;
-        if len > 0 {
-            // SAFETY: the request is live (r is not null); the bytes object
-            // is kept (below) until `done` counts the chunk or the request
-            // ends.
-            match unsafe { out.write(chunk.as_bytes().as_ptr(), len, true, end) } {
-                Ok(code) => rc = code,
-                Err(()) => rc = NGX_ERROR as ngx_int_t,
-            }
-        } else if more {
-            // An empty chunk pushes out what was sent so far (the head).
-            // SAFETY: as above.
-            rc = unsafe { out.send_queue(true) };
-        }
-        if end && rc != NGX_ERROR as ngx_int_t {
-            // SAFETY: as above.
-            rc = unsafe { out.send_last() };
-        }
-        let must_wait = more && out.must_wait();
-        let done = out.done();
-        drop(out);
-        if len > 0 {
-            ex.kept.push(chunk.unbind());
-        }
-        ex.kept.release_upto(done);
+        let end = !more && !this.borrow().trailers;
+        let (rc, must_wait) = write_chunk(this, chunk, end);
         if rc == NGX_ERROR as ngx_int_t {
-            let log = ex.log;
-            drop(ex);
+            let log = this.borrow().log;
             log_client_gone_as(log, CLIENT_GONE_ASGI);
             Exchange::decide(this, Next::Finish(NGX_ERROR as _));
             return false;
         }
         if end {
-            ex.complete = true;
-            ex.ended = Some(Instant::now());
-            let took = ex.ended.unwrap().saturating_duration_since(ex.called);
-            drop(ex);
+            let took = {
+                let mut ex = this.borrow_mut();
+                ex.complete = true;
+                let ended = Instant::now();
+                ex.ended = Some(ended);
+                ended.saturating_duration_since(ex.called)
+            };
             status::observe(Histogram::App, took);
             Exchange::decide(this, Next::Finish(rc));
             return false;
@@ -450,7 +701,7 @@ impl Channel {
             // SAFETY: the request is live and its body not ended.
             if unsafe { headers_out::add_trailer(r, name, value) }.is_err() {
                 drop(ex);
-                Exchange::fail(this);
+                Exchange::fail(headers.py(), this);
                 return Ok(());
             }
         }
@@ -474,7 +725,7 @@ impl Channel {
     }
 
     /// A message nginx cannot send: logged, and the response ends.
-    fn refuse(&self, text: &str) {
+    fn refuse(&self, py: Python<'_>, text: &str) {
         let ex = self.exchange.borrow();
         ex.log_to().write(
             NGX_LOG_ERR as _,
@@ -482,7 +733,159 @@ impl Channel {
         );
         drop(ex);
         status::count(Counter::AppExceptions);
-        Exchange::fail(&self.exchange);
+        Exchange::fail(py, &self.exchange);
+    }
+
+    /// `websocket.accept`: the handshake's 101 with `accept` (the key's
+    /// answer), the subprotocol and the app's headers.
+    fn ws_accept(&self, accept: &[u8], subprotocol: Option<&str>, headers: &Bound<'_, PyAny>) -> PyResult<()> {
+        let mut fields: Vec<(Vec<u8>, Vec<u8>)> = vec![
+            (b"Upgrade".to_vec(), b"websocket".to_vec()),
+            (b"Sec-WebSocket-Accept".to_vec(), accept.to_vec()),
+        ];
+        let mut check = Head::new(b"200 ").map_err(PyValueError::new_err)?;
+        if let Some(protocol) = subprotocol {
+            check
+                .add_field(b"sec-websocket-protocol", protocol.as_bytes())
+                .map_err(PyValueError::new_err)?;
+            fields.push((b"Sec-WebSocket-Protocol".to_vec(), protocol.as_bytes().to_vec()));
+        }
+        for (i, item) in headers.try_iter()?.enumerate() {
+            let item = item?;
+            let (name, value) = pair_of_bytes(&item).ok_or_else(|| {
+                PyTypeError::new_err(format!(
+                    "header {i} of 'websocket.accept' must be a [name, value] pair of bytes, not {}",
+                    short_repr(&item)
+                ))
+            })?;
+            check
+                .add_field(name.as_bytes(), value.as_bytes())
+                .map_err(PyValueError::new_err)?;
+            fields.push((name.as_bytes().to_vec(), value.as_bytes().to_vec()));
+        }
+        let this = &self.exchange;
+        let mut ex = this.borrow_mut();
+        let r = ex.r;
+        if r.is_null() || ex.head_sent {
+            return Ok(());
+        }
+        ex.head_sent = true;
+        // SAFETY: the request is live, its header not sent.
+        let rc = unsafe { headers_out::send_switching_protocols(r, &fields) };
+        // SAFETY: as above; the flush pushes the 101 out now.
+        let rc = if rc == NGX_ERROR as ngx_int_t {
+            rc
+        } else {
+            unsafe { output::lock(&ex.output).send_queue(true) }
+        };
+        if rc == NGX_ERROR as ngx_int_t {
+            let log = ex.log;
+            drop(ex);
+            log_client_gone_as(log, CLIENT_GONE_ASGI);
+            Exchange::decide(this, Next::Finish(NGX_ERROR as _));
+            return Ok(());
+        }
+        if let Some(ws) = ex.ws.as_mut() {
+            ws.open = true;
+            // SAFETY: the request is live; bytes the client sent after its
+            // handshake are the first frames.
+            unsafe {
+                let b = (*r).header_in;
+                if !b.is_null() && (*b).pos < (*b).last {
+                    let len = (*b).last.offset_from((*b).pos) as usize;
+                    ws.reader.feed(std::slice::from_raw_parts((*b).pos, len));
+                    (*b).pos = (*b).last;
+                }
+            }
+        }
+        // SAFETY: as above: an idle connection is one nginx may close
+        // when the worker exits; the read event starts the frames.
+        unsafe {
+            let c = (*r).connection;
+            (*r).set_keepalive(0);
+            (*c).set_idle(1);
+            ngx::ffi::ngx_post_event((*c).read, std::ptr::addr_of_mut!(ngx::ffi::ngx_posted_events));
+        }
+        Ok(())
+    }
+
+    /// `websocket.send`: one frame; true while nginx holds more than the
+    /// client took.
+    fn ws_send(&self, py: Python<'_>, data: &[u8], text: bool) -> PyResult<bool> {
+        let open = {
+            let ex = self.exchange.borrow();
+            !ex.r.is_null() && ex.ws.as_ref().is_some_and(|ws| ws.open && !ws.close_sent)
+        };
+        if !open {
+            return Err(PyOSError::new_err("the WebSocket is closed"));
+        }
+        let opcode = if text { websocket::OP_TEXT } else { websocket::OP_BINARY };
+        let at = websocket::header_len(data.len());
+        let frame = PyBytes::new_with(py, at + data.len(), |buf| {
+            websocket::write_header(buf, opcode, data.len());
+            buf[at..].copy_from_slice(data);
+            Ok(())
+        })?;
+        let (rc, must_wait) = write_chunk(&self.exchange, frame, false);
+        if rc == NGX_ERROR as ngx_int_t {
+            let log = self.exchange.borrow().log;
+            log_client_gone_as(log, CLIENT_GONE_ASGI);
+            Exchange::decide(&self.exchange, Next::Finish(NGX_ERROR as _));
+            return Err(PyOSError::new_err("the client connection is gone"));
+        }
+        Ok(must_wait)
+    }
+
+    /// `websocket.close` of an open WebSocket: the close frame, then the
+    /// connection ends once nginx has sent it.
+    fn ws_close(&self, py: Python<'_>, code: u16, reason: &str) -> PyResult<()> {
+        if !matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999) {
+            return Err(PyValueError::new_err(format!(
+                "close code {code} may not be sent: it must be 1000-1003, 1007-1014 or 3000-4999"
+            )));
+        }
+        let this = &self.exchange;
+        {
+            let mut ex = this.borrow_mut();
+            let live = !ex.r.is_null();
+            match ex.ws.as_mut() {
+                Some(ws) if !ws.close_sent && live => ws.close_sent = true,
+                _ => return Ok(()),
+            }
+        }
+        let frame = PyBytes::new(py, &websocket::frame(websocket::OP_CLOSE, &websocket::close_payload(code, reason)));
+        let (rc, _) = write_chunk(this, frame, true);
+        this.borrow_mut().complete = true;
+        Exchange::decide(this, Next::Finish(if rc == NGX_ERROR as ngx_int_t { NGX_ERROR as _ } else { rc }));
+        Ok(())
+    }
+
+    /// `websocket.close` before the handshake: 403.
+    fn ws_deny(&self) {
+        let sent = self.exchange.borrow().head_sent;
+        if !sent {
+            self.exchange.borrow_mut().complete = true;
+            Exchange::decide(&self.exchange, Next::Finish(ngx::ffi::NGX_HTTP_FORBIDDEN as _));
+        }
+    }
+
+    /// The app took its waiting messages: nginx reads the client again.
+    fn ws_resume(&self) {
+        let mut ex = self.exchange.borrow_mut();
+        let r = ex.r;
+        if let Some(ws) = ex.ws.as_mut() {
+            ws.paused = false;
+            if !r.is_null() {
+                // SAFETY: the request is live; its read event runs the
+                // frames after this step.
+                unsafe {
+                    ngx::ffi::ngx_post_event(
+                        (*(*r).connection).read,
+                        std::ptr::addr_of_mut!(ngx::ffi::ngx_posted_events),
+                    )
+                };
+            }
+        }
     }
 
     /// Whether the response is complete.
@@ -514,12 +917,26 @@ impl Channel {
             let err = PyErr::from_value(error);
             interp::log_exception(py, &err, &log_to, NGX_LOG_ERR as _, &what);
             if !gone && !complete {
-                Exchange::fail(this);
+                Exchange::fail(py, this);
             }
             return;
         }
         if gone || complete {
             return;
+        }
+        let ws_open = this.borrow().ws.as_ref().map(|ws| ws.open);
+        match ws_open {
+            // The app returned with its WebSocket open: it closes (1000).
+            Some(true) => {
+                let _ = self.ws_close(py, 1000, "");
+                return;
+            }
+            // It returned without accepting: 403, as a refusal.
+            Some(false) if !head_sent => {
+                self.ws_deny();
+                return;
+            }
+            _ => {}
         }
         let what = if head_sent {
             "returned before the response's last body message"
@@ -527,7 +944,7 @@ impl Channel {
             "returned without sending a response"
         };
         log_to.write(NGX_LOG_ERR as _, &format!("asgi: app \"{name}\" {what}"));
-        Exchange::fail(this);
+        Exchange::fail(py, this);
     }
 }
 

@@ -6,6 +6,9 @@ the app's messages and hand them to nginx through the request's Channel
 events resolve."""
 
 import asyncio
+import base64
+import collections
+import hashlib
 import http
 import inspect
 import selectors
@@ -66,6 +69,21 @@ class Gateway:
         exchange = HttpExchange(self, channel)
         task = self.loop.create_task(
             exchange.run(app, scope), name=f"asgi {scope['method']} {scope['path']}"
+        )
+        exchange.task = task
+        self.tasks.add(task)
+        task.add_done_callback(exchange.ended)
+        return exchange
+
+    def websocket(self, channel, app, scope, index, key):
+        """Starts WebSocket request `channel`; `key` is its
+        Sec-WebSocket-Key."""
+        lifespan = self.lifespans.get(index)
+        if lifespan is not None:
+            scope["state"] = lifespan.state.copy()
+        exchange = WebSocketExchange(self, channel, key)
+        task = self.loop.create_task(
+            exchange.run(app, scope), name=f"asgi websocket {scope['path']}"
         )
         exchange.task = task
         self.tasks.add(task)
@@ -270,5 +288,154 @@ class HttpExchange:
         self.gateway.tasks.discard(task)
         error = None if task.cancelled() else task.exception()
         if error is not None and error is self.refused:
+            error = None
+        self.channel.app_ended(error)
+
+
+# RFC 6455's key for Sec-WebSocket-Accept.
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# Messages (and their bytes) the app has not taken yet beyond which nginx
+# stops reading the client, and below which it reads again.
+_WS_INBOX_HIGH, _WS_INBOX_LOW = 64, 16
+_WS_INBOX_HIGH_BYTES, _WS_INBOX_LOW_BYTES = 1 << 20, 256 << 10
+# Where a WebSocket is.
+CONNECTING, OPEN, CLOSED, DENYING = range(4)
+
+
+def _size(message):
+    """The bytes a received message holds."""
+    data = message.get("bytes") or message.get("text") or b""
+    return len(data)
+
+
+class WebSocketExchange:
+    """receive() and send() of one WebSocket: the handshake, messages both
+    ways, the close; or, refused, an HTTP response."""
+
+    __slots__ = ("gateway", "channel", "task", "key", "state", "inbox", "waiter",
+                 "paused", "refused", "http", "queued")
+
+    def __init__(self, gateway, channel, key):
+        self.gateway = gateway
+        self.channel = channel
+        self.task = None
+        self.key = key
+        self.state = CONNECTING
+        self.inbox = collections.deque([{"type": "websocket.connect"}])
+        # The bytes of the messages in the inbox.
+        self.queued = 0
+        self.waiter = None
+        # nginx stopped reading the client: too many messages not taken.
+        self.paused = False
+        self.refused = None
+        # The denial response, as an HTTP exchange sends it.
+        self.http = None
+
+    async def run(self, app, scope):
+        await _call(app, scope, self.receive, self.send)
+
+    async def receive(self):
+        while not self.inbox:
+            self.waiter = self.gateway.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        message = self.inbox.popleft()
+        self.queued -= _size(message)
+        if self.paused and len(self.inbox) <= _WS_INBOX_LOW and self.queued <= _WS_INBOX_LOW_BYTES:
+            self.paused = False
+            self.channel.ws_resume()
+        return message
+
+    def deliver(self, message):
+        """A message from the client (or the disconnect); False once the
+        app has enough waiting, and nginx stops reading."""
+        self.inbox.append(message)
+        self.queued += _size(message)
+        if message["type"] == "websocket.disconnect":
+            self.state = CLOSED
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+        if len(self.inbox) >= _WS_INBOX_HIGH or self.queued >= _WS_INBOX_HIGH_BYTES:
+            self.paused = True
+        return not self.paused
+
+    def close(self, complete):
+        """nginx is done with the request: the app hears of it (1006 when
+        the connection simply went)."""
+        if self.state in (CONNECTING, OPEN):
+            self.deliver({"type": "websocket.disconnect", "code": 1006, "reason": ""})
+        self.state = CLOSED
+        if self.http is not None:
+            self.http.close(complete)
+
+    def refuse(self, text):
+        self.channel.refuse(text)
+        self.state = CLOSED
+        self.refused = RuntimeError(text)
+        raise self.refused
+
+    async def send(self, message):
+        if not isinstance(message, dict):
+            self.refuse(f"send() takes a dict, not {type(message).__name__}")
+        kind = message.get("type")
+        state = self.state
+        if state == CONNECTING:
+            if kind == "websocket.accept":
+                subprotocol = message.get("subprotocol")
+                if subprotocol is not None and not isinstance(subprotocol, str):
+                    self.refuse(f"'subprotocol' of 'websocket.accept' must be a str or None, not {type(subprotocol).__name__}")
+                accept = base64.b64encode(hashlib.sha1(self.key + _WS_GUID).digest())
+                try:
+                    self.channel.ws_accept(accept, subprotocol, message.get("headers", ()))
+                except (TypeError, ValueError) as e:
+                    self.refuse(str(e))
+                self.state = OPEN
+            elif kind == "websocket.close":
+                # Refused before the handshake: 403.
+                self.state = CLOSED
+                self.channel.ws_deny()
+            elif kind == "websocket.http.response.start":
+                self.state = DENYING
+                self.http = HttpExchange(self.gateway, self.channel)
+                await self.http.send(dict(message, type="http.response.start"))
+            else:
+                self.refuse(f"the first message must be 'websocket.accept', 'websocket.close' or 'websocket.http.response.start', not {kind!r}")
+        elif state == OPEN and kind == "websocket.send":
+            data, text = message.get("bytes"), message.get("text")
+            if (data is None) == (text is None):
+                self.refuse("'websocket.send' must have one of 'bytes' and 'text'")
+            if text is not None:
+                if not isinstance(text, str):
+                    self.refuse(f"'text' of 'websocket.send' must be a str, not {type(text).__name__}")
+                wait = self.channel.ws_send(text.encode(), True)
+            else:
+                if not isinstance(data, (bytes, bytearray, memoryview)):
+                    self.refuse(f"'bytes' of 'websocket.send' must be bytes, not {type(data).__name__}")
+                wait = self.channel.ws_send(bytes(data), False)
+            if wait:
+                waiter = self.gateway.loop.create_future()
+                self.channel.wait(waiter)
+                await waiter
+        elif state == OPEN and kind == "websocket.close":
+            code = message.get("code", 1000)
+            reason = message.get("reason") or ""
+            if type(code) is not int or not isinstance(reason, str):
+                self.refuse(f"'websocket.close' takes an int 'code' and a str 'reason', not {code!r:.40} and {reason!r:.40}")
+            self.state = CLOSED
+            self.channel.ws_close(code, reason)
+        elif state == DENYING and kind == "websocket.http.response.body":
+            await self.http.send(dict(message, type="http.response.body"))
+        elif state == CLOSED:
+            if self.refused is None:
+                raise OSError(f"{kind!r} sent on a closed WebSocket")
+        else:
+            self.refuse(f"unexpected {kind!r} message on a WebSocket that is {('connecting', 'open', 'closed', 'sending its denial response')[state]}")
+
+    def ended(self, task):
+        self.gateway.tasks.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None and (error is self.refused or (self.http is not None and error is self.http.refused)):
             error = None
         self.channel.app_ended(error)

@@ -215,6 +215,23 @@ pub fn start_http(
     Ok(exchange.unbind())
 }
 
+/// Creates the task of one WebSocket request; gateway.py's
+/// WebSocketExchange. `key`: the client's Sec-WebSocket-Key.
+pub fn start_websocket(
+    py: Python<'_>,
+    channel: Channel,
+    callable: Bound<'_, PyAny>,
+    scope: Bound<'_, PyAny>,
+    app: usize,
+    key: &[u8],
+) -> PyResult<Py<PyAny>> {
+    let gateway = python_gateway(py)
+        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("the asyncio loop is not running"))?;
+    let key = pyo3::types::PyBytes::new(py, key);
+    let exchange = gateway.call_method1("websocket", (Py::new(py, channel)?, callable, scope, app, key))?;
+    Ok(exchange.unbind())
+}
+
 pub fn request_started() {
     IN_FLIGHT.with(|n| n.set(n.get() + 1));
 }

@@ -6,6 +6,7 @@
 pub mod exchange;
 pub mod gateway;
 mod scope;
+mod websocket;
 
 use ngx::ffi::{
     ngx_http_request_t, ngx_log_t, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ALERT, NGX_LOG_ERR,
@@ -63,7 +64,8 @@ pub unsafe fn start(
                 return Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
             }
         };
-        let scope = match scope::build(py, r, lc.params()) {
+        let websocket = scope::websocket_key(r);
+        let scope = match scope::build(py, r, lc.params(), websocket.is_some()) {
             Ok(scope) => scope,
             Err(e) => {
                 ngx_log_error!(NGX_LOG_ERR, log, "asgi: {e}");
@@ -75,6 +77,8 @@ pub unsafe fn start(
             name: name.clone(),
             callable,
             scope: scope.into_any(),
+            websocket,
+            max_message: lc.websocket_max_message(),
         };
         match AsgiRequest::start(py, r, log, output, call) {
             Ok(request) => {

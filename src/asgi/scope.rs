@@ -18,13 +18,15 @@ pub unsafe fn build<'py>(
     py: Python<'py>,
     r: *mut ngx_http_request_t,
     params: &[Param],
+    websocket: bool,
 ) -> Result<Bound<'py, PyDict>, String> {
     let py_err = |e: PyErr| e.to_string();
     let c = (*r).connection;
     let scope = PyDict::new(py);
     let set = |key: &str, value: Bound<'py, PyAny>| scope.set_item(key, value).map_err(py_err);
 
-    set("type", PyString::intern(py, "http").into_any())?;
+    let kind = if websocket { "websocket" } else { "http" };
+    set("type", PyString::intern(py, kind).into_any())?;
     let version = match (*r).http_version {
         v if v >= 3000 => "3",
         v if v >= 2000 => "2",
@@ -32,8 +34,10 @@ pub unsafe fn build<'py>(
         _ => "1.0",
     };
     set("http_version", PyString::intern(py, version).into_any())?;
-    let method = String::from_utf8_lossy(bytes(&(*r).method_name));
-    set("method", PyString::new(py, &method).into_any())?;
+    if !websocket {
+        let method = String::from_utf8_lossy(bytes(&(*r).method_name));
+        set("method", PyString::new(py, &method).into_any())?;
+    }
 
     let mut root_path: &[u8] = b"";
     let mut https = !(*c).ssl.is_null();
@@ -57,7 +61,12 @@ pub unsafe fn build<'py>(
             .set_item(&param.name, value.as_ref())
             .map_err(py_err)?;
     }
-    let scheme = if https { "https" } else { "http" };
+    let scheme = match (websocket, https) {
+        (false, false) => "http",
+        (false, true) => "https",
+        (true, false) => "ws",
+        (true, true) => "wss",
+    };
     set("scheme", PyString::intern(py, scheme).into_any())?;
 
     // nginx's uri is the path decoded (and normalized); raw_path as sent.
@@ -74,12 +83,24 @@ pub unsafe fn build<'py>(
     set("root_path", PyString::new(py, &root_path).into_any())?;
 
     let headers = PyList::empty(py);
+    let subprotocols = PyList::empty(py);
     for (name, value) in cgi::request_headers(r) {
+        if websocket && name == b"sec-websocket-protocol" {
+            for protocol in value.split(|&b| b == b',') {
+                let protocol = String::from_utf8_lossy(protocol.trim_ascii());
+                if !protocol.is_empty() {
+                    subprotocols.append(protocol.as_ref()).map_err(py_err)?;
+                }
+            }
+        }
         let pair =
             PyTuple::new(py, [PyBytes::new(py, name), PyBytes::new(py, value)]).map_err(py_err)?;
         headers.append(pair).map_err(py_err)?;
     }
     set("headers", headers.into_any())?;
+    if websocket {
+        set("subprotocols", subprotocols.into_any())?;
+    }
 
     let client_host = String::from_utf8_lossy(bytes(&(*c).addr_text));
     let client_port = ngx_inet_get_port((*c).sockaddr);
@@ -111,7 +132,39 @@ pub unsafe fn build<'py>(
     extensions
         .set_item("http.response.pathsend", PyDict::new(py))
         .map_err(py_err)?;
+    if websocket {
+        extensions
+            .set_item("websocket.http.response", PyDict::new(py))
+            .map_err(py_err)?;
+    }
     extensions.set_item("nginx.params", extra).map_err(py_err)?;
     set("extensions", extensions.into_any())?;
     Ok(scope)
+}
+
+/// The Sec-WebSocket-Key of a WebSocket handshake (RFC 6455 4.1): GET over
+/// HTTP/1.1 with `Upgrade: websocket`, `Connection: upgrade` and version
+/// 13. None for any other request, which is then an HTTP one.
+///
+/// # Safety
+/// `r` must be a live request.
+pub unsafe fn websocket_key(r: *mut ngx_http_request_t) -> Option<Vec<u8>> {
+    if (*r).http_version != 1001 || bytes(&(*r).method_name) != b"GET" {
+        return None;
+    }
+    let (mut upgrade, mut connection, mut version, mut key) = (false, false, false, None);
+    for (name, value) in cgi::request_headers(r) {
+        match name {
+            b"upgrade" => upgrade |= value.trim_ascii().eq_ignore_ascii_case(b"websocket"),
+            b"connection" => {
+                connection |= value
+                    .split(|&b| b == b',')
+                    .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
+            }
+            b"sec-websocket-version" => version = value.trim_ascii() == b"13",
+            b"sec-websocket-key" => key = Some(value.trim_ascii().to_vec()),
+            _ => {}
+        }
+    }
+    (upgrade && connection && version).then_some(key).flatten()
 }

@@ -164,6 +164,8 @@ pub struct LocConf {
     pub read_timeout: ngx_msec_t,
     /// `wsgi_max_temp_file_size` in bytes (0: no spilling); None: unset.
     pub max_temp_file_size: Option<u64>,
+    /// `asgi_websocket_max_message_size` in bytes; None: unset.
+    pub websocket_max_message: Option<u64>,
     /// `wsgi_temp_path`, as nginx's path slot sets it (levels included).
     pub temp_path: *mut ngx_path_t,
     /// Where a thread-mode response may spill, once merged: only where an
@@ -207,6 +209,13 @@ impl LocConf {
         unset
     }
 
+    /// The largest WebSocket message an ASGI app gets.
+    pub fn websocket_max_message(&self) -> usize {
+        self.websocket_max_message
+            .unwrap_or(DEFAULT_WEBSOCKET_MAX_MESSAGE)
+            .min(usize::MAX as u64) as usize
+    }
+
     /// Whether chunks may wait in nginx's filters (`wsgi_buffering on`).
     pub fn buffering(&self) -> bool {
         self.buffering == 1
@@ -235,6 +244,7 @@ impl Default for LocConf {
             queue_timeout: NGX_CONF_UNSET_MSEC,
             read_timeout: NGX_CONF_UNSET_MSEC,
             max_temp_file_size: None,
+            websocket_max_message: None,
             temp_path: std::ptr::null_mut(),
             spill: None,
             test_hooks: Hooks::default(),
@@ -274,6 +284,9 @@ impl LocConf {
         );
         if self.max_temp_file_size.is_none() {
             self.max_temp_file_size = prev.max_temp_file_size;
+        }
+        if self.websocket_max_message.is_none() {
+            self.websocket_max_message = prev.websocket_max_message;
         }
         if self.temp_path.is_null() {
             self.temp_path = prev.temp_path;
@@ -322,6 +335,9 @@ pub struct Spill {
     /// The most a response may spill, in bytes.
     pub max: u64,
 }
+
+/// `asgi_websocket_max_message_size`'s default: 16 MiB, as uvicorn's.
+const DEFAULT_WEBSOCKET_MAX_MESSAGE: u64 = 16 << 20;
 
 /// `wsgi_max_temp_file_size`'s default, as `proxy_max_temp_file_size`'s.
 const DEFAULT_MAX_TEMP_FILE_SIZE: u64 = 1 << 30;

@@ -35,6 +35,24 @@ pub unsafe fn send_head(
     Ok(())
 }
 
+/// Sends the WebSocket handshake's answer: 101 Switching Protocols with
+/// `fields` (nginx adds `Connection: upgrade`). The connection is then the
+/// module's to speak frames on.
+///
+/// # Safety
+/// `r` must be a live HTTP/1.1 request whose header has not been sent.
+pub unsafe fn send_switching_protocols(r: *mut ngx_http_request_t, fields: &[(Vec<u8>, Vec<u8>)]) -> ngx_int_t {
+    (*r).headers_out.status = ngx::ffi::NGX_HTTP_SWITCHING_PROTOCOLS as _;
+    (*r).headers_out.content_length_n = -1;
+    (*r).set_header_only(0);
+    for (name, value) in fields {
+        if add_field(r, name, value).is_err() {
+            return NGX_ERROR as _;
+        }
+    }
+    ngx_http_send_header(r)
+}
+
 /// Adds a trailer field (`name: value`), sent after the body: nginx's
 /// chunked filter (HTTP/1.1) and HTTP/2 send `headers_out.trailers` with
 /// the last buffer of a response that expects them.

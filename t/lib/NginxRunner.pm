@@ -26,7 +26,8 @@ sub free_port {
 # NginxRunner->new(server => '...', http => '...', listen_opts => 'sndbuf=16k',
 #                  master => 1 (a master process: graceful quit, reload),
 #                  workers => N (worker_processes, 1),
-#                  main => '...' (more lines in the main context))
+#                  main => '...' (more lines in the main context),
+#                  connections => N (worker_connections, 256))
 sub new {
     my ($class, %args) = @_;
     my $self = bless { http => '', server => '', main => '', workers => 1, %args }, $class;
@@ -64,7 +65,7 @@ worker_processes $self->{workers};
 error_log logs/error.log info;
 pid logs/nginx.pid;
 $self->{main}
-events { worker_connections 256; $events }
+events { worker_connections ${\ ($args{connections} // 256)}; $events }
 http {
     access_log off;
     wsgi_python_path $ENV{TEST_NGINX_APPS};
