@@ -120,6 +120,7 @@ bench: build deb
 	/usr/bin/python3.11 bench/uploads.py
 	/usr/bin/python3.11 bench/files.py
 	/usr/bin/python3.11 bench/framework.py
+	/usr/bin/python3.11 bench/asgi.py
 
 # The soak: 1,000,000 mixed requests, storms of aborting clients, reloads
 # under load (bench/soak.py; SOAK_ARGS="--requests 100000" for a short one).

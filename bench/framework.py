@@ -25,7 +25,6 @@ Writes its section of bench/RESULTS.md. Run `make bench`, or after it:
 """
 
 import argparse
-import http.client
 import os
 import sys
 
@@ -68,31 +67,12 @@ def servers():
                    app=[venv("gunicorn"), "-w", "1", "-k", "gthread", "--threads", str(THREADS),
                         "-b", f"127.0.0.1:{run.BACK}", "--backlog", "4096", APP],
                    backend_port=run.BACK, work=WORK,
-                   nginx=f"""    upstream app {{ server 127.0.0.1:{run.BACK}; keepalive 64; }}
-    server {{
-        listen 127.0.0.1:{run.FRONT} backlog=4096;
-        location / {{
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}"""),
+                   nginx=run.PROXY),
         run.Server("granian", f"granian alone, 1 worker × {THREADS} blocking threads", port=run.BACK,
                    app=[venv("granian"), "--interface", "wsgi", "--workers", "1", "--blocking-threads",
                         str(THREADS), "--host", "127.0.0.1", "--port", str(run.BACK), "--no-log", APP],
                    work=WORK),
     ]
-
-
-def fetch(port, path):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", path)
-    resp = conn.getresponse()
-    body = resp.read()
-    conn.close()
-    if resp.status != 200:
-        raise RuntimeError(f"GET {path}: status {resp.status}")
-    return body
 
 
 def section(args, chosen, results):
@@ -140,7 +120,7 @@ def main():
         print(f"== {server.label}", flush=True)
         with run.started(server):
             for case, path in CASES.items():
-                body = fetch(server.port, path)
+                body = run.fetch(server.port, path)
                 if expected.setdefault(case, body) != body:
                     raise RuntimeError(f"{server.name}: GET {path} differs from the first server's answer")
                 c = results[(server.name, case)] = run.cell(server.port, path, args.runs, args.seconds,

@@ -64,6 +64,19 @@ HTTP_COMMON = """    access_log off;
 """
 
 
+# nginx in front of an app server on BACK, with keepalive connections to it,
+# as a deployment has (every "nginx → proxy_pass" row).
+PROXY = f"""    upstream app {{ server 127.0.0.1:{BACK}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{FRONT} backlog=4096;
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}"""
+
+
 def static_files():
     root = os.path.join(WORK, "static")
     os.makedirs(root, exist_ok=True)
@@ -198,15 +211,6 @@ def servers():
         listen 127.0.0.1:{FRONT} backlog=4096;
         location / {{ wsgi_buffering on; wsgi_pass apps:application; }}
     }}"""
-    proxy = f"""    upstream app {{ server 127.0.0.1:{BACK}; keepalive 64; }}
-    server {{
-        listen 127.0.0.1:{FRONT} backlog=4096;
-        location / {{
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }}
-    }}"""
     sock = os.path.join(WORK, "uwsgi.sock")
     return [
         Server("nginx-return", "nginx `return 200` (ceiling)", cases=["hello"], nginx=f"""    server {{
@@ -235,27 +239,35 @@ def servers():
     }}"""),
         Server("gunicorn", "nginx → proxy_pass → gunicorn, 1 sync worker",
                app=[os.path.join(VENV, "bin", "gunicorn"), "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{BACK}",
-                    "--backlog", "4096", "apps:application"], nginx=proxy, backend_port=BACK),
+                    "--backlog", "4096", "apps:application"], nginx=PROXY, backend_port=BACK),
         Server("granian", "granian alone (`--interface wsgi --workers 1`)", port=BACK,
                app=[os.path.join(VENV, "bin", "granian"), "--interface", "wsgi", "--workers", "1",
                     "--host", "127.0.0.1", "--port", str(BACK), "--no-log", "apps:application"]),
         Server("nginx-granian", "nginx → proxy_pass → granian",
                app=[os.path.join(VENV, "bin", "granian"), "--interface", "wsgi", "--workers", "1",
-                    "--host", "127.0.0.1", "--port", str(BACK), "--no-log", "apps:application"], nginx=proxy,
+                    "--host", "127.0.0.1", "--port", str(BACK), "--no-log", "apps:application"], nginx=PROXY,
                backend_port=BACK),
         Server("bjoern", "bjoern alone", port=BACK,
                app=[py, "-c", f"import bjoern, apps; bjoern.run(apps.application, '127.0.0.1', {BACK})"]),
     ]
 
 
-def check(port, path, size):
+def fetch(port, path):
+    """The body of GET `path`; raises unless the status is 200."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     conn.request("GET", path)
     resp = conn.getresponse()
     body = resp.read()
     conn.close()
-    if resp.status != 200 or len(body) != size:
-        raise RuntimeError(f"GET {path}: status {resp.status}, {len(body)} bytes (want 200, {size})")
+    if resp.status != 200:
+        raise RuntimeError(f"GET {path}: status {resp.status}")
+    return body
+
+
+def check(port, path, size):
+    body = fetch(port, path)
+    if len(body) != size:
+        raise RuntimeError(f"GET {path}: {len(body)} bytes (want {size})")
 
 
 def cpu_sample():
@@ -382,13 +394,14 @@ def slow_clients(server, clients, seconds):
     return (peak[0] - base) / 1024, counter[0] / 2**20, temp[0] / 2**20
 
 
-def machine():
+def machine(wanted=("gunicorn", "uwsgi", "granian", "bjoern")):
+    """The machine, nginx, Python and the `wanted` packages' versions."""
     model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
     versions = subprocess.run([os.path.join(VENV, "bin", "pip"), "freeze"], capture_output=True, text=True).stdout
     nginx_v = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr.strip()
-    wanted = ("gunicorn", "uwsgi", "uWSGI", "granian", "bjoern")
-    pkgs = ", ".join(l for l in versions.split() if l.split("==")[0] in wanted)
+    wanted = {name.lower() for name in wanted}  # pip spells some names with capitals (Hypercorn)
+    pkgs = ", ".join(l for l in versions.split() if l.split("==")[0].lower() in wanted)
     return (f"{model}, {os.cpu_count()} cores, {int(mem) // 1024} MiB; {platform.system()} {platform.release()}; "
             f"{nginx_v}; Python {platform.python_version()} (/usr/bin/python3.11); {pkgs}")
 

@@ -1,0 +1,44 @@
+"""The ASGI app of bench/asgi.py, the same for every server (ngx_wsgi's
+`asgi_pass`, granian, uvicorn, hypercorn):
+
+/hello   13 bytes of text with Content-Length
+/stream  STREAM_CHUNKS x 1 KiB, each its own send with more_body=True (no
+         Content-Length): a server must flush each one, so the case counts
+         what a send costs
+It runs lifespan, as apps built on a framework do: every server then goes
+through its startup and shutdown.
+"""
+
+HELLO = b"Hello, world!"
+KIB = b"a" * 1024
+STREAM_CHUNKS = 64
+STREAM = KIB * STREAM_CHUNKS  # what a client of /stream reads
+TEXT = (b"content-type", b"text/plain")
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        return await lifespan(receive, send)
+    path = scope["path"]
+    if path == "/hello":
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [TEXT, (b"content-length", b"%d" % len(HELLO))]})
+        await send({"type": "http.response.body", "body": HELLO})
+    elif path == "/stream":
+        await send({"type": "http.response.start", "status": 200, "headers": [TEXT]})
+        for _ in range(STREAM_CHUNKS):
+            await send({"type": "http.response.body", "body": KIB, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        await send({"type": "http.response.start", "status": 404, "headers": [TEXT]})
+        await send({"type": "http.response.body", "body": b"not found\n"})
+
+
+async def lifespan(receive, send):
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
