@@ -1,4 +1,5 @@
-"""Settings of the example Django project served through wsgi_pass.
+"""Settings of the example Django project (wsgi_pass: django.conf; asgi_pass:
+django-asgi.conf).
 
 No database: the example shows the request/response path only.
 """

@@ -5,6 +5,7 @@ from . import views
 urlpatterns = [
     path("", views.index, name="index"),
     path("api/items", views.items, name="items"),
+    path("api/overview", views.overview),
     path("form", views.form),
     path("upload", views.upload),
     path("old", views.old),

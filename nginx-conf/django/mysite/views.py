@@ -1,7 +1,9 @@
 """Views of the example Django project: pages, JSON, a form, an upload, a
 redirect, cookies, a streamed response and a protected download (checked by
-t/010-django.t)."""
+t/010-django.t), and an async view (t/028-asgi-frameworks.t serves the
+project through asgi_pass)."""
 
+import asyncio
 import hashlib
 import os
 import time
@@ -26,6 +28,20 @@ def index(request):
 def items(request):
     return JsonResponse({"items": [{"id": 1, "name": "teapot"}],
                          "path": request.path, "script_name": request.META["SCRIPT_NAME"]})
+
+
+async def _lookup(source):
+    await asyncio.sleep(0.05)  # stands in for a database query or an HTTP call
+    return {"source": source, "ok": True}
+
+
+@require_GET
+async def overview(request):
+    """An async view: both lookups wait at once. Under asgi_pass it runs on
+    the worker's event loop, which serves other requests meanwhile; under
+    wsgi_pass Django runs it in an event loop of its own for the call."""
+    parts = await asyncio.gather(_lookup("stock"), _lookup("orders"))
+    return JsonResponse({"parts": parts})
 
 
 # Form posts from other sites are what CSRF protection is for; these two
