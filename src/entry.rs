@@ -352,6 +352,37 @@ fn on_news(handoff: &Arc<Handoff>) {
     }
 }
 
+/// ASGI: the read event of an open WebSocket's connection (in place of
+/// nginx's request handler, which would end the request without a word
+/// when the worker exits): frames, or, when nginx closes the connection
+/// as idle, a close frame saying the server is going away.
+pub extern "C" fn on_websocket_read(ev: *mut ngx_event_t) {
+    // SAFETY: the handler of a WebSocket request's connection: `data` is
+    // the connection, whose `data` is the request, live while it is open.
+    unsafe {
+        let c = (*ev).data as *mut ngx::ffi::ngx_connection_t;
+        let r = (*c).data as *mut ngx_http_request_t;
+        if (*c).close() != 0 {
+            // The module closes it, once nginx has sent the close frame
+            // (nginx's request handler would drop what it holds).
+            (*c).set_close(0);
+            (*c).set_idle(0);
+            guarded(r, "the WebSocket's read handler", || {
+                let ctx = request::get(r)?;
+                let Mode::Asgi(Some(request)) = &mut ctx.mode else {
+                    return Some(Next::Finish(NGX_ERROR as _));
+                };
+                Some(request.going_away().unwrap_or(Next::Finish(NGX_ERROR as _)))
+            });
+            ngx_http_run_posted_requests(c);
+            run_asgi_loop();
+            return;
+        }
+        on_client_read(r);
+        ngx_http_run_posted_requests(c);
+    }
+}
+
 /// ASGI: the asyncio loop has work: its descriptor is readable, its next
 /// timer is due, or callbacks are ready (a posted event).
 pub extern "C" fn on_asgi_loop(_ev: *mut ngx_event_t) {

@@ -133,7 +133,14 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
         interp::import_apps(&main.apps);
         // ASGI apps: the asyncio loop, and their lifespan startup.
         // SAFETY: on the event loop, in init_process, Python started.
-        unsafe { asgi::start_worker(cycle, Some(entry::on_asgi_loop), &main.apps) };
+        unsafe {
+            asgi::start_worker(
+                cycle,
+                Some(entry::on_asgi_loop),
+                Some(entry::on_websocket_read),
+                &main.apps,
+            )
+        };
         // Pool threads, and an app's own threads, reach the event loop
         // through the wake-up.
         // SAFETY: on the event loop, in init_process, with the live cycle.

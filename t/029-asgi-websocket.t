@@ -21,7 +21,7 @@ plan skip_all => "no virtualenv with websockets at $ENV{TEST_NGINX_VENV}"
     if system("$python -c 'import websockets' 2>/dev/null") != 0;
 
 my $ws = 'location /ws/ { asgi_pass asgi_websockets:app; }
-          location /small/ { asgi_websocket_max_message_size 1k; asgi_pass asgi_websockets:sizes_app; }';
+          location /small/ { asgi_websocket_max_message_size 1k; asgi_pass asgi_websockets:app; }';
 
 # Runs a case of ws_client.py; its `name: value` lines as a hash.
 sub client {
@@ -144,6 +144,10 @@ subtest 'nginx -s quit: each open WebSocket gets 1001 (going away), the app hear
         or die 'quit failed';
     ok($ngx->wait_log(qr/\[notice\] .*: exit\n/, 10), 'the worker exited');
     close $holder;
+    open my $f, '<', "$ngx->{root}/idle.out";
+    my $out = do { local $/; <$f> } // '';
+    like($out, qr/^close codes: \[1001, 1001, 1001\]$/m, 'each client got 1001');
+    like($ngx->error_log, qr/\[notice\] .*asgi: app "asgi_websockets:app" stopped \(lifespan\)/, 'lifespan shutdown ran');
     unlike($ngx->error_log, qr/open socket|\[alert\]/, 'no socket left open, no alert');
     $ngx->{stopped} = 1;
 };

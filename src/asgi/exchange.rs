@@ -119,10 +119,20 @@ impl Exchange {
             }
         };
         if closing {
-            let frame = websocket::frame(websocket::OP_CLOSE, &websocket::close_payload(1011, "internal error"));
+            let frame = websocket::frame(
+                websocket::OP_CLOSE,
+                &websocket::close_payload(1011, "internal error"),
+            );
             let (rc, _) = write_chunk(this, PyBytes::new(py, &frame), true);
             this.borrow_mut().complete = true;
-            Exchange::decide(this, Next::Finish(if rc == NGX_ERROR as ngx_int_t { rc } else { ngx::ffi::NGX_OK as _ }));
+            Exchange::decide(
+                this,
+                Next::Finish(if rc == NGX_ERROR as ngx_int_t {
+                    rc
+                } else {
+                    ngx::ffi::NGX_OK as _
+                }),
+            );
             return;
         }
         let rc = if this.borrow().head_sent {
@@ -216,7 +226,9 @@ impl AsgiRequest {
             exchange: exchange.clone(),
         };
         let python = match &call.websocket {
-            Some(key) => gateway::start_websocket(py, channel, call.callable, call.scope, call.index, key)?,
+            Some(key) => {
+                gateway::start_websocket(py, channel, call.callable, call.scope, call.index, key)?
+            }
             None => gateway::start_http(py, channel, call.callable, call.scope, call.index)?,
         };
         gateway::request_started();
@@ -254,7 +266,6 @@ impl AsgiRequest {
     /// that is not complete has lost its client, and the app's task is
     /// cancelled; a receive() waiting gets `http.disconnect`.
     pub fn end_request(&mut self) {
-        let going_away = self.say_going_away();
         let complete = {
             let mut ex = self.exchange.borrow_mut();
             if ex.r.is_null() {
@@ -276,9 +287,6 @@ impl AsgiRequest {
                 ex.body = None;
             }
             if let Some(python) = self.python.take() {
-                if going_away {
-                    deliver_disconnect(py, python.bind(py), 1001, "");
-                }
                 if let Err(e) = python.bind(py).call_method1("close", (complete,)) {
                     interp::log_exception(
                         py,
@@ -296,32 +304,20 @@ impl AsgiRequest {
 }
 
 impl AsgiRequest {
-    /// An open WebSocket whose request nginx ends (the worker exits: nginx
-    /// closes its idle connections): a close frame 1001 (going away), sent
-    /// straight to the socket as far as it takes it. True if one was sent.
-    fn say_going_away(&mut self) -> bool {
-        let mut ex = self.exchange.borrow_mut();
-        let r = ex.r;
-        let Some(ws) = ex.ws.as_mut() else {
-            return false;
-        };
-        if r.is_null() || !ws.open || ws.close_sent {
-            return false;
-        }
-        ws.close_sent = true;
-        // SAFETY: the request (and its connection) live until its pool's
-        // cleanup, which runs this; the frame is a local buffer.
-        unsafe {
-            let c = (*r).connection;
-            if (*c).error() != 0 || ngx::ffi::ngx_exiting == 0 {
-                return false;
-            }
-            let frame = websocket::frame(websocket::OP_CLOSE, &websocket::close_payload(1001, "the server is going away"));
-            if let Some(send) = (*c).send {
-                send(c, frame.as_ptr() as *mut u8, frame.len());
+    /// The worker exits and nginx closes its idle connections: an open
+    /// WebSocket says so (1001, going away), the app hears it, and the
+    /// request ends once nginx has sent the frame.
+    pub fn going_away(&mut self) -> Option<Next> {
+        {
+            let ex = self.exchange.borrow();
+            if !ex.ws.as_ref().is_some_and(|ws| ws.open && !ws.close_sent) || ex.r.is_null() {
+                return None;
             }
         }
-        true
+        Python::attach(|py| {
+            let python = self.python.as_ref()?.clone_ref(py);
+            Some(self.close_with(py, python.bind(py), 1001, "the server is going away"))
+        })
     }
 
     /// A WebSocket's read event: the client's frames, read as far as the
@@ -368,28 +364,42 @@ impl AsgiRequest {
                                 violation.code,
                                 violation.reason
                             );
-                            return Some(self.close_with(py, python, violation.code, &violation.reason));
+                            return Some(self.close_with(
+                                py,
+                                python,
+                                violation.code,
+                                &violation.reason,
+                            ));
                         }
                     }
                 }
-                let n = {
-                    let mut ex = self.exchange.borrow_mut();
-                    let ws = ex.ws.as_mut()?;
-                    let room = ws.reader.room(WS_READ);
+                let n = READ_BUFFER.with(|buffer| {
+                    // One buffer for every WebSocket of the worker: an idle
+                    // one holds none.
+                    let mut buffer = buffer.borrow_mut();
+                    buffer.resize(WS_READ, 0);
                     let recv = (*c).recv?;
-                    let n = recv(c, room.as_mut_ptr(), WS_READ);
-                    ws.reader.filled(WS_READ, n.max(0) as usize);
-                    n
-                };
+                    let n = recv(c, buffer.as_mut_ptr(), WS_READ);
+                    if n > 0 {
+                        let mut ex = self.exchange.borrow_mut();
+                        ex.ws.as_mut()?.reader.feed(&buffer[..n as usize]);
+                    }
+                    Some(n)
+                })?;
                 if n == ngx::ffi::NGX_AGAIN as isize {
-                    if ngx::ffi::ngx_handle_read_event((*c).read, 0) != ngx::ffi::NGX_OK as ngx_int_t {
+                    if ngx::ffi::ngx_handle_read_event((*c).read, 0)
+                        != ngx::ffi::NGX_OK as ngx_int_t
+                    {
                         return Some(Next::Finish(NGX_ERROR as _));
                     }
                     return None;
                 }
                 if n <= 0 {
                     let log = self.exchange.borrow().log;
-                    log_client_gone_as(log, "asgi: the client closed the WebSocket connection without a close frame");
+                    log_client_gone_as(
+                        log,
+                        "asgi: the client closed the WebSocket connection without a close frame",
+                    );
                     deliver_disconnect(py, python, 1006, "");
                     return Some(Next::Finish(ngx::ffi::NGX_HTTP_CLIENT_CLOSED_REQUEST as _));
                 }
@@ -398,19 +408,26 @@ impl AsgiRequest {
     }
 
     /// One event of the client's frames; the request's next, if it ends.
-    fn on_event(&mut self, py: Python<'_>, python: &Bound<'_, PyAny>, event: Event) -> Option<Next> {
+    fn on_event(
+        &mut self,
+        py: Python<'_>,
+        python: &Bound<'_, PyAny>,
+        event: Event,
+    ) -> Option<Next> {
         match event {
             Event::Message { text, data } => {
                 let message = pyo3::types::PyDict::new(py);
-                let filled = message.set_item("type", "websocket.receive").and_then(|()| {
-                    if text {
-                        // Checked UTF-8 by the reader.
-                        let text = String::from_utf8(data).unwrap_or_default();
-                        message.set_item("text", text)
-                    } else {
-                        message.set_item("bytes", PyBytes::new(py, &data))
-                    }
-                });
+                let filled = message
+                    .set_item("type", "websocket.receive")
+                    .and_then(|()| {
+                        if text {
+                            // Checked UTF-8 by the reader.
+                            let text = String::from_utf8(data).unwrap_or_default();
+                            message.set_item("text", text)
+                        } else {
+                            message.set_item("bytes", PyBytes::new(py, &data))
+                        }
+                    });
                 let more = filled
                     .and_then(|()| python.call_method1("deliver", (message,)))
                     .and_then(|more| more.is_truthy());
@@ -423,7 +440,13 @@ impl AsgiRequest {
                         None
                     }
                     Err(e) => {
-                        interp::log_exception(py, &e, &LogTo::Worker, NGX_LOG_ERR as _, "asgi: a WebSocket message");
+                        interp::log_exception(
+                            py,
+                            &e,
+                            &LogTo::Worker,
+                            NGX_LOG_ERR as _,
+                            "asgi: a WebSocket message",
+                        );
                         Some(Next::Finish(NGX_ERROR as _))
                     }
                 }
@@ -440,7 +463,12 @@ impl AsgiRequest {
             Event::Pong => None,
             Event::Close { code, reason } => {
                 let echo = if code == 1005 { 1000 } else { code };
-                let closing = self.exchange.borrow().ws.as_ref().is_some_and(|ws| !ws.close_sent);
+                let closing = self
+                    .exchange
+                    .borrow()
+                    .ws
+                    .as_ref()
+                    .is_some_and(|ws| !ws.close_sent);
                 if closing {
                     let frame = if code == 1005 {
                         websocket::frame(websocket::OP_CLOSE, b"")
@@ -461,7 +489,13 @@ impl AsgiRequest {
 
     /// The server closes the WebSocket (a protocol violation): a close
     /// frame, the app told, the request ended once the frame is out.
-    fn close_with(&mut self, py: Python<'_>, python: &Bound<'_, PyAny>, code: u16, reason: &str) -> Next {
+    fn close_with(
+        &mut self,
+        py: Python<'_>,
+        python: &Bound<'_, PyAny>,
+        code: u16,
+        reason: &str,
+    ) -> Next {
         let frame = websocket::frame(websocket::OP_CLOSE, &websocket::close_payload(code, reason));
         if let Some(ws) = self.exchange.borrow_mut().ws.as_mut() {
             ws.close_sent = true;
@@ -476,6 +510,10 @@ impl AsgiRequest {
 /// How much one read of a WebSocket takes from the socket.
 const WS_READ: usize = 64 * 1024;
 
+thread_local! {
+    static READ_BUFFER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// Tells the app's WebSocket that the connection closed.
 fn deliver_disconnect(py: Python<'_>, python: &Bound<'_, PyAny>, code: u16, reason: &str) {
     let message = pyo3::types::PyDict::new(py);
@@ -485,13 +523,23 @@ fn deliver_disconnect(py: Python<'_>, python: &Bound<'_, PyAny>, code: u16, reas
         .and_then(|()| message.set_item("reason", reason))
         .and_then(|()| python.call_method1("deliver", (message,)));
     if let Err(e) = delivered {
-        interp::log_exception(py, &e, &LogTo::Worker, NGX_LOG_ERR as _, "asgi: a WebSocket's disconnect");
+        interp::log_exception(
+            py,
+            &e,
+            &LogTo::Worker,
+            NGX_LOG_ERR as _,
+            "asgi: a WebSocket's disconnect",
+        );
     }
 }
 
 /// Hands a chunk to nginx's filters, flushed; `end`: the last buffer.
 /// (rc, whether nginx holds more than the client took).
-fn write_chunk(this: &Rc<RefCell<Exchange>>, chunk: Bound<'_, PyBytes>, end: bool) -> (ngx_int_t, bool) {
+fn write_chunk(
+    this: &Rc<RefCell<Exchange>>,
+    chunk: Bound<'_, PyBytes>,
+    end: bool,
+) -> (ngx_int_t, bool) {
     let mut ex = this.borrow_mut();
     if ex.r.is_null() {
         return (NGX_ERROR as _, false);
@@ -522,6 +570,12 @@ fn write_chunk(this: &Rc<RefCell<Exchange>>, chunk: Bound<'_, PyBytes>, end: boo
         ex.kept.push(chunk.unbind());
     }
     ex.kept.release_upto(done);
+    drop(ex);
+    if must_wait && rc != NGX_ERROR as ngx_int_t {
+        // nginx holds what the socket did not take: its write event sends
+        // the rest (and wakes a send() that waits for it).
+        Exchange::decide(this, Next::WaitForClient);
+    }
     (rc, must_wait)
 }
 
@@ -738,7 +792,12 @@ impl Channel {
 
     /// `websocket.accept`: the handshake's 101 with `accept` (the key's
     /// answer), the subprotocol and the app's headers.
-    fn ws_accept(&self, accept: &[u8], subprotocol: Option<&str>, headers: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn ws_accept(
+        &self,
+        accept: &[u8],
+        subprotocol: Option<&str>,
+        headers: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
         let mut fields: Vec<(Vec<u8>, Vec<u8>)> = vec![
             (b"Upgrade".to_vec(), b"websocket".to_vec()),
             (b"Sec-WebSocket-Accept".to_vec(), accept.to_vec()),
@@ -748,7 +807,10 @@ impl Channel {
             check
                 .add_field(b"sec-websocket-protocol", protocol.as_bytes())
                 .map_err(PyValueError::new_err)?;
-            fields.push((b"Sec-WebSocket-Protocol".to_vec(), protocol.as_bytes().to_vec()));
+            fields.push((
+                b"Sec-WebSocket-Protocol".to_vec(),
+                protocol.as_bytes().to_vec(),
+            ));
         }
         for (i, item) in headers.try_iter()?.enumerate() {
             let item = item?;
@@ -773,10 +835,11 @@ impl Channel {
         // SAFETY: the request is live, its header not sent.
         let rc = unsafe { headers_out::send_switching_protocols(r, &fields) };
         // SAFETY: as above; the flush pushes the 101 out now.
-        let rc = if rc == NGX_ERROR as ngx_int_t {
-            rc
+        let (rc, must_wait) = if rc == NGX_ERROR as ngx_int_t {
+            (rc, false)
         } else {
-            unsafe { output::lock(&ex.output).send_queue(true) }
+            let mut out = output::lock(&ex.output);
+            (unsafe { out.send_queue(true) }, out.must_wait())
         };
         if rc == NGX_ERROR as ngx_int_t {
             let log = ex.log;
@@ -798,13 +861,24 @@ impl Channel {
                 }
             }
         }
-        // SAFETY: as above: an idle connection is one nginx may close
-        // when the worker exits; the read event starts the frames.
+        // SAFETY: as above. An idle connection is one nginx closes when the
+        // worker exits, through its read handler: the gateway's, which
+        // says "going away" first. The read event starts the frames.
         unsafe {
             let c = (*r).connection;
             (*r).set_keepalive(0);
             (*c).set_idle(1);
-            ngx::ffi::ngx_post_event((*c).read, std::ptr::addr_of_mut!(ngx::ffi::ngx_posted_events));
+            if let Some(handler) = gateway::websocket_read_handler() {
+                (*(*c).read).handler = Some(handler);
+            }
+            ngx::ffi::ngx_post_event(
+                (*c).read,
+                std::ptr::addr_of_mut!(ngx::ffi::ngx_posted_events),
+            );
+        }
+        drop(ex);
+        if must_wait {
+            Exchange::decide(this, Next::WaitForClient);
         }
         Ok(())
     }
@@ -819,7 +893,11 @@ impl Channel {
         if !open {
             return Err(PyOSError::new_err("the WebSocket is closed"));
         }
-        let opcode = if text { websocket::OP_TEXT } else { websocket::OP_BINARY };
+        let opcode = if text {
+            websocket::OP_TEXT
+        } else {
+            websocket::OP_BINARY
+        };
         let at = websocket::header_len(data.len());
         let frame = PyBytes::new_with(py, at + data.len(), |buf| {
             websocket::write_header(buf, opcode, data.len());
@@ -853,10 +931,20 @@ impl Channel {
                 _ => return Ok(()),
             }
         }
-        let frame = PyBytes::new(py, &websocket::frame(websocket::OP_CLOSE, &websocket::close_payload(code, reason)));
+        let frame = PyBytes::new(
+            py,
+            &websocket::frame(websocket::OP_CLOSE, &websocket::close_payload(code, reason)),
+        );
         let (rc, _) = write_chunk(this, frame, true);
         this.borrow_mut().complete = true;
-        Exchange::decide(this, Next::Finish(if rc == NGX_ERROR as ngx_int_t { NGX_ERROR as _ } else { rc }));
+        Exchange::decide(
+            this,
+            Next::Finish(if rc == NGX_ERROR as ngx_int_t {
+                NGX_ERROR as _
+            } else {
+                rc
+            }),
+        );
         Ok(())
     }
 
@@ -865,7 +953,10 @@ impl Channel {
         let sent = self.exchange.borrow().head_sent;
         if !sent {
             self.exchange.borrow_mut().complete = true;
-            Exchange::decide(&self.exchange, Next::Finish(ngx::ffi::NGX_HTTP_FORBIDDEN as _));
+            Exchange::decide(
+                &self.exchange,
+                Next::Finish(ngx::ffi::NGX_HTTP_FORBIDDEN as _),
+            );
         }
     }
 

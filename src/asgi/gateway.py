@@ -8,6 +8,7 @@ events resolve."""
 import asyncio
 import base64
 import collections
+import functools
 import hashlib
 import http
 import inspect
@@ -72,7 +73,9 @@ class Gateway:
         )
         exchange.task = task
         self.tasks.add(task)
-        task.add_done_callback(exchange.ended)
+        # The callback holds the channel for the task's end: the exchange
+        # lets go of it when nginx is done with the request (see close()).
+        task.add_done_callback(functools.partial(exchange.ended, channel))
         return exchange
 
     def websocket(self, channel, app, scope, index, key):
@@ -87,7 +90,9 @@ class Gateway:
         )
         exchange.task = task
         self.tasks.add(task)
-        task.add_done_callback(exchange.ended)
+        # The callback holds the channel for the task's end: the exchange
+        # lets go of it when nginx is done with the request (see close()).
+        task.add_done_callback(functools.partial(exchange.ended, channel))
         return exchange
 
     def startup(self, index, app, timeout):
@@ -155,7 +160,8 @@ class Lifespan:
                 raise
         finally:
             if not self.started.done():
-                self.started.set_result(("failed", "the app returned without answering lifespan.startup"))
+                # As `if scope["type"] != "http": return` does: no lifespan.
+                self.started.set_result(("unsupported", "it returned without answering lifespan.startup"))
             if not self.stopped.done():
                 self.stopped.set_result(("failed", "the app returned before lifespan.shutdown"))
 
@@ -171,6 +177,36 @@ class Lifespan:
             self.stopped.set_result(("failed", str(message.get("message", ""))))
         else:
             raise RuntimeError(f"unexpected lifespan message {message!r:.200}")
+
+
+class _Closed:
+    """What an exchange calls once nginx is done with its request, in place
+    of the channel: messages go nowhere, a WebSocket send raises."""
+
+    __slots__ = ("was_complete",)
+
+    def __init__(self, complete):
+        self.was_complete = complete
+
+    def read_body(self):
+        return b"", False
+
+    def complete(self):
+        return self.was_complete
+
+    def body(self, chunk, more):
+        return False
+
+    def wait(self, waiter):
+        waiter.set_result(None)
+
+    def ws_send(self, data, text):
+        raise OSError("the WebSocket is closed")
+
+    def _nothing(self, *args):
+        return None
+
+    start = path = trailers = refuse = ws_accept = ws_close = ws_deny = ws_resume = _nothing
 
 
 # Where an HTTP response is.
@@ -214,6 +250,10 @@ class HttpExchange:
         """nginx is done with the request: the response is complete, or the
         client left (or timed out), and then the app's task is cancelled."""
         self.closed = True
+        # The channel lives on the loop's thread only: an app may hand
+        # receive and send (this exchange) to a thread of its own, which
+        # may drop the exchange last.
+        self.channel = _Closed(complete)
         for waiter in self.waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -284,12 +324,12 @@ class HttpExchange:
         else:
             self.refuse(f"unexpected {kind!r} message after {('start', 'body', 'the last body')[state - 1] if state else 'nothing'}")
 
-    def ended(self, task):
+    def ended(self, channel, task):
         self.gateway.tasks.discard(task)
         error = None if task.cancelled() else task.exception()
         if error is not None and error is self.refused:
             error = None
-        self.channel.app_ended(error)
+        channel.app_ended(error)
 
 
 # RFC 6455's key for Sec-WebSocket-Accept.
@@ -313,7 +353,7 @@ class WebSocketExchange:
     ways, the close; or, refused, an HTTP response."""
 
     __slots__ = ("gateway", "channel", "task", "key", "state", "inbox", "waiter",
-                 "paused", "refused", "http", "queued")
+                 "paused", "refused", "http", "queued", "disconnected", "close_code")
 
     def __init__(self, gateway, channel, key):
         self.gateway = gateway
@@ -324,6 +364,10 @@ class WebSocketExchange:
         self.inbox = collections.deque([{"type": "websocket.connect"}])
         # The bytes of the messages in the inbox.
         self.queued = 0
+        # receive() has a websocket.disconnect to give; the code the app
+        # closed with, for the one it gets after its own close.
+        self.disconnected = False
+        self.close_code = 1006
         self.waiter = None
         # nginx stopped reading the client: too many messages not taken.
         self.paused = False
@@ -355,6 +399,7 @@ class WebSocketExchange:
         self.queued += _size(message)
         if message["type"] == "websocket.disconnect":
             self.state = CLOSED
+            self.disconnected = True
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
         if len(self.inbox) >= _WS_INBOX_HIGH or self.queued >= _WS_INBOX_HIGH_BYTES:
@@ -364,9 +409,10 @@ class WebSocketExchange:
     def close(self, complete):
         """nginx is done with the request: the app hears of it (1006 when
         the connection simply went)."""
-        if self.state in (CONNECTING, OPEN):
-            self.deliver({"type": "websocket.disconnect", "code": 1006, "reason": ""})
+        if not self.disconnected:
+            self.deliver({"type": "websocket.disconnect", "code": self.close_code, "reason": ""})
         self.state = CLOSED
+        self.channel = _Closed(complete)
         if self.http is not None:
             self.http.close(complete)
 
@@ -424,6 +470,7 @@ class WebSocketExchange:
             if type(code) is not int or not isinstance(reason, str):
                 self.refuse(f"'websocket.close' takes an int 'code' and a str 'reason', not {code!r:.40} and {reason!r:.40}")
             self.state = CLOSED
+            self.close_code = code
             self.channel.ws_close(code, reason)
         elif state == DENYING and kind == "websocket.http.response.body":
             await self.http.send(dict(message, type="http.response.body"))
@@ -433,9 +480,9 @@ class WebSocketExchange:
         else:
             self.refuse(f"unexpected {kind!r} message on a WebSocket that is {('connecting', 'open', 'closed', 'sending its denial response')[state]}")
 
-    def ended(self, task):
+    def ended(self, channel, task):
         self.gateway.tasks.discard(task)
         error = None if task.cancelled() else task.exception()
         if error is not None and (error is self.refused or (self.http is not None and error is self.http.refused)):
             error = None
-        self.channel.app_ended(error)
+        channel.app_ended(error)

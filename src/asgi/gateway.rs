@@ -51,6 +51,8 @@ struct Gateway {
 
 thread_local! {
     static GATEWAY: RefCell<Option<Gateway>> = const { RefCell::new(None) };
+    /// The read handler of an open WebSocket's connection.
+    static WEBSOCKET_READ: Cell<ngx_event_handler_pt> = const { Cell::new(None) };
     /// Requests in flight: their context is alive.
     static IN_FLIGHT: Cell<usize> = const { Cell::new(0) };
     /// Why an app's lifespan startup failed, by app index.
@@ -63,7 +65,12 @@ thread_local! {
 /// # Safety
 /// Called on the event-loop thread from init_process, with the live cycle,
 /// Python started.
-pub unsafe fn start(cycle: *mut ngx_cycle_t, handler: ngx_event_handler_pt) -> Result<(), String> {
+pub unsafe fn start(
+    cycle: *mut ngx_cycle_t,
+    handler: ngx_event_handler_pt,
+    websocket_read: ngx_event_handler_pt,
+) -> Result<(), String> {
+    WEBSOCKET_READ.with(|h| h.set(websocket_read));
     let log = (*cycle).log;
     let (python, fd) = Python::attach(|py| -> PyResult<(Py<PyAny>, i32)> {
         let code = std::ffi::CString::new(GATEWAY_PY).expect("gateway.py has no NUL");
@@ -127,6 +134,11 @@ pub unsafe fn start(cycle: *mut ngx_cycle_t, handler: ngx_event_handler_pt) -> R
     };
     GATEWAY.with(|g| *g.borrow_mut() = Some(gateway));
     Ok(())
+}
+
+/// The read handler an open WebSocket's connection gets (entry.rs).
+pub fn websocket_read_handler() -> ngx_event_handler_pt {
+    WEBSOCKET_READ.with(Cell::get)
 }
 
 /// Whether the loop runs in this worker.
@@ -225,10 +237,14 @@ pub fn start_websocket(
     app: usize,
     key: &[u8],
 ) -> PyResult<Py<PyAny>> {
-    let gateway = python_gateway(py)
-        .ok_or_else(|| pyo3::exceptions::PyRuntimeError::new_err("the asyncio loop is not running"))?;
+    let gateway = python_gateway(py).ok_or_else(|| {
+        pyo3::exceptions::PyRuntimeError::new_err("the asyncio loop is not running")
+    })?;
     let key = pyo3::types::PyBytes::new(py, key);
-    let exchange = gateway.call_method1("websocket", (Py::new(py, channel)?, callable, scope, app, key))?;
+    let exchange = gateway.call_method1(
+        "websocket",
+        (Py::new(py, channel)?, callable, scope, app, key),
+    )?;
     Ok(exchange.unbind())
 }
 

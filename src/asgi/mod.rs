@@ -104,13 +104,14 @@ pub unsafe fn start(
 pub unsafe fn start_worker(
     cycle: *mut ngx::ffi::ngx_cycle_t,
     handler: ngx::ffi::ngx_event_handler_pt,
+    websocket_read: ngx::ffi::ngx_event_handler_pt,
     apps: &[AppSpec],
 ) {
     if !apps.iter().any(|a| a.interface == Interface::Asgi) {
         return;
     }
     let log = (*cycle).log;
-    if let Err(e) = gateway::start(cycle, handler) {
+    if let Err(e) = gateway::start(cycle, handler, websocket_read) {
         ngx_log_error!(
             NGX_LOG_ALERT,
             log,

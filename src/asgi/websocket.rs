@@ -7,11 +7,17 @@
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
     /// A whole message (its fragments joined).
-    Message { text: bool, data: Vec<u8> },
+    Message {
+        text: bool,
+        data: Vec<u8>,
+    },
     Ping(Vec<u8>),
     Pong,
     /// The client's close frame: its code (1005: none given) and reason.
-    Close { code: u16, reason: String },
+    Close {
+        code: u16,
+        reason: String,
+    },
 }
 
 /// Why the connection must close: the close code and its reason.
@@ -63,35 +69,30 @@ impl FrameReader {
         }
     }
 
-    /// Where the next bytes from the socket go: `n` bytes of room at the
-    /// end of the buffer (`filled` says how many were written).
-    pub fn room(&mut self, n: usize) -> &mut [u8] {
-        if self.start > 0 && self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-        } else if self.start > 64 * 1024 && self.start * 2 > self.buf.len() {
+    /// Bytes from the socket, as they came.
+    pub fn feed(&mut self, data: &[u8]) {
+        if self.start > 64 * 1024 && self.start * 2 > self.buf.len() {
+            // What was parsed goes, once it is most of the buffer.
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        let len = self.buf.len();
-        self.buf.resize(len + n, 0);
-        &mut self.buf[len..]
+        self.buf.extend_from_slice(data);
     }
 
-    /// After `room(n)`: `filled` of the `n` bytes are data.
-    pub fn filled(&mut self, n: usize, filled: usize) {
-        let len = self.buf.len();
-        self.buf.truncate(len - n + filled.min(n));
-    }
-
-    pub fn feed(&mut self, data: &[u8]) {
-        self.room(data.len()).copy_from_slice(data);
+    /// An idle connection keeps no buffer: its memory goes back once
+    /// everything read is parsed.
+    fn let_go(&mut self) {
+        if self.start == self.buf.len() && self.buf.capacity() > 4096 {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
     }
 
     /// The next event of the bytes fed so far; None until a frame is whole.
     pub fn next(&mut self) -> Result<Option<Event>, Violation> {
         loop {
             let Some(frame) = self.frame()? else {
+                self.let_go();
                 return Ok(None);
             };
             if let Some(event) = self.event(frame)? {
@@ -108,7 +109,10 @@ impl FrameReader {
         }
         let (fin, rsv, opcode) = (b[0] & 0x80 != 0, b[0] & 0x70, b[0] & 0x0F);
         if rsv != 0 {
-            return Err(violation(PROTOCOL_ERROR, "reserved bits set (no extension was negotiated)"));
+            return Err(violation(
+                PROTOCOL_ERROR,
+                "reserved bits set (no extension was negotiated)",
+            ));
         }
         if b[1] & 0x80 == 0 {
             return Err(violation(PROTOCOL_ERROR, "a client frame must be masked"));
@@ -125,12 +129,18 @@ impl FrameReader {
         };
         let control = opcode & 0x8 != 0;
         if control && (len > 125 || !fin) {
-            return Err(violation(PROTOCOL_ERROR, "a control frame must be whole and at most 125 bytes"));
+            return Err(violation(
+                PROTOCOL_ERROR,
+                "a control frame must be whole and at most 125 bytes",
+            ));
         }
         if !control && self.message.len() as u64 + len > self.max_message as u64 {
             return Err(violation(
                 TOO_BIG,
-                format!("a message over {} bytes (asgi_websocket_max_message_size)", self.max_message),
+                format!(
+                    "a message over {} bytes (asgi_websocket_max_message_size)",
+                    self.max_message
+                ),
             ));
         }
         let total = at as u64 + 4 + len;
@@ -150,14 +160,20 @@ impl FrameReader {
 
     /// What a frame means: control frames at once, data frames when their
     /// message is whole.
-    fn event(&mut self, (fin, opcode, payload): (bool, u8, Vec<u8>)) -> Result<Option<Event>, Violation> {
+    fn event(
+        &mut self,
+        (fin, opcode, payload): (bool, u8, Vec<u8>),
+    ) -> Result<Option<Event>, Violation> {
         match opcode {
             OP_PING => Ok(Some(Event::Ping(payload))),
             OP_PONG => Ok(Some(Event::Pong)),
             OP_CLOSE => close_event(&payload).map(Some),
             OP_TEXT | OP_BINARY => {
                 if self.message_text.is_some() {
-                    return Err(violation(PROTOCOL_ERROR, "a new message began inside a fragmented one"));
+                    return Err(violation(
+                        PROTOCOL_ERROR,
+                        "a new message began inside a fragmented one",
+                    ));
                 }
                 let text = opcode == OP_TEXT;
                 if fin {
@@ -169,7 +185,10 @@ impl FrameReader {
             }
             OP_CONTINUATION => {
                 let Some(text) = self.message_text else {
-                    return Err(violation(PROTOCOL_ERROR, "a continuation frame without a message to continue"));
+                    return Err(violation(
+                        PROTOCOL_ERROR,
+                        "a continuation frame without a message to continue",
+                    ));
                 };
                 self.message.extend_from_slice(&payload);
                 if !fin {
@@ -178,7 +197,10 @@ impl FrameReader {
                 self.message_text = None;
                 message(text, std::mem::take(&mut self.message)).map(Some)
             }
-            other => Err(violation(PROTOCOL_ERROR, format!("unknown opcode {other:#x}"))),
+            other => Err(violation(
+                PROTOCOL_ERROR,
+                format!("unknown opcode {other:#x}"),
+            )),
         }
     }
 }
@@ -202,7 +224,10 @@ fn close_event(payload: &[u8]) -> Result<Event, Violation> {
             // Codes a peer may send (RFC 6455 7.4).
             let valid = matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999);
             if !valid {
-                return Err(violation(PROTOCOL_ERROR, format!("close code {code} is not one a client may send")));
+                return Err(violation(
+                    PROTOCOL_ERROR,
+                    format!("close code {code} is not one a client may send"),
+                ));
             }
             let reason = std::str::from_utf8(reason)
                 .map_err(|_| violation(INVALID_DATA, "a close reason that is not UTF-8"))?;
@@ -298,7 +323,13 @@ mod tests {
             if i + 1 < bytes.len() {
                 assert_eq!(got, None);
             } else {
-                assert_eq!(got, Some(Event::Message { text: true, data: "héllo".as_bytes().to_vec() }));
+                assert_eq!(
+                    got,
+                    Some(Event::Message {
+                        text: true,
+                        data: "héllo".as_bytes().to_vec()
+                    })
+                );
             }
         }
     }
@@ -311,7 +342,13 @@ mod tests {
         r.feed(&client(false, OP_CONTINUATION, b"cd"));
         r.feed(&client(true, OP_CONTINUATION, b"e"));
         assert_eq!(r.next().unwrap(), Some(Event::Ping(b"p".to_vec())));
-        assert_eq!(r.next().unwrap(), Some(Event::Message { text: false, data: b"abcde".to_vec() }));
+        assert_eq!(
+            r.next().unwrap(),
+            Some(Event::Message {
+                text: false,
+                data: b"abcde".to_vec()
+            })
+        );
         assert_eq!(r.next().unwrap(), None);
     }
 
@@ -321,16 +358,28 @@ mod tests {
         let big = vec![7u8; 70_000];
         r.feed(&client(true, OP_BINARY, &vec![1u8; 300]));
         r.feed(&client(true, OP_BINARY, &big));
-        assert_eq!(r.next().unwrap(), Some(Event::Message { text: false, data: vec![1u8; 300] }));
-        assert_eq!(r.next().unwrap(), Some(Event::Message { text: false, data: big }));
+        assert_eq!(
+            r.next().unwrap(),
+            Some(Event::Message {
+                text: false,
+                data: vec![1u8; 300]
+            })
+        );
+        assert_eq!(
+            r.next().unwrap(),
+            Some(Event::Message {
+                text: false,
+                data: big
+            })
+        );
     }
 
     #[test]
     fn violations() {
         let cases: Vec<(Vec<u8>, u16)> = vec![
-            (vec![0x81, 0x01, b'x'], PROTOCOL_ERROR),           // unmasked
-            (client(true, 0x1 | 0x40, b"x"), PROTOCOL_ERROR),   // RSV1
-            (client(false, OP_PING, b"x"), PROTOCOL_ERROR),     // fragmented control
+            (vec![0x81, 0x01, b'x'], PROTOCOL_ERROR),         // unmasked
+            (client(true, 0x1 | 0x40, b"x"), PROTOCOL_ERROR), // RSV1
+            (client(false, OP_PING, b"x"), PROTOCOL_ERROR),   // fragmented control
             (client(true, OP_CONTINUATION, b"x"), PROTOCOL_ERROR),
             (client(true, OP_TEXT, &[0xff, 0xfe]), INVALID_DATA),
             (client(true, OP_CLOSE, &[0x03, 0xe8, 0xff]), INVALID_DATA),
@@ -350,8 +399,20 @@ mod tests {
         let mut r = FrameReader::new(10);
         r.feed(&client(true, OP_CLOSE, &[0x03, 0xe8, b'b', b'y', b'e']));
         r.feed(&client(true, OP_CLOSE, b""));
-        assert_eq!(r.next().unwrap(), Some(Event::Close { code: 1000, reason: "bye".into() }));
-        assert_eq!(r.next().unwrap(), Some(Event::Close { code: 1005, reason: String::new() }));
+        assert_eq!(
+            r.next().unwrap(),
+            Some(Event::Close {
+                code: 1000,
+                reason: "bye".into()
+            })
+        );
+        assert_eq!(
+            r.next().unwrap(),
+            Some(Event::Close {
+                code: 1005,
+                reason: String::new()
+            })
+        );
         assert_eq!(close_payload(1000, "ok"), vec![0x03, 0xe8, b'o', b'k']);
         assert_eq!(close_payload(1000, &"é".repeat(100)).len(), 2 + 122);
         assert!(close_payload(1006, "x").is_empty());
@@ -361,6 +422,9 @@ mod tests {
     fn server_frames() {
         assert_eq!(frame(OP_TEXT, b"hi"), vec![0x81, 2, b'h', b'i']);
         assert_eq!(&frame(OP_BINARY, &[0; 200])[..4], &[0x82, 126, 0, 200]);
-        assert_eq!(&frame(OP_BINARY, &vec![0; 70_000])[..10], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+        assert_eq!(
+            &frame(OP_BINARY, &vec![0; 70_000])[..10],
+            &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]
+        );
     }
 }

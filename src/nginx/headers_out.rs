@@ -41,7 +41,10 @@ pub unsafe fn send_head(
 ///
 /// # Safety
 /// `r` must be a live HTTP/1.1 request whose header has not been sent.
-pub unsafe fn send_switching_protocols(r: *mut ngx_http_request_t, fields: &[(Vec<u8>, Vec<u8>)]) -> ngx_int_t {
+pub unsafe fn send_switching_protocols(
+    r: *mut ngx_http_request_t,
+    fields: &[(Vec<u8>, Vec<u8>)],
+) -> ngx_int_t {
     (*r).headers_out.status = ngx::ffi::NGX_HTTP_SWITCHING_PROTOCOLS as _;
     (*r).headers_out.content_length_n = -1;
     (*r).set_header_only(0);

@@ -213,6 +213,7 @@ async def idle(n):
     for ws in sockets:
         await ws.close()
     say("closed", len(sockets))
+    say("close codes", sorted(int(ws.close_code) for ws in sockets))
 
 
 CASES = {
