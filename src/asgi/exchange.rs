@@ -63,6 +63,8 @@ pub struct Exchange {
     waiter: Option<Py<PyAny>>,
     /// What the request does next, for the gateway to settle after the step.
     next: Option<Next>,
+    /// The response failed (logged): the app's end adds nothing.
+    failed: bool,
     /// A WebSocket request: its connection's state.
     ws: Option<Ws>,
     called: Instant,
@@ -108,6 +110,7 @@ impl Exchange {
     /// The response cannot go on: 500 before the head, cut after it; an
     /// open WebSocket closes with 1011 (internal error).
     fn fail(py: Python<'_>, this: &Rc<RefCell<Exchange>>) {
+        this.borrow_mut().failed = true;
         let closing = {
             let mut ex = this.borrow_mut();
             match ex.ws.as_mut() {
@@ -213,6 +216,7 @@ impl AsgiRequest {
             complete: false,
             waiter: None,
             next: None,
+            failed: false,
             ws: call.websocket.as_ref().map(|_| Ws {
                 reader: FrameReader::new(call.max_message),
                 open: false,
@@ -286,20 +290,26 @@ impl AsgiRequest {
                 ex.waiter = None;
                 ex.body = None;
             }
-            if let Some(python) = self.python.take() {
-                if let Err(e) = python.bind(py).call_method1("close", (complete,)) {
-                    interp::log_exception(
-                        py,
-                        &e,
-                        &LogTo::Worker,
-                        NGX_LOG_ERR as _,
-                        "asgi: ending a request failed",
-                    );
-                }
+            let Some(python) = self.python.take() else {
+                return;
+            };
+            match python
+                .bind(py)
+                .call_method1("close", (complete,))
+                .and_then(|woke| woke.is_truthy())
+            {
+                // A cancellation or a disconnect: they run at the next step.
+                Ok(true) => gateway::step_soon(),
+                Ok(false) => {}
+                Err(e) => interp::log_exception(
+                    py,
+                    &e,
+                    &LogTo::Worker,
+                    NGX_LOG_ERR as _,
+                    "asgi: ending a request failed",
+                ),
             }
         });
-        // The cancellation and the disconnect run at the next step.
-        gateway::step_soon();
     }
 }
 
@@ -1012,7 +1022,7 @@ impl Channel {
             }
             return;
         }
-        if gone || complete {
+        if gone || complete || this.borrow().failed {
             return;
         }
         let ws_open = this.borrow().ws.as_ref().map(|ws| ws.open);

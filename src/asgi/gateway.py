@@ -6,18 +6,42 @@ the app's messages and hand them to nginx through the request's Channel
 events resolve."""
 
 import asyncio
+import asyncio.events
 import base64
 import collections
-import functools
 import hashlib
 import http
 import inspect
+import select
 import selectors
+import sys
+import threading
 
 # ASGI's own version and the HTTP spec version this server follows.
 ASGI = {"version": "3.0", "spec_version": "2.4"}
 
 _PHRASES = {s.value: s.phrase for s in http.HTTPStatus}
+
+
+async def _run(exchange, app, scope, channel):
+    """One request's task: the app's call, then its end told to the channel
+    in the same step (a done callback would take another round)."""
+    error = None
+    try:
+        await _call(app, scope, exchange.receive, exchange.send)
+    except asyncio.CancelledError:
+        # nginx ended the request: the client is gone.
+        exchange.gateway.tasks.discard(exchange.task)
+        raise
+    except BaseException as e:
+        error = e
+        if not isinstance(e, Exception):
+            exchange.gateway.tasks.discard(exchange.task)
+            raise
+    exchange.gateway.tasks.discard(exchange.task)
+    if error is not None and exchange.raised_by_send(error):
+        error = None
+    channel.app_ended(error)
 
 
 def _call(app, scope, receive, send):
@@ -35,12 +59,40 @@ def _call(app, scope, receive, send):
     return result
 
 
+# Rounds of the loop one step may run while callbacks keep becoming ready;
+# then nginx's other connections get their turn.
+STEP_ITERATIONS = 4
+
+
+class _CountingSelector(selectors.EpollSelector):
+    """The loop's selector, noting whether a step found I/O events."""
+
+    saw_events = False
+
+    def select(self, timeout=None):
+        ready = super().select(timeout)
+        if ready:
+            self.saw_events = True
+        return ready
+
+
 class Gateway:
     """The worker's one event loop and what runs on it."""
 
     def __init__(self):
-        self.loop = asyncio.SelectorEventLoop(selectors.EpollSelector())
+        self.selector = _CountingSelector()
+        self.loop = asyncio.SelectorEventLoop(self.selector)
         asyncio.set_event_loop(self.loop)
+        # Whether the selector's descriptor still has events after a step
+        # (nginx watches it edge-triggered).
+        self.probe = select.poll()
+        self.probe.register(self.selector.fileno(), select.POLLIN)
+        # As run_forever() sets them, once: async generators an app leaves
+        # are finalized on this loop.
+        sys.set_asyncgen_hooks(
+            firstiter=self.loop._asyncgen_firstiter_hook,
+            finalizer=self.loop._asyncgen_finalizer_hook,
+        )
         # Tasks of requests: asyncio keeps only weak references to them.
         self.tasks = set()
         self.lifespans = {}
@@ -50,13 +102,30 @@ class Gateway:
         return self.loop._selector.fileno()
 
     def step(self):
-        """Runs what is ready, once (the selector polled without waiting);
-        then the seconds until the loop has work again: 0.0 now, None
-        when only I/O (the descriptor) can bring it."""
+        """Runs what is ready (the selector polled without waiting), for up
+        to STEP_ITERATIONS rounds while callbacks become ready (a task's
+        end, its done callbacks); then the seconds until the loop has work
+        again: 0.0 now, None when only I/O (the descriptor) can bring it.
+
+        What run_forever() does around _run_once(), less what a step does
+        not need each time (the async generator hooks are set once)."""
         loop = self.loop
-        loop.stop()
-        loop.run_forever()
-        if loop._ready:
+        selector = self.selector
+        selector.saw_events = False
+        loop._thread_id = threading.get_ident()
+        asyncio.events._set_running_loop(loop)
+        try:
+            for _ in range(STEP_ITERATIONS):
+                # _run_once() polls without waiting while stopping.
+                loop._stopping = True
+                loop._run_once()
+                if not loop._ready:
+                    break
+        finally:
+            loop._stopping = False
+            loop._thread_id = None
+            asyncio.events._set_running_loop(None)
+        if loop._ready or (selector.saw_events and self.probe.poll(0)):
             return 0.0
         if loop._scheduled:
             return max(0.0, loop._scheduled[0].when() - loop.time())
@@ -64,35 +133,22 @@ class Gateway:
 
     def http(self, channel, app, scope, index):
         """Starts request `channel` (its task runs at the next step)."""
-        lifespan = self.lifespans.get(index)
-        if lifespan is not None:
-            scope["state"] = lifespan.state.copy()
-        exchange = HttpExchange(self, channel)
-        task = self.loop.create_task(
-            exchange.run(app, scope), name=f"asgi {scope['method']} {scope['path']}"
-        )
-        exchange.task = task
-        self.tasks.add(task)
-        # The callback holds the channel for the task's end: the exchange
-        # lets go of it when nginx is done with the request (see close()).
-        task.add_done_callback(functools.partial(exchange.ended, channel))
-        return exchange
+        return self._start(HttpExchange(self, channel), channel, app, scope, index)
 
     def websocket(self, channel, app, scope, index, key):
         """Starts WebSocket request `channel`; `key` is its
         Sec-WebSocket-Key."""
+        return self._start(WebSocketExchange(self, channel, key), channel, app, scope, index)
+
+    def _start(self, exchange, channel, app, scope, index):
         lifespan = self.lifespans.get(index)
         if lifespan is not None:
             scope["state"] = lifespan.state.copy()
-        exchange = WebSocketExchange(self, channel, key)
-        task = self.loop.create_task(
-            exchange.run(app, scope), name=f"asgi websocket {scope['path']}"
-        )
+        # The task holds the channel for its end; the exchange lets go of
+        # it when nginx is done with the request (see close()).
+        task = self.loop.create_task(exchange.run(app, scope, channel))
         exchange.task = task
         self.tasks.add(task)
-        # The callback holds the channel for the task's end: the exchange
-        # lets go of it when nginx is done with the request (see close()).
-        task.add_done_callback(functools.partial(exchange.ended, channel))
         return exchange
 
     def startup(self, index, app, timeout):
@@ -232,8 +288,8 @@ class HttpExchange:
         # The error send() raised for a bad message (logged already).
         self.refused = None
 
-    async def run(self, app, scope):
-        await _call(app, scope, self.receive, self.send)
+    async def run(self, app, scope, channel):
+        await _run(self, app, scope, channel)
 
     async def receive(self):
         if self.body_left and not self.closed:
@@ -254,12 +310,21 @@ class HttpExchange:
         # receive and send (this exchange) to a thread of its own, which
         # may drop the exchange last.
         self.channel = _Closed(complete)
+        woke = False
         for waiter in self.waiters:
             if not waiter.done():
                 waiter.set_result(None)
+                woke = True
         self.waiters.clear()
         if not complete and self.task is not None and not self.task.done():
             self.task.cancel()
+            woke = True
+        return woke
+
+    def raised_by_send(self, error):
+        """Whether `error` is what send() raised for a bad message (and
+        logged)."""
+        return error is self.refused
 
     def refuse(self, text):
         """A message nginx cannot send: the response ends (500, or cut
@@ -324,12 +389,6 @@ class HttpExchange:
         else:
             self.refuse(f"unexpected {kind!r} message after {('start', 'body', 'the last body')[state - 1] if state else 'nothing'}")
 
-    def ended(self, channel, task):
-        self.gateway.tasks.discard(task)
-        error = None if task.cancelled() else task.exception()
-        if error is not None and error is self.refused:
-            error = None
-        channel.app_ended(error)
 
 
 # RFC 6455's key for Sec-WebSocket-Accept.
@@ -375,8 +434,8 @@ class WebSocketExchange:
         # The denial response, as an HTTP exchange sends it.
         self.http = None
 
-    async def run(self, app, scope):
-        await _call(app, scope, self.receive, self.send)
+    async def run(self, app, scope, channel):
+        await _run(self, app, scope, channel)
 
     async def receive(self):
         while not self.inbox:
@@ -409,12 +468,18 @@ class WebSocketExchange:
     def close(self, complete):
         """nginx is done with the request: the app hears of it (1006 when
         the connection simply went)."""
+        woke = False
         if not self.disconnected:
             self.deliver({"type": "websocket.disconnect", "code": self.close_code, "reason": ""})
+            woke = True
         self.state = CLOSED
         self.channel = _Closed(complete)
         if self.http is not None:
-            self.http.close(complete)
+            woke |= self.http.close(complete)
+        return woke
+
+    def raised_by_send(self, error):
+        return error is self.refused or (self.http is not None and self.http.raised_by_send(error))
 
     def refuse(self, text):
         self.channel.refuse(text)
@@ -479,10 +544,3 @@ class WebSocketExchange:
                 raise OSError(f"{kind!r} sent on a closed WebSocket")
         else:
             self.refuse(f"unexpected {kind!r} message on a WebSocket that is {('connecting', 'open', 'closed', 'sending its denial response')[state]}")
-
-    def ended(self, channel, task):
-        self.gateway.tasks.discard(task)
-        error = None if task.cancelled() else task.exception()
-        if error is not None and (error is self.refused or (self.http is not None and error is self.http.refused)):
-            error = None
-        channel.app_ended(error)

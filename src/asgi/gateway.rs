@@ -253,7 +253,19 @@ pub fn request_started() {
 }
 
 pub fn request_ended() {
-    IN_FLIGHT.with(|n| n.set(n.get().saturating_sub(1)));
+    let left = IN_FLIGHT.with(|n| {
+        n.set(n.get().saturating_sub(1));
+        n.get()
+    });
+    if left == 0 {
+        // The loop's timer no longer keeps an exiting worker waiting.
+        GATEWAY.with(|g| {
+            if let Some(g) = g.borrow().as_ref() {
+                // SAFETY: the event lives for the worker's life; event loop.
+                unsafe { (*g.timer).set_cancelable(1) };
+            }
+        });
+    }
 }
 
 /// Runs one step of the loop now; what its requests do next.
@@ -308,7 +320,9 @@ fn schedule(next: Option<f64>) {
         // SAFETY: the events and connection live for the worker's life;
         // this is the event loop.
         unsafe {
-            let ready = next == Some(0.0) || readable((*g.connection).fd);
+            // gateway.py says 0.0 for callbacks ready and for events the
+            // selector's descriptor still has (nginx watches it edge-triggered).
+            let ready = next == Some(0.0);
             if ready && (*g.posted).posted() == 0 {
                 // After the next poll: other connections get their turn.
                 ngx_post_event(g.posted, addr_of_mut!(ngx_posted_next_events));
@@ -333,18 +347,6 @@ fn schedule(next: Option<f64>) {
             }
         }
     });
-}
-
-/// Whether the loop's epoll descriptor has events waiting: nginx watches
-/// it edge-triggered, and a step may leave some.
-fn readable(fd: i32) -> bool {
-    let mut pfd = libc::pollfd {
-        fd,
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one pollfd on the stack, no waiting.
-    unsafe { libc::poll(&mut pfd, 1, 0) == 1 }
 }
 
 /// At the worker's exit: lifespan.shutdown to the apps that started, the
