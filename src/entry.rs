@@ -391,7 +391,7 @@ pub extern "C" fn on_asgi_loop(_ev: *mut ngx_event_t) {
 
 /// Runs a step of the asyncio loop and settles what its requests do next.
 fn run_asgi_loop() {
-    let decided = guard::catch(gateway::step);
+    let decided = guard::catch(asgi::step);
     match decided {
         Ok(decided) => {
             for (r, next) in decided {

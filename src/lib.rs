@@ -1,5 +1,5 @@
-//! ngx_http_wsgi_module: runs Python WSGI (PEP 3333) applications inside
-//! nginx worker processes. docs/ARCHITECTURE.md draws the whole; in short,
+//! ngx_http_wsgi_module: runs Python WSGI (PEP 3333) and ASGI 3.0
+//! applications inside nginx worker processes. docs/ARCHITECTURE.md draws the whole; in short,
 //! the layers from the top:
 //!
 //! - `module` (what nginx loads: directives, worker start and exit) and
@@ -8,6 +8,8 @@
 //! - `request` (a request's context and states; `settle` moves them);
 //! - `inline` and `threads` (where the app runs: on the event loop, or on a
 //!   pool thread with a hand-off back to it), which only schedule;
+//! - `asgi` (ASGI apps on the worker's asyncio loop, which nginx's event
+//!   loop steps; WebSocket);
 //! - `nginx` (the event loop's side: CGI variables and body from the
 //!   request, head and chunks into nginx's output, waiting for the client)
 //!   and `wsgi` (the Python side: CPython, the environ, the response

@@ -235,6 +235,16 @@ class Lifespan:
             raise RuntimeError(f"unexpected lifespan message {message!r:.200}")
 
 
+def _refuse(exchange, text, state):
+    """A message nginx cannot send: the response ends (500, or cut once the
+    head is out; a WebSocket closes with 1011), error_log says why, and the
+    app gets the error from send()."""
+    exchange.channel.refuse(text)
+    exchange.state = state
+    exchange.refused = RuntimeError(text)
+    raise exchange.refused
+
+
 class _Closed:
     """What an exchange calls once nginx is done with its request, in place
     of the channel: messages go nowhere, a WebSocket send raises."""
@@ -327,12 +337,7 @@ class HttpExchange:
         return error is self.refused
 
     def refuse(self, text):
-        """A message nginx cannot send: the response ends (500, or cut
-        once the head is out) and the app gets the error."""
-        self.channel.refuse(text)
-        self.state = DONE
-        self.refused = RuntimeError(text)
-        raise self.refused
+        _refuse(self, text, DONE)
 
     async def send(self, message):
         if not isinstance(message, dict):
@@ -482,10 +487,7 @@ class WebSocketExchange:
         return error is self.refused or (self.http is not None and self.http.raised_by_send(error))
 
     def refuse(self, text):
-        self.channel.refuse(text)
-        self.state = CLOSED
-        self.refused = RuntimeError(text)
-        raise self.refused
+        _refuse(self, text, CLOSED)
 
     async def send(self, message):
         if not isinstance(message, dict):

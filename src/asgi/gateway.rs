@@ -15,16 +15,14 @@ use std::ptr::addr_of_mut;
 
 use ngx::ffi::{
     ngx_add_timer, ngx_close_connection, ngx_connection_t, ngx_cycle_t, ngx_del_timer,
-    ngx_event_handler_pt, ngx_event_t, ngx_get_connection, ngx_handle_read_event,
-    ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_post_event, ngx_posted_events,
-    ngx_posted_next_events, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_OK,
+    ngx_event_handler_pt, ngx_event_t, ngx_get_connection, ngx_handle_read_event, ngx_int_t,
+    ngx_log_t, ngx_post_event, ngx_posted_events, ngx_posted_next_events, NGX_LOG_ALERT,
+    NGX_LOG_ERR, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_OK,
 };
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
-use super::exchange::{self, Channel};
 use crate::errlog::LogTo;
-use crate::next::Next;
 use crate::wsgi::interp;
 
 /// The Python side, compiled into a module of its own at start.
@@ -215,7 +213,7 @@ fn python_gateway(py: Python<'_>) -> Option<Bound<'_, PyAny>> {
 /// Creates the task of one HTTP request; gateway.py's HttpExchange.
 pub fn start_http(
     py: Python<'_>,
-    channel: Channel,
+    channel: Bound<'_, PyAny>,
     callable: Bound<'_, PyAny>,
     scope: Bound<'_, PyAny>,
     app: usize,
@@ -223,7 +221,7 @@ pub fn start_http(
     let gateway = python_gateway(py).ok_or_else(|| {
         pyo3::exceptions::PyRuntimeError::new_err("the asyncio loop is not running")
     })?;
-    let exchange = gateway.call_method1("http", (Py::new(py, channel)?, callable, scope, app))?;
+    let exchange = gateway.call_method1("http", (channel, callable, scope, app))?;
     Ok(exchange.unbind())
 }
 
@@ -231,7 +229,7 @@ pub fn start_http(
 /// WebSocketExchange. `key`: the client's Sec-WebSocket-Key.
 pub fn start_websocket(
     py: Python<'_>,
-    channel: Channel,
+    channel: Bound<'_, PyAny>,
     callable: Bound<'_, PyAny>,
     scope: Bound<'_, PyAny>,
     app: usize,
@@ -241,10 +239,7 @@ pub fn start_websocket(
         pyo3::exceptions::PyRuntimeError::new_err("the asyncio loop is not running")
     })?;
     let key = pyo3::types::PyBytes::new(py, key);
-    let exchange = gateway.call_method1(
-        "websocket",
-        (Py::new(py, channel)?, callable, scope, app, key),
-    )?;
+    let exchange = gateway.call_method1("websocket", (channel, callable, scope, app, key))?;
     Ok(exchange.unbind())
 }
 
@@ -268,8 +263,9 @@ pub fn request_ended() {
     }
 }
 
-/// Runs one step of the loop now; what its requests do next.
-pub fn step() -> Vec<(*mut ngx_http_request_t, Next)> {
+/// Runs one step of the loop now (what its requests do next is then in
+/// `exchange::take_decided`).
+pub fn step() {
     let next = Python::attach(|py| {
         let gateway = python_gateway(py)?;
         match gateway
@@ -291,7 +287,6 @@ pub fn step() -> Vec<(*mut ngx_http_request_t, Next)> {
         }
     });
     schedule(next.flatten());
-    exchange::take_decided()
 }
 
 /// A step at the next turn of nginx's loop (a request ended: its task is

@@ -23,6 +23,13 @@ use crate::wsgi::interp;
 use exchange::AppCall;
 pub use exchange::AsgiRequest;
 
+/// Runs a step of the worker's asyncio loop; what the requests it moved
+/// do next, each once.
+pub fn step() -> Vec<(*mut ngx_http_request_t, Next)> {
+    gateway::step();
+    exchange::take_decided()
+}
+
 /// The request body is read: starts the app's task. The caller runs a
 /// step of the loop next, which calls the app.
 ///
