@@ -8,3 +8,4 @@ pub use crate::nginx::cgi::{add_headers, mounted_path};
 pub use crate::vars::{VarName, Vars};
 pub use crate::wsgi::environ::cgi_name;
 pub use crate::wsgi::start_response::Head;
+pub use crate::asgi::websocket::{Event, FrameReader};

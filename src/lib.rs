@@ -1,6 +1,6 @@
 //! ngx_http_wsgi_module: runs Python WSGI (PEP 3333) and ASGI 3.0
-//! applications inside nginx worker processes. docs/ARCHITECTURE.md draws the whole; in short,
-//! the layers from the top:
+//! applications inside nginx worker processes. docs/ARCHITECTURE.md draws
+//! the whole; in short, the layers from the top:
 //!
 //! - `module` (what nginx loads: directives, worker start and exit) and
 //!   `entry` (every function nginx calls for a request), both through the
@@ -16,7 +16,7 @@
 //!   driver that both modes share);
 //! - at the bottom `config`, `vars`, `errlog`, `event_loop`, `test_hooks`.
 
-mod asgi;
+pub(crate) mod asgi;
 mod config;
 mod entry;
 mod errlog;

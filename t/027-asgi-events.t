@@ -3,7 +3,8 @@
 # the app's send() (nginx holds a bounded amount); a client that leaves
 # cancels the app's task; trailers reach the client; a graceful quit lets
 # a stream end whole and runs lifespan.shutdown; an app that blocks the
-# loop stalls the worker, as documented.
+# loop stalls the worker, as documented; an idle worker uses no CPU;
+# wsgi_status counts ASGI requests.
 use strict;
 use warnings;
 use FindBin;
@@ -91,6 +92,35 @@ subtest 'an app that blocks the loop stalls the worker (documented): a request b
     cmp_ok($took, '>', 0.5, "... only once the blocking call returned ($took s)");
     my ($st) = NginxRunner::response($blocking, 5);
     is($st, 200, 'the blocking request: 200');
+};
+
+subtest 'an idle worker with the asyncio loop uses no CPU (no polling), also with an open WebSocket and a task sleeping 30 s' => sub {
+    my $ngx = NginxRunner->new(master => 1, server => $asgi);
+    my $s = $ngx->get('/a/cancelled');  # its app sleeps 30 s after the first chunk
+    my ($data) = NginxRunner::read_until($s, qr/first\n/, 5);
+    like($data, qr/first\n/, 'a request awaits');
+    my ($worker) = $ngx->worker_pids;
+    my $cpu = sub {
+        open my $f, '<', "/proc/$worker/stat" or return 0;
+        my @f = split /\s+/, (<$f> =~ s/^.*\) //r);
+        return $f[11] + $f[12];  # utime + stime, in clock ticks
+    };
+    my $before = $cpu->();
+    sleep 2;
+    my $used = $cpu->() - $before;
+    cmp_ok($used, '<=', 2, "$used clock ticks in 2 s");
+    close $s;
+    $ngx->stop;
+};
+
+subtest 'wsgi_status counts ASGI requests by their mode, and their status classes' => sub {
+    my $ngx = NginxRunner->new(server => "$asgi location /status { wsgi_status; }");
+    fetch($ngx, '/a/hello') for 1 .. 3;
+    fetch($ngx, '/a/raises');
+    my (undef, $page) = fetch($ngx, '/status?format=json');
+    like($page, qr/"requests_total":\{"inline":0,"threads":0,"asgi":4\}/, 'requests_total: 4 asgi');
+    like($page, qr/"responses_total":\{[^}]*"2xx":3[^}]*"5xx":1/, '3 2xx, 1 5xx');
+    like($page, qr/"app_exceptions_total":1\b/, 'one app exception');
 };
 
 subtest 'nginx -s quit during a stream: the stream ends whole, lifespan.shutdown runs, the worker exits' => sub {

@@ -6,7 +6,7 @@
 pub mod exchange;
 pub mod gateway;
 mod scope;
-mod websocket;
+pub mod websocket;
 
 use ngx::ffi::{
     ngx_http_request_t, ngx_log_t, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ALERT, NGX_LOG_ERR,
