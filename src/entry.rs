@@ -192,7 +192,9 @@ extern "C" fn on_write_event(r: *mut ngx_http_request_t) {
                     // The write event wakes this again; the app goes on.
                     (!events::wait_for_client(r)).then_some(Next::Finish(NGX_ERROR as _))
                 }
-                Resume::Ready if asgi_running => None,
+                Resume::Ready if asgi_running => {
+                    (!events::stop_waiting(r)).then_some(Next::Finish(NGX_ERROR as _))
+                }
                 Resume::Wait => Some(Next::WaitForClient),
                 Resume::Ready => {
                     ctx.set_state(State::Running);
@@ -200,11 +202,15 @@ extern "C" fn on_write_event(r: *mut ngx_http_request_t) {
                         Mode::Inline(inline) => Some(inline::drive(r, &ctx.output, inline)),
                         Mode::Thread(link) => relay::relay(r, ctx.log, false, &ctx.output, link),
                         Mode::Asgi(request) => {
-                            // The app's send() goes on at the loop's step.
+                            // The app's send() goes on at the loop's step;
+                            // until it writes again nothing waits.
                             if let Some(request) = request {
                                 request.resume();
                             }
                             asgi = true;
+                            if !events::stop_waiting(r) {
+                                return Some(Next::Finish(NGX_ERROR as _));
+                            }
                             Some(Next::Running)
                         }
                     }

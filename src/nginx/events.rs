@@ -28,6 +28,19 @@ pub unsafe fn wait_for_client(r: *mut ngx_http_request_t) -> bool {
     ngx_handle_write_event((*(*r).connection).write, clcf.send_lowat) == NGX_OK as ngx_int_t
 }
 
+/// The response no longer waits for the client (an ASGI app awaits
+/// something else): under a level-triggered event method (poll), a
+/// writable socket's write event would otherwise fire every turn. False
+/// when the event cannot be changed.
+///
+/// # Safety
+/// `r` must be a live request owned by this module.
+pub unsafe fn stop_waiting(r: *mut ngx_http_request_t) -> bool {
+    // For a ready write event, ngx_handle_write_event removes it from a
+    // level-triggered method and leaves edge-triggered epoll alone.
+    ngx_handle_write_event((*(*r).connection).write, 0) == NGX_OK as ngx_int_t
+}
+
 /// Gives the event loop a turn and continues right after it. The event goes
 /// to the *next* posted queue: nginx runs it after the next poll for I/O (with
 /// a zero timeout), while a plain posted event would run again in this turn.
