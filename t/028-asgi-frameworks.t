@@ -120,6 +120,18 @@ sub http {
     return ($status // 0, $got_head // '', $body // '');
 }
 
+subtest "FastAPI: the example's WebSocket chat, two members, at / and under /shop/" => sub {
+    my $ngx = NginxRunner->new(http => python_for('fastapi'), server => $fastapi_server);
+    for my $prefix ('', '/shop') {
+        my @lines = `timeout 30 $venv/bin/python $FindBin::Bin/lib/chat_client.py ws://127.0.0.1:$ngx->{port}$prefix/chat/ws 2>&1`;
+        is($?, 0, "the chat ran ($prefix/chat/ws)") or diag(@lines);
+        my %saw = map { /^(\w+): (.*)$/ ? ($1 => $2) : () } @lines;
+        is($saw{alice}, '* bob joined | alice: hello | bob: hi alice', 'alice saw bob join and both messages');
+        is($saw{bob}, '* bob joined | alice: hello | bob: hi alice', 'bob saw himself join and both messages');
+    }
+    unlike($ngx->error_log, qr/\[(alert|error)\]/, 'no error');
+};
+
 subtest "Django's ASGI handler (mysite.asgi) through asgi_pass" => sub {
     my $ngx = NginxRunner->new(http => python_for('django'), server => <<'_EOC_');
 location / { asgi_pass mysite.asgi:application; }
