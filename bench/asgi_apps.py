@@ -5,6 +5,8 @@
 /stream  STREAM_CHUNKS x 1 KiB, each its own send with more_body=True (no
          Content-Length): a server must flush each one, so the case counts
          what a send costs
+/ws      a WebSocket that sends each message back as it came (bytes or
+         text), until the client closes
 It runs lifespan, as apps built on a framework do: every server then goes
 through its startup and shutdown.
 """
@@ -19,6 +21,8 @@ TEXT = (b"content-type", b"text/plain")
 async def app(scope, receive, send):
     if scope["type"] == "lifespan":
         return await lifespan(receive, send)
+    if scope["type"] == "websocket":
+        return await echo(scope, receive, send)
     path = scope["path"]
     if path == "/hello":
         await send({"type": "http.response.start", "status": 200,
@@ -32,6 +36,21 @@ async def app(scope, receive, send):
     else:
         await send({"type": "http.response.start", "status": 404, "headers": [TEXT]})
         await send({"type": "http.response.body", "body": b"not found\n"})
+
+
+async def echo(scope, receive, send):
+    await receive()  # websocket.connect
+    if scope["path"] != "/ws":
+        return await send({"type": "websocket.close"})  # a 403 to the handshake
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        # The other key left out, not None: ASGI allows both, and no server
+        # can misread a key that is not there.
+        key = "bytes" if message.get("bytes") is not None else "text"
+        await send({"type": "websocket.send", key: message[key]})
 
 
 async def lifespan(receive, send):
