@@ -127,6 +127,12 @@ impl FrameReader {
             126 | 127 => return Ok(None),
             n => (n as u64, 2),
         };
+        if len >> 63 != 0 {
+            return Err(violation(
+                PROTOCOL_ERROR,
+                "a 64-bit length with its most significant bit set",
+            ));
+        }
         let control = opcode & 0x8 != 0;
         if control && (len > 125 || !fin) {
             return Err(violation(
@@ -134,7 +140,7 @@ impl FrameReader {
                 "a control frame must be whole and at most 125 bytes",
             ));
         }
-        if !control && self.message.len() as u64 + len > self.max_message as u64 {
+        if !control && (self.message.len() as u64).saturating_add(len) > self.max_message as u64 {
             return Err(violation(
                 TOO_BIG,
                 format!(
@@ -143,7 +149,7 @@ impl FrameReader {
                 ),
             ));
         }
-        let total = at as u64 + 4 + len;
+        let total = (at as u64 + 4).saturating_add(len);
         if (b.len() as u64) < total {
             return Ok(None);
         }
@@ -386,6 +392,22 @@ mod tests {
             (client(true, OP_CLOSE, &[0x03, 0xed]), PROTOCOL_ERROR), // 1005 may not be sent
             (client(true, 0x3, b""), PROTOCOL_ERROR),
             (client(true, OP_BINARY, &[0u8; 11]), TOO_BIG),
+            // A length near 2^64 after a fragment (found by the fuzzer: the
+            // sums wrapped, and the frame was sliced out of bounds).
+            (
+                [
+                    client(false, OP_TEXT, b"abc"),
+                    vec![
+                        0x80, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4,
+                    ],
+                ]
+                .concat(),
+                TOO_BIG,
+            ),
+            (
+                vec![0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4],
+                PROTOCOL_ERROR,
+            ),
         ];
         for (bytes, code) in cases {
             let mut r = FrameReader::new(10);
