@@ -19,6 +19,8 @@
 #               (bench/soak.py)
 #   make bench  ngx_wsgi side by side with uWSGI, gunicorn, granian, bjoern: small
 #               responses, streams, uploads, a 100 MiB file, a Flask app (bench/)
+#               and ASGI (asgi_pass beside granian, uvicorn, hypercorn: hello,
+#               a stream, WebSocket echo)
 # Both install what is missing on Debian 12 first (scripts/install-deps).
 
 PREFIX := $(CURDIR)/target/nginx
