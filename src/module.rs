@@ -139,6 +139,7 @@ pub extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
                 Some(entry::on_asgi_loop),
                 Some(entry::on_websocket_read),
                 &main.apps,
+                shortest,
             )
         };
         // Pool threads, and an app's own threads, reach the event loop

@@ -3,7 +3,8 @@
 # the app's send() (nginx holds a bounded amount); a client that leaves
 # cancels the app's task; trailers reach the client; a graceful quit lets
 # a stream end whole and runs lifespan.shutdown; an app that blocks the
-# loop stalls the worker, as documented; an idle worker uses no CPU;
+# loop stalls the worker, as documented, until wsgi_read_timeout
+# interrupts it (504); an idle worker uses no CPU;
 # wsgi_status counts ASGI requests.
 use strict;
 use warnings;
@@ -121,6 +122,19 @@ subtest 'wsgi_status counts ASGI requests by their mode, and their status classe
     like($page, qr/"requests_total":\{"inline":0,"threads":0,"asgi":4\}/, 'requests_total: 4 asgi');
     like($page, qr/"responses_total":\{[^}]*"2xx":3[^}]*"5xx":1/, '3 2xx, 1 5xx');
     like($page, qr/"app_exceptions_total":1\b/, 'one app exception');
+};
+
+subtest "wsgi_read_timeout: an app that blocks the loop gets ReadTimeout (504) and the worker serves on" => sub {
+    my $ngx = NginxRunner->new(server => "wsgi_read_timeout 1s; $asgi");
+    my ($status, $body, $took) = fetch($ngx, '/a/blocking?5');
+    is($status, 504, 'a call blocking 5 s: 504');
+    cmp_ok($took, '<', 3.5, "after $took s, not 5");
+    like($ngx->error_log, qr/\[error\] .*wsgi: app "asgi_basics:app" did not return within wsgi_read_timeout \(1000 ms\): ReadTimeout is raised in it; the stack of the call/,
+        'error_log: the timeout and the stack');
+    like($ngx->error_log, qr/asgi_basics\.py", line \d+, in blocking/, 'the stack shows where it blocked');
+    my ($st, $b) = fetch($ngx, '/a/hello');
+    is("$st $b", "200 hello from asgi\n", 'the same worker serves on');
+    unlike($ngx->error_log, qr/\[alert\]/, 'no alert');
 };
 
 subtest 'nginx -s quit during a stream: the stream ends whole, lifespan.shutdown runs, the worker exits' => sub {

@@ -328,6 +328,9 @@ class HttpExchange:
         self.waiters.clear()
         if not complete and self.task is not None and not self.task.done():
             self.task.cancel()
+            # A task cancelled before its first step never runs _run()'s
+            # bookkeeping; the loop holds it until the cancellation is done.
+            self.gateway.tasks.discard(self.task)
             woke = True
         return woke
 
@@ -392,7 +395,8 @@ class HttpExchange:
             if self.refused is None and self.channel.complete():
                 raise RuntimeError(f"{kind!r} sent after the response was complete")
         else:
-            self.refuse(f"unexpected {kind!r} message after {('start', 'body', 'the last body')[state - 1] if state else 'nothing'}")
+            expected = "'http.response.body'" if state == BODY else "'http.response.trailers'"
+            self.refuse(f"unexpected {kind!r} message: {expected} was expected")
 
 
 

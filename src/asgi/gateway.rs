@@ -23,7 +23,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
 use crate::errlog::LogTo;
-use crate::wsgi::interp;
+use crate::wsgi::{interp, watch};
 
 /// The Python side, compiled into a module of its own at start.
 const GATEWAY_PY: &str = include_str!("gateway.py");
@@ -45,6 +45,10 @@ struct Gateway {
     timer: *mut ngx_event_t,
     /// A step at the next turn of nginx's loop.
     posted: *mut ngx_event_t,
+    /// What a step enters the event loop's watch as, and its limit: the
+    /// configuration's shortest `wsgi_read_timeout`.
+    watch_app: usize,
+    limit_ms: u64,
 }
 
 thread_local! {
@@ -67,6 +71,7 @@ pub unsafe fn start(
     cycle: *mut ngx_cycle_t,
     handler: ngx_event_handler_pt,
     websocket_read: ngx_event_handler_pt,
+    (watch_app, limit_ms): (usize, u64),
 ) -> Result<(), String> {
     WEBSOCKET_READ.with(|h| h.set(websocket_read));
     let log = (*cycle).log;
@@ -129,6 +134,8 @@ pub unsafe fn start(
         connection: c,
         timer: event(true),
         posted: event(false),
+        watch_app,
+        limit_ms,
     };
     GATEWAY.with(|g| *g.borrow_mut() = Some(gateway));
     Ok(())
@@ -266,12 +273,18 @@ pub fn request_ended() {
 /// Runs one step of the loop now (what its requests do next is then in
 /// `exchange::take_decided`).
 pub fn step() {
+    let Some((watch_app, limit_ms)) =
+        GATEWAY.with(|g| g.borrow().as_ref().map(|g| (g.watch_app, g.limit_ms)))
+    else {
+        return;
+    };
     let next = Python::attach(|py| {
         let gateway = python_gateway(py)?;
-        match gateway
-            .call_method0("step")
-            .and_then(|t| t.extract::<Option<f64>>())
-        {
+        // An app that blocks the loop is interrupted as an inline WSGI
+        // call is: ReadTimeout raised where it is (its task then fails:
+        // 504), and the worker replaced if it does not return.
+        let stepped = under_watch(py, watch_app, limit_ms, || gateway.call_method0("step"));
+        match stepped.and_then(|t| t.extract::<Option<f64>>()) {
             Ok(next) => next.map(Some),
             Err(e) => {
                 // SystemExit, KeyboardInterrupt: asyncio lets them through.
@@ -287,6 +300,30 @@ pub fn step() {
         }
     });
     schedule(next.flatten());
+}
+
+/// Runs `call` under the event loop's watch (`wsgi_read_timeout`); a
+/// timeout's report goes to the worker's log.
+fn under_watch<R>(py: Python<'_>, app: usize, limit_ms: u64, call: impl FnOnce() -> R) -> R {
+    /// Leaves the watch if `call` panics: a call left open would time out
+    /// and interrupt what the loop runs next.
+    struct Inside(&'static watch::Watch);
+    impl Drop for Inside {
+        fn drop(&mut self) {
+            self.0.leave();
+        }
+    }
+    let watch = watch::event_loop();
+    watch.enter(app, limit_ms);
+    let inside = Inside(watch);
+    let result = call();
+    std::mem::forget(inside);
+    if watch.leave() {
+        for piece in watch.timeout(py).report.into_iter().flatten() {
+            LogTo::Worker.write(NGX_LOG_ERR as _, &piece);
+        }
+    }
+    result
 }
 
 /// A step at the next turn of nginx's loop (a request ended: its task is

@@ -19,7 +19,7 @@ use crate::errlog::LogTo;
 use crate::next::Next;
 use crate::nginx::output::SharedOutput;
 use crate::status::{self, Counter};
-use crate::wsgi::interp;
+use crate::wsgi::{interp, watch};
 use exchange::AppCall;
 pub use exchange::AsgiRequest;
 
@@ -113,12 +113,14 @@ pub unsafe fn start_worker(
     handler: ngx::ffi::ngx_event_handler_pt,
     websocket_read: ngx::ffi::ngx_event_handler_pt,
     apps: &[AppSpec],
+    shortest_read_timeout: u64,
 ) {
     if !apps.iter().any(|a| a.interface == Interface::Asgi) {
         return;
     }
     let log = (*cycle).log;
-    if let Err(e) = gateway::start(cycle, handler, websocket_read) {
+    let watched = (watch::asyncio_loop(apps), shortest_read_timeout);
+    if let Err(e) = gateway::start(cycle, handler, websocket_read, watched) {
         ngx_log_error!(
             NGX_LOG_ALERT,
             log,

@@ -18,7 +18,7 @@ use pyo3::exceptions::PyTimeoutError;
 use pyo3::prelude::*;
 use pyo3::{create_exception, ffi};
 
-use crate::config::AppSpec;
+use crate::config::{AppSpec, Interface};
 use crate::errlog;
 use crate::status::{self, Counter};
 
@@ -259,9 +259,23 @@ pub fn event_loop() -> &'static Watch {
     unsafe { &*shared }
 }
 
-/// Names the apps for error_log. At the worker's start.
+/// Names the apps for error_log, and after them (at `asyncio_loop(apps)`)
+/// the ASGI apps together, whose tasks a step of the asyncio loop runs. At
+/// the worker's start.
 pub(super) fn set_app_names(apps: &[AppSpec]) {
-    let _ = APP_NAMES.set(apps.iter().map(AppSpec::display).collect());
+    let mut names: Vec<String> = apps.iter().map(AppSpec::display).collect();
+    let asgi: Vec<String> = apps
+        .iter()
+        .filter(|a| a.interface == Interface::Asgi)
+        .map(AppSpec::display)
+        .collect();
+    names.push(asgi.join("\" or \""));
+    let _ = APP_NAMES.set(names);
+}
+
+/// What a step of the asyncio loop enters its watch as: the ASGI apps.
+pub fn asyncio_loop(apps: &[AppSpec]) -> usize {
+    apps.len()
 }
 
 /// Calls declared stuck that have not returned: the threads making them

@@ -16,8 +16,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ngx::ffi::{
-    ngx_http_request_t, ngx_int_t, ngx_log_t, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR,
-    NGX_LOG_ERR,
+    ngx_http_request_t, ngx_int_t, ngx_log_t, NGX_ERROR, NGX_HTTP_GATEWAY_TIME_OUT,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR,
 };
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -33,9 +33,9 @@ use crate::nginx::output::{self, SharedOutput};
 use crate::nginx::{body, file, headers_out};
 use crate::status::{self, Counter, Histogram};
 use crate::wsgi::input::RequestBody;
-use crate::wsgi::interp;
 use crate::wsgi::kept::Kept;
 use crate::wsgi::start_response::Head;
+use crate::wsgi::{interp, watch};
 
 /// How much of a body in nginx's temp file one `http.request` message
 /// carries.
@@ -107,6 +107,26 @@ impl Exchange {
         if first {
             DECIDED.with(|d| d.borrow_mut().push(this.clone()));
         }
+    }
+
+    /// The response's end went to nginx (`rc`), or a write failed: the
+    /// request finishes (the client gone, if the write failed).
+    fn ended_with(this: &Rc<RefCell<Exchange>>, rc: ngx_int_t) {
+        if rc == NGX_ERROR as ngx_int_t {
+            let log = this.borrow().log;
+            log_client_gone_as(log, CLIENT_GONE_ASGI);
+            Exchange::decide(this, Next::Finish(NGX_ERROR as _));
+            return;
+        }
+        let took = {
+            let mut ex = this.borrow_mut();
+            ex.complete = true;
+            let ended = Instant::now();
+            ex.ended = Some(ended);
+            ended.saturating_duration_since(ex.called)
+        };
+        status::observe(Histogram::App, took);
+        Exchange::decide(this, Next::Finish(rc));
     }
 
     /// The response cannot go on: 500 before the head, cut after it; an
@@ -437,22 +457,8 @@ impl Channel {
         }
         let end = !more && !this.borrow().trailers;
         let (rc, must_wait) = write_chunk(this, chunk, end);
-        if rc == NGX_ERROR as ngx_int_t {
-            let log = this.borrow().log;
-            log_client_gone_as(log, CLIENT_GONE_ASGI);
-            Exchange::decide(this, Next::Finish(NGX_ERROR as _));
-            return false;
-        }
-        if end {
-            let took = {
-                let mut ex = this.borrow_mut();
-                ex.complete = true;
-                let ended = Instant::now();
-                ex.ended = Some(ended);
-                ended.saturating_duration_since(ex.called)
-            };
-            status::observe(Histogram::App, took);
-            Exchange::decide(this, Next::Finish(rc));
+        if end || rc == NGX_ERROR as ngx_int_t {
+            Exchange::ended_with(this, rc);
             return false;
         }
         must_wait
@@ -479,7 +485,7 @@ impl Channel {
             return Ok(());
         }
         let this = &self.exchange;
-        let mut ex = this.borrow_mut();
+        let ex = this.borrow();
         let r = ex.r;
         // SAFETY: the request is live; the request pool closes the file.
         let rc = unsafe {
@@ -490,17 +496,8 @@ impl Channel {
                 None => NGX_ERROR as _,
             }
         };
-        if rc == NGX_ERROR as ngx_int_t {
-            let log = ex.log;
-            drop(ex);
-            log_client_gone_as(log, CLIENT_GONE_ASGI);
-            Exchange::decide(this, Next::Finish(NGX_ERROR as _));
-            return Ok(());
-        }
-        ex.complete = true;
-        ex.ended = Some(Instant::now());
         drop(ex);
-        Exchange::decide(this, Next::Finish(rc));
+        Exchange::ended_with(this, rc);
         Ok(())
     }
 
@@ -510,7 +507,7 @@ impl Channel {
         let mut check = Head::new(b"200 ").map_err(PyValueError::new_err)?;
         let fields = checked_fields(headers, "http.response.trailers", &mut check)?;
         let this = &self.exchange;
-        let mut ex = this.borrow_mut();
+        let ex = this.borrow();
         if ex.r.is_null() || ex.complete || !ex.head_sent {
             return Ok(());
         }
@@ -528,17 +525,8 @@ impl Channel {
         }
         // SAFETY: as above.
         let rc = unsafe { output::lock(&ex.output).send_last() };
-        if rc == NGX_ERROR as ngx_int_t {
-            let log = ex.log;
-            drop(ex);
-            log_client_gone_as(log, CLIENT_GONE_ASGI);
-            Exchange::decide(this, Next::Finish(NGX_ERROR as _));
-            return Ok(());
-        }
-        ex.complete = true;
-        ex.ended = Some(Instant::now());
         drop(ex);
-        Exchange::decide(this, Next::Finish(rc));
+        Exchange::ended_with(this, rc);
         Ok(())
     }
 
@@ -751,6 +739,19 @@ impl Channel {
             )
         };
         if let Some(error) = error {
+            if error.is_instance_of::<watch::ReadTimeout>() {
+                // The watch reported it (and its stack): the response ends
+                // as a WSGI call's does, 504 before the head.
+                if !gone && !complete {
+                    if head_sent {
+                        Exchange::fail(py, this);
+                    } else {
+                        this.borrow_mut().failed = true;
+                        Exchange::decide(this, Next::Finish(NGX_HTTP_GATEWAY_TIME_OUT as _));
+                    }
+                }
+                return;
+            }
             status::count(Counter::AppExceptions);
             let what = if complete {
                 format!("asgi: app \"{name}\" raised after its response was complete")
