@@ -387,13 +387,18 @@ fn schedule(next: Option<f64>) {
 /// # Safety
 /// Called on the event loop from exit_process.
 pub unsafe fn stop(log: *mut ngx_log_t, names: impl Fn(usize) -> String) {
-    let Some(g) = GATEWAY.with(|g| g.borrow_mut().take()) else {
+    let Some(Gateway {
+        python,
+        connection,
+        timer,
+        ..
+    }) = GATEWAY.with(|g| g.borrow_mut().take())
+    else {
         return;
     };
     if interp::ready() {
         Python::attach(|py| {
-            let reports = g
-                .python
+            let reports = python
                 .bind(py)
                 .call_method1("shutdown", (LIFESPAN_TIMEOUT_S,))
                 .and_then(|r| r.extract::<Vec<(usize, String, String)>>());
@@ -424,10 +429,12 @@ pub unsafe fn stop(log: *mut ngx_log_t, names: impl Fn(usize) -> String) {
                     "asgi: lifespan shutdown",
                 ),
             }
+            // The loop and its tasks go with the GIL held.
+            drop(python);
         });
     }
-    if (*g.timer).timer_set() != 0 {
-        ngx_del_timer(g.timer);
+    if (*timer).timer_set() != 0 {
+        ngx_del_timer(timer);
     }
-    ngx_close_connection(g.connection);
+    ngx_close_connection(connection);
 }

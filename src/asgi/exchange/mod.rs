@@ -113,9 +113,7 @@ impl Exchange {
     /// request finishes (the client gone, if the write failed).
     fn ended_with(this: &Rc<RefCell<Exchange>>, rc: ngx_int_t) {
         if rc == NGX_ERROR as ngx_int_t {
-            let log = this.borrow().log;
-            log_client_gone_as(log, CLIENT_GONE_ASGI);
-            Exchange::decide(this, Next::Finish(NGX_ERROR as _));
+            Exchange::client_gone(this);
             return;
         }
         let took = {
@@ -127,6 +125,13 @@ impl Exchange {
         };
         status::observe(Histogram::App, took);
         Exchange::decide(this, Next::Finish(rc));
+    }
+
+    /// Writing to the client failed: it is gone, and the request ends.
+    fn client_gone(this: &Rc<RefCell<Exchange>>) {
+        let log = this.borrow().log;
+        log_client_gone_as(log, CLIENT_GONE_ASGI);
+        Exchange::decide(this, Next::Finish(NGX_ERROR as _));
     }
 
     /// The response cannot go on: 500 before the head, cut after it; an
@@ -574,18 +579,16 @@ impl Channel {
         ex.head_sent = true;
         // SAFETY: the request is live, its header not sent.
         let rc = unsafe { headers_out::send_switching_protocols(r, &fields) };
-        // SAFETY: as above; the flush pushes the 101 out now.
         let (rc, must_wait) = if rc == NGX_ERROR as ngx_int_t {
             (rc, false)
         } else {
             let mut out = output::lock(&ex.output);
+            // SAFETY: as above; the flush pushes the 101 out now.
             (unsafe { out.send_queue(true) }, out.must_wait())
         };
         if rc == NGX_ERROR as ngx_int_t {
-            let log = ex.log;
             drop(ex);
-            log_client_gone_as(log, CLIENT_GONE_ASGI);
-            Exchange::decide(this, Next::Finish(NGX_ERROR as _));
+            Exchange::client_gone(this);
             return Ok(());
         }
         if let Some(ws) = ex.ws.as_mut() {
@@ -646,9 +649,7 @@ impl Channel {
         })?;
         let (rc, must_wait) = write_chunk(&self.exchange, frame, false);
         if rc == NGX_ERROR as ngx_int_t {
-            let log = self.exchange.borrow().log;
-            log_client_gone_as(log, CLIENT_GONE_ASGI);
-            Exchange::decide(&self.exchange, Next::Finish(NGX_ERROR as _));
+            Exchange::client_gone(&self.exchange);
             return Err(PyOSError::new_err("the client connection is gone"));
         }
         Ok(must_wait)
@@ -728,16 +729,12 @@ impl Channel {
     /// returning; a response it did not complete ends with a 500 (or cut).
     fn app_ended(&self, py: Python<'_>, error: Option<Bound<'_, PyAny>>) {
         let this = &self.exchange;
-        let (log_to, name, gone, complete, head_sent) = {
+        let (log_to, gone, complete, head_sent) = {
             let ex = this.borrow();
-            (
-                ex.log_to(),
-                ex.app_name.clone(),
-                ex.r.is_null(),
-                ex.complete,
-                ex.head_sent,
-            )
+            (ex.log_to(), ex.r.is_null(), ex.complete, ex.head_sent)
         };
+        // Only a message needs the name: not copied for every request.
+        let name = || this.borrow().app_name.clone();
         if let Some(error) = error {
             if error.is_instance_of::<watch::ReadTimeout>() {
                 // The watch reported it (and its stack): the response ends
@@ -754,9 +751,12 @@ impl Channel {
             }
             status::count(Counter::AppExceptions);
             let what = if complete {
-                format!("asgi: app \"{name}\" raised after its response was complete")
+                format!(
+                    "asgi: app \"{}\" raised after its response was complete",
+                    name()
+                )
             } else {
-                format!("asgi: app \"{name}\" raised")
+                format!("asgi: app \"{}\" raised", name())
             };
             let err = PyErr::from_value(error);
             interp::log_exception(py, &err, &log_to, NGX_LOG_ERR as _, &what);
@@ -787,7 +787,10 @@ impl Channel {
         } else {
             "returned without sending a response"
         };
-        log_to.write(NGX_LOG_ERR as _, &format!("asgi: app \"{name}\" {what}"));
+        log_to.write(
+            NGX_LOG_ERR as _,
+            &format!("asgi: app \"{}\" {what}", name()),
+        );
         Exchange::fail(py, this);
     }
 }
