@@ -95,7 +95,7 @@ fuzz-smoke: deps
 # bytes through. It needs nginx's poll event method.
 EAGAIN_LIB := $(CURDIR)/target/eagain/libeagain.so
 EAGAIN_TESTS := t/006-framing.t t/011-streaming.t t/012-slow-clients.t t/013-threads.t \
-	t/026-asgi-http.t t/027-asgi-events.t t/029-asgi-websocket.t \
+	t/026-asgi-http.t t/027-asgi-events.t t/029-asgi-websocket.t t/030-asgi-uploads.t \
 	t/017-bodies.t t/018-uploads.t \
 	t/threads/006-framing.t t/threads/011-streaming.t t/threads/012-slow-clients.t
 

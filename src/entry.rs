@@ -72,17 +72,15 @@ unsafe fn start(r: *mut ngx_http_request_t) -> ngx_int_t {
         );
         return NGX_HTTP_INTERNAL_SERVER_ERROR as _;
     }
+    if !lc.request_buffering() {
+        // The app is called once the head is in, and reads the body as it
+        // arrives (thread mode: relay::pull_body; ASGI: receive()).
+        (*r).set_request_body_no_buffering(1);
+    }
     let mode = match lc.pool() {
         _ if lc.asgi => Mode::Asgi(None),
         None => Mode::Inline(Inline::default()),
-        Some(pool) => {
-            if !lc.request_buffering() {
-                // The app is called once the head is in, and reads the
-                // body as it arrives (relay::pull_body).
-                (*r).set_request_body_no_buffering(1);
-            }
-            Mode::Thread(Link::new(r, pool))
-        }
+        Some(pool) => Mode::Thread(Link::new(r, pool)),
     };
     if !request::create(r, RequestCtx::new(r, app, mode)) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as _;
@@ -239,7 +237,12 @@ extern "C" fn on_client_read(r: *mut ngx_http_request_t) {
                     asgi = true;
                     return next;
                 }
-                if !relay::client_closed(r) {
+                if request.as_mut().is_some_and(|a| a.body_readable()) {
+                    // More of a streamed body: the app's receive() reads it.
+                    asgi = true;
+                    return None;
+                }
+                if !events::client_closed(r) {
                     return None;
                 }
                 (*(*r).connection).set_error(1);
@@ -252,7 +255,7 @@ extern "C" fn on_client_read(r: *mut ngx_http_request_t) {
             if link.pulls_body() {
                 return relay::pull_body(r, ctx.log, link);
             }
-            if !relay::client_closed(r) {
+            if !events::client_closed(r) {
                 return None;
             }
             fault_point(r, Hook::PanicInClientRead);

@@ -386,12 +386,3 @@ location /app { asgi_pass app; }
 --- must_die
 --- error_log eval
 qr/"wsgi_threads" does not apply to "asgi_pass"/
-
-
-
-=== TEST 38: wsgi_request_buffering off is not supported by asgi_pass yet
---- config
-location /app { wsgi_request_buffering off; asgi_pass app; }
---- must_die
---- error_log eval
-qr/"wsgi_request_buffering off" is not supported by "asgi_pass" \(at .*nginx\.conf:\d+\) yet: nginx reads the body before the app is called/

@@ -49,7 +49,7 @@ GET /a/scope?a=1&b=%20x HTTP/1.1
 X-Custom: One
 X-Custom: Two
 --- response_body_like eval
-qr/\A\{"client": \["127\.0\.0\.1", \d+\], "headers": \[\["host", "localhost"\], \["connection", "close"\], \["x-custom", "One"\], \["x-custom", "Two"\]\], "http_version": "1\.1", "method": "GET", "params": \{\}, "path": "\/a\/scope", "query_string": "a=1&b=%20x", "raw_path": "\/a\/scope", "root_path": "", "scheme": "http", "server": \["127\.0\.0\.1", $ENV{TEST_NGINX_SERVER_PORT}\], "state": \{"started": "yes"\}, "type": "http"\}\z/
+qr/\A\{"asgi": \{"spec_version": "2\.4", "version": "3\.0"\}, "client": \["127\.0\.0\.1", \d+\], "headers": \[\["host", "localhost"\], \["connection", "close"\], \["x-custom", "One"\], \["x-custom", "Two"\]\], "http_version": "1\.1", "method": "GET", "params": \{\}, "path": "\/a\/scope", "query_string": "a=1&b=%20x", "raw_path": "\/a\/scope", "root_path": "", "scheme": "http", "server": \["127\.0\.0\.1", $ENV{TEST_NGINX_SERVER_PORT}\], "state": \{"started": "yes"\}, "type": "http"\}\z/
 
 
 
@@ -169,6 +169,68 @@ location /a/ { asgi_pass asgi_basics:app; }
 GET /a/pathsend
 --- response_body_like eval
 qr/\A"""ASGI apps for t\/026-asgi-http\.t/
+
+
+
+=== TEST 12b: http.response.zerocopysend: ranges of an open file after a body message, at an offset and from the file's position (which moves), the file closed at once
+--- config
+location /a/ { asgi_pass asgi_basics:app; }
+--- request
+GET /a/zerocopy
+--- response_body chomp
+[abcde23456789abcdefghij
+--- no_error_log
+[error]
+
+
+
+=== TEST 12c: ... one zerocopysend for the whole body gets a Content-Length, and gzip reads the file
+--- config
+location /a/ { gzip on; gzip_min_length 1; gzip_types text/plain; asgi_pass asgi_basics:app; }
+--- request
+GET /a/zerocopy_whole
+--- more_headers
+Accept-Encoding: gzip
+--- response_headers
+Content-Encoding: gzip
+--- response_body_filters eval
+\&main::gunzip
+--- response_body chomp
+0123456789abcdefghij
+--- no_error_log
+[error]
+
+
+
+=== TEST 12d: ... and without gzip, the length
+--- config
+location /a/ { asgi_pass asgi_basics:app; }
+--- request
+GET /a/zerocopy_whole
+--- response_headers
+Content-Length: 20
+
+
+
+=== TEST 12e: zerocopysend past the file's end: 500, the fault named
+--- config
+location /a/ { asgi_pass asgi_basics:app; }
+--- request
+GET /a/zerocopy_past_end
+--- error_code: 500
+--- error_log
+asgi: app "asgi_basics:app": http.response.zerocopysend: offset 10 and count 50 run past the file's end (20 bytes)
+
+
+
+=== TEST 12f: zerocopysend of something that is not a file: 500, the fault named
+--- config
+location /a/ { asgi_pass asgi_basics:app; }
+--- request
+GET /a/zerocopy_not_a_file
+--- error_code: 500
+--- error_log
+asgi: app "asgi_basics:app": 'file' of 'http.response.zerocopysend' must be a file object with fileno()
 
 
 

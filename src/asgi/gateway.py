@@ -17,8 +17,8 @@ import selectors
 import sys
 import threading
 
-# ASGI's own version and the HTTP spec version this server follows.
-ASGI = {"version": "3.0", "spec_version": "2.4"}
+# The lifespan scope's versions: ASGI's own, and the lifespan spec's.
+LIFESPAN_ASGI = {"version": "3.0", "spec_version": "2.0"}
 
 _PHRASES = {s.value: s.phrase for s in http.HTTPStatus}
 
@@ -204,7 +204,7 @@ class Lifespan:
         self.stopped = loop.create_future()
 
     async def run(self):
-        scope = {"type": "lifespan", "asgi": ASGI, "state": self.state}
+        scope = {"type": "lifespan", "asgi": dict(LIFESPAN_ASGI), "state": self.state}
         try:
             await _call(self.app, scope, self.inbox.get, self.send)
         except BaseException as e:
@@ -257,6 +257,9 @@ class _Closed:
     def read_body(self):
         return b"", False
 
+    def wait_body(self, waiter):
+        return False
+
     def complete(self):
         return self.was_complete
 
@@ -272,7 +275,7 @@ class _Closed:
     def _nothing(self, *args):
         return None
 
-    start = path = trailers = refuse = ws_accept = ws_close = ws_deny = ws_resume = _nothing
+    start = path = zerocopy = trailers = refuse = ws_accept = ws_close = ws_deny = ws_resume = _nothing
 
 
 # Where an HTTP response is.
@@ -302,10 +305,23 @@ class HttpExchange:
         await _run(self, app, scope, channel)
 
     async def receive(self):
-        if self.body_left and not self.closed:
-            body, more = self.channel.read_body()
-            self.body_left = more
-            return {"type": "http.request", "body": body, "more_body": more}
+        while self.body_left and not self.closed:
+            piece = self.channel.read_body()
+            if piece is not None:
+                body, more = piece
+                self.body_left = more
+                return {"type": "http.request", "body": body, "more_body": more}
+            # The body streams and nginx has nothing yet: on when the client
+            # sends more (or the request ends).
+            waiter = self.gateway.loop.create_future()
+            if not self.channel.wait_body(waiter):
+                break  # the body cannot be read on: the request ends
+            self.waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self.waiters:
+                    self.waiters.remove(waiter)
         if not self.closed:
             waiter = self.gateway.loop.create_future()
             self.waiters.append(waiter)
@@ -371,6 +387,25 @@ class HttpExchange:
                 self.state = TRAILERS if self.trailers else DONE
             if self.channel.body(body, more):
                 # nginx holds more than it may: on when the client took it.
+                waiter = self.gateway.loop.create_future()
+                self.channel.wait(waiter)
+                await waiter
+        elif state == BODY and kind == "http.response.zerocopysend":
+            fileno = getattr(message.get("file"), "fileno", None)
+            if fileno is None:
+                self.refuse("'file' of 'http.response.zerocopysend' must be a file object with fileno()")
+            offset, count = message.get("offset"), message.get("count")
+            for name, value in (("offset", offset), ("count", count)):
+                if value is not None and (type(value) is not int or value < 0):
+                    self.refuse(f"'{name}' of 'http.response.zerocopysend' must be an int >= 0, not {value!r:.80}")
+            more = bool(message.get("more_body", False))
+            if not more:
+                self.state = TRAILERS if self.trailers else DONE
+            try:
+                must_wait = self.channel.zerocopy(fileno(), offset, count, more)
+            except (OSError, ValueError) as e:
+                self.refuse(f"http.response.zerocopysend: {e}")
+            if must_wait:
                 waiter = self.gateway.loop.create_future()
                 self.channel.wait(waiter)
                 await waiter

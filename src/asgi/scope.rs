@@ -1,5 +1,6 @@
-//! Request → the ASGI `scope` of an HTTP request (ASGI 3.0, HTTP spec
-//! 2.4), read from nginx's structures on the event loop.
+//! Request → the ASGI `scope` of an HTTP or WebSocket request (ASGI 3.0,
+//! HTTP and WebSocket spec 2.4), read from nginx's structures on the event
+//! loop.
 
 use ngx::ffi::{ngx_connection_local_sockaddr, ngx_http_request_t, ngx_inet_get_port};
 use pyo3::prelude::*;
@@ -7,6 +8,10 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
 use crate::config::Param;
 use crate::nginx::cgi::{self, bytes};
+
+/// The version of ASGI's HTTP and WebSocket spec the scopes follow: 2.4,
+/// the WebSocket disconnect's `reason`.
+const SPEC_VERSION: &str = "2.4";
 
 /// The scope of request `r`, with its location's `asgi_param`s: SCRIPT_NAME
 /// is the `root_path`, HTTPS (on) makes the scheme https; every parameter
@@ -27,6 +32,11 @@ pub unsafe fn build<'py>(
 
     let kind = if websocket { "websocket" } else { "http" };
     set("type", PyString::intern(py, kind).into_any())?;
+    let asgi = PyDict::new(py);
+    asgi.set_item("version", PyString::intern(py, "3.0"))
+        .and_then(|()| asgi.set_item("spec_version", PyString::intern(py, SPEC_VERSION)))
+        .map_err(py_err)?;
+    set("asgi", asgi.into_any())?;
     let version = match (*r).http_version {
         v if v >= 3000 => "3",
         v if v >= 2000 => "2",
@@ -126,15 +136,18 @@ pub unsafe fn build<'py>(
     }
 
     let extensions = PyDict::new(py);
-    extensions
-        .set_item("http.response.trailers", PyDict::new(py))
-        .map_err(py_err)?;
-    extensions
-        .set_item("http.response.pathsend", PyDict::new(py))
-        .map_err(py_err)?;
-    if websocket {
+    let names: &[&str] = if websocket {
+        &["websocket.http.response"]
+    } else {
+        &[
+            "http.response.trailers",
+            "http.response.pathsend",
+            "http.response.zerocopysend",
+        ]
+    };
+    for name in names {
         extensions
-            .set_item("websocket.http.response", PyDict::new(py))
+            .set_item(*name, PyDict::new(py))
             .map_err(py_err)?;
     }
     extensions.set_item("nginx.params", extra).map_err(py_err)?;

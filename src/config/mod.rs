@@ -305,13 +305,7 @@ impl LocConf {
                 self.pass_at.as_deref().unwrap_or("?")
             ));
         }
-        if self.app.is_some() && self.asgi && !self.request_buffering() {
-            return Err(format!(
-                "\"wsgi_request_buffering off\" is not supported by \"asgi_pass\" (at {}) yet: nginx reads the body before the app is called",
-                self.pass_at.as_deref().unwrap_or("?")
-            ));
-        }
-        if self.app.is_some() && !self.request_buffering() && self.pool().is_none() {
+        if self.app.is_some() && !self.asgi && !self.request_buffering() && self.pool().is_none() {
             // The app would read the client's body on the event loop, which
             // must never wait for a client.
             return Err(format!(

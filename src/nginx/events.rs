@@ -9,8 +9,9 @@
 use std::ptr::addr_of_mut;
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_del_timer, ngx_handle_write_event, ngx_http_core_loc_conf_t,
-    ngx_http_request_t, ngx_int_t, ngx_post_event, ngx_posted_next_events, NGX_ERROR, NGX_OK,
+    ngx_add_timer, ngx_del_timer, ngx_event_flags, ngx_handle_write_event, ngx_http_block_reading,
+    ngx_http_core_loc_conf_t, ngx_http_request_t, ngx_int_t, ngx_post_event,
+    ngx_posted_next_events, ngx_uint_t, NGX_ERROR, NGX_OK, NGX_USE_CLEAR_EVENT,
 };
 use ngx::http::{HttpModuleLocationConf, NgxHttpCoreModule};
 
@@ -116,4 +117,39 @@ pub unsafe fn resume(r: *mut ngx_http_request_t, output: &SharedOutput) -> Resum
         ngx_del_timer(wev);
     }
     Resume::Ready
+}
+
+/// Whether a read event on a request whose app waits for a thread or runs
+/// (thread mode, ASGI) means the client closed the connection. A client that sends more
+/// (a pipelined request) is left alone.
+///
+/// # Safety
+/// `r` must be a live request.
+pub unsafe fn client_closed(r: *mut ngx_http_request_t) -> bool {
+    let c = (*r).connection;
+    if (*c).error() != 0 {
+        return true;
+    }
+    if !(*r).stream.is_null() {
+        return false; // HTTP/2: a reset stream sets c->error
+    }
+    if (*(*c).read).pending_eof() != 0 {
+        return true;
+    }
+    // As nginx's upstream module checks a broken connection: peek.
+    let mut byte = 0u8;
+    let n = libc::recv((*c).fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK);
+    if n > 0 {
+        // A pipelined request. Level-triggered events (poll) would report
+        // it every turn: stop watching, as nginx does; a failed write tells.
+        if ngx_event_flags & NGX_USE_CLEAR_EVENT as ngx_uint_t == 0 {
+            ngx_http_block_reading(r);
+        }
+        return false;
+    }
+    n == 0
+        || !matches!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::EAGAIN) | Some(libc::EINTR)
+        )
 }

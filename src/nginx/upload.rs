@@ -1,20 +1,40 @@
 //! `wsgi_request_buffering off`, the event loop's side: nginx reads the
 //! body as the client sends it (`request_body_no_buffering`, as the
 //! upstream modules' `proxy_request_buffering off`), and `pull` moves what
-//! it read into the request's `BodyStream` as far as the stream's window
-//! has room. What does not fit stays in nginx's buffer; a full buffer makes
-//! nginx stop reading from the client (over HTTP/2, stop granting window)
-//! until the app has made room and the loop pulls again.
+//! it read into a `BodySink` as far as the sink has room: a thread-mode
+//! app's `BodyStream`, or the piece an ASGI app's `receive()` gets. What
+//! does not fit stays in nginx's buffer; a full buffer makes nginx stop
+//! reading from the client (over HTTP/2, stop granting window) until the
+//! app has made room and the loop pulls again.
 
 use ngx::ffi::{
     ngx_http_block_reading, ngx_http_read_unbuffered_request_body, ngx_http_request_body_t,
-    ngx_http_request_t, ngx_int_t, NGX_AGAIN, NGX_HTTP_BAD_REQUEST,
-    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_REQUEST_TIME_OUT, NGX_OK,
+    ngx_http_request_t, ngx_int_t, ngx_uint_t, NGX_AGAIN, NGX_ERROR, NGX_HTTP_BAD_REQUEST,
+    NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_REQUEST_TIME_OUT,
+    NGX_LOG_ERR, NGX_LOG_INFO, NGX_OK,
 };
 
 use super::body::{buf_len, in_memory};
 use crate::status::{self, Counter};
 use crate::wsgi::stream::{BodyFault, BodyStream};
+
+/// Where a body read as it arrives goes.
+pub trait BodySink {
+    /// Takes as much of `data` as there is room for; how much.
+    fn offer(&self, data: &[u8]) -> usize;
+    /// The body ended: complete, or with a fault.
+    fn end(&self, end: Result<(), BodyFault>);
+}
+
+impl BodySink for BodyStream {
+    fn offer(&self, data: &[u8]) -> usize {
+        BodyStream::offer(self, data)
+    }
+
+    fn end(&self, end: Result<(), BodyFault>) {
+        BodyStream::end(self, end)
+    }
+}
 
 /// Whether nginx is to give the app the body as it arrives: a request
 /// whose body nginx is still reading once the content phase starts it.
@@ -38,13 +58,13 @@ pub enum Pulled {
 }
 
 /// Moves what nginx has read into `stream` and has nginx read on, until
-/// the client has nothing more for now, the window is full, or the body
-/// ended. The stream learns the end.
+/// the client has nothing more for now, the sink is full, or the body
+/// ended. The sink learns the end.
 ///
 /// # Safety
 /// `r` must be a live request whose body nginx reads unbuffered, on the
 /// event loop.
-pub unsafe fn pull(r: *mut ngx_http_request_t, stream: &BodyStream) -> Pulled {
+pub unsafe fn pull(r: *mut ngx_http_request_t, stream: &impl BodySink) -> Pulled {
     let rb = (*r).request_body;
     if rb.is_null() {
         stream.end(Err(BodyFault::Failed));
@@ -84,7 +104,7 @@ pub unsafe fn pull(r: *mut ngx_http_request_t, stream: &BodyStream) -> Pulled {
 unsafe fn move_read(
     r: *mut ngx_http_request_t,
     rb: *mut ngx_http_request_body_t,
-    stream: &BodyStream,
+    stream: &impl BodySink,
 ) -> bool {
     while !(*rb).bufs.is_null() {
         let cl = (*rb).bufs;
@@ -125,4 +145,33 @@ unsafe fn fault_of(r: *mut ngx_http_request_t, rc: ngx_int_t) -> BodyFault {
         NGX_HTTP_BAD_REQUEST => BodyFault::Invalid,
         _ => BodyFault::Failed,
     }
+}
+
+/// How a request whose body cannot be read to its end finishes: nginx's
+/// code (`rc`: 408, 413, 400) before the head is out, an abort after, 499
+/// for a client that left; with the level and the words for error_log.
+///
+/// # Safety
+/// `r` must be a live request.
+pub unsafe fn failure(
+    r: *mut ngx_http_request_t,
+    fault: BodyFault,
+    rc: ngx_int_t,
+) -> (ngx_int_t, ngx_uint_t, String) {
+    let (rc, outcome) = if fault == BodyFault::ClientClosed {
+        (
+            NGX_HTTP_CLIENT_CLOSED_REQUEST as ngx_int_t,
+            "the request ends".to_owned(),
+        )
+    } else if (*r).header_sent() != 0 {
+        (NGX_ERROR as ngx_int_t, "aborting the response".to_owned())
+    } else {
+        (rc, format!("answering {rc}"))
+    };
+    let level = if fault == BodyFault::Failed {
+        NGX_LOG_ERR
+    } else {
+        NGX_LOG_INFO // the client's doing, as nginx logs it
+    };
+    (rc, level as ngx_uint_t, outcome)
 }

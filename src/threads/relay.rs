@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ngx::ffi::{
-    ngx_add_timer, ngx_del_timer, ngx_event_flags, ngx_event_handler_pt, ngx_event_t, ngx_file_t,
-    ngx_http_block_reading, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_uint_t, NGX_ERROR,
-    NGX_HTTP_CLIENT_CLOSED_REQUEST, NGX_HTTP_GATEWAY_TIME_OUT, NGX_HTTP_INTERNAL_SERVER_ERROR,
-    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO, NGX_USE_CLEAR_EVENT,
+    ngx_add_timer, ngx_del_timer, ngx_event_handler_pt, ngx_event_t, ngx_file_t,
+    ngx_http_request_t, ngx_int_t, ngx_log_t, NGX_ERROR, NGX_HTTP_CLIENT_CLOSED_REQUEST,
+    NGX_HTTP_GATEWAY_TIME_OUT, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SERVICE_UNAVAILABLE,
+    NGX_LOG_ALERT, NGX_LOG_ERR, NGX_LOG_INFO,
 };
 use ngx::ngx_log_error;
 
@@ -273,7 +273,7 @@ pub unsafe fn pull_body(
     link: &mut Link,
 ) -> Option<Next> {
     let stream = link.body.as_ref()?;
-    let (fault, rc) = match upload::pull(r, stream) {
+    let (fault, rc) = match upload::pull(r, stream.as_ref()) {
         Pulled::Waiting => return None,
         Pulled::Complete => {
             link.body = None;
@@ -282,21 +282,7 @@ pub unsafe fn pull_body(
         Pulled::Failed(fault, rc) => (fault, rc),
     };
     link.body = None;
-    let (rc, outcome) = if fault == BodyFault::ClientClosed {
-        (
-            NGX_HTTP_CLIENT_CLOSED_REQUEST as ngx_int_t,
-            "the request ends".to_owned(),
-        )
-    } else if (*r).header_sent() != 0 {
-        (NGX_ERROR as ngx_int_t, "aborting the response".to_owned())
-    } else {
-        (rc, format!("answering {rc}"))
-    };
-    let level = if fault == BodyFault::Failed {
-        NGX_LOG_ERR
-    } else {
-        NGX_LOG_INFO // the client's doing, as nginx logs it
-    };
+    let (rc, level, outcome) = upload::failure(r, fault, rc);
     ngx_log_error!(
         level,
         log,
@@ -323,41 +309,6 @@ pub unsafe fn queue_timed_out(log: *mut ngx_log_t, link: &mut Link, lc: &LocConf
         lc.queue_timeout
     );
     Some(Next::Finish(NGX_HTTP_SERVICE_UNAVAILABLE as _))
-}
-
-/// Whether a read event on a request that waits for a thread or whose app
-/// runs means the client closed the connection. A client that sends more
-/// (a pipelined request) is left alone.
-///
-/// # Safety
-/// `r` must be a live request.
-pub unsafe fn client_closed(r: *mut ngx_http_request_t) -> bool {
-    let c = (*r).connection;
-    if (*c).error() != 0 {
-        return true;
-    }
-    if !(*r).stream.is_null() {
-        return false; // HTTP/2: a reset stream sets c->error
-    }
-    if (*(*c).read).pending_eof() != 0 {
-        return true;
-    }
-    // As nginx's upstream module checks a broken connection: peek.
-    let mut byte = 0u8;
-    let n = libc::recv((*c).fd, (&mut byte as *mut u8).cast(), 1, libc::MSG_PEEK);
-    if n > 0 {
-        // A pipelined request. Level-triggered events (poll) would report
-        // it every turn: stop watching, as nginx does; a failed write tells.
-        if ngx_event_flags & NGX_USE_CLEAR_EVENT as ngx_uint_t == 0 {
-            ngx_http_block_reading(r);
-        }
-        return false;
-    }
-    n == 0
-        || !matches!(
-            std::io::Error::last_os_error().raw_os_error(),
-            Some(libc::EAGAIN) | Some(libc::EINTR)
-        )
 }
 
 /// The client closed the connection: like nginx's upstream module

@@ -4,6 +4,7 @@ route per behaviour."""
 import asyncio
 import json
 import os
+import tempfile
 
 events = []
 # How far slow_client got.
@@ -195,6 +196,51 @@ async def pathsend(scope, receive, send):
     await send({"type": "http.response.pathsend", "path": __file__})
 
 
+def twenty_bytes():
+    """An open file of 20 known bytes, positioned at 2."""
+    f = tempfile.TemporaryFile()
+    f.write(b"0123456789abcdefghij")
+    f.seek(2)
+    return f
+
+
+async def zerocopy(scope, receive, send):
+    """http.response.zerocopysend after a body message: a range at an
+    offset, then from the file's position (which moves), then to its end;
+    the file closed before nginx has sent it."""
+    assert "http.response.zerocopysend" in scope["extensions"]
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"[", "more_body": True})
+    with twenty_bytes() as f:
+        await send({"type": "http.response.zerocopysend", "file": f, "offset": 10, "count": 5,
+                    "more_body": True})
+        assert f.tell() == 2, f.tell()
+        await send({"type": "http.response.zerocopysend", "file": f, "count": 3, "more_body": True})
+        assert f.tell() == 5, f.tell()
+        await send({"type": "http.response.zerocopysend", "file": f})
+        assert f.tell() == 20, f.tell()
+
+
+async def zerocopy_whole(scope, receive, send):
+    """One zerocopysend message, the whole body: a Content-Length."""
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    with twenty_bytes() as f:
+        await send({"type": "http.response.zerocopysend", "file": f, "offset": 0})
+
+
+async def zerocopy_past_end(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    with twenty_bytes() as f:
+        await send({"type": "http.response.zerocopysend", "file": f, "offset": 10, "count": 50})
+
+
+async def zerocopy_not_a_file(scope, receive, send):
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.zerocopysend", "file": b"data"})
+
+
 async def status_204(scope, receive, send):
     await send({"type": "http.response.start", "status": 204, "headers": []})
     await send({"type": "http.response.body", "body": b""})
@@ -241,6 +287,10 @@ ROUTES = {
     "progress": show_progress,
     "trailers": trailers,
     "pathsend": pathsend,
+    "zerocopy": zerocopy,
+    "zerocopy_whole": zerocopy_whole,
+    "zerocopy_past_end": zerocopy_past_end,
+    "zerocopy_not_a_file": zerocopy_not_a_file,
     "204": status_204,
     "background": background,
     "accel": accel,

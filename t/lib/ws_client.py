@@ -216,7 +216,18 @@ async def idle(n):
     say("close codes", sorted(int(ws.close_code) for ws in sockets))
 
 
+async def compliance():
+    """t/031: a text and a binary message echoed, then a normal close."""
+    async with connect(f"ws://127.0.0.1:{PORT}/c/ws") as ws:
+        await ws.send("hi")
+        say("text", await ws.recv())
+        await ws.send(b"\x01")
+        say("binary", repr(await ws.recv()))
+    say("closed", ws.close_code)
+
+
 CASES = {
+    "compliance": compliance,
     "echo": echo,
     "scope": scope,
     "refused": refused,

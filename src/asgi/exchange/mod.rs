@@ -10,13 +10,12 @@
 
 use std::cell::RefCell;
 use std::fs::File;
-use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ngx::ffi::{
-    ngx_http_request_t, ngx_int_t, ngx_log_t, NGX_ERROR, NGX_HTTP_GATEWAY_TIME_OUT,
+    ngx_file_t, ngx_http_request_t, ngx_int_t, ngx_log_t, NGX_ERROR, NGX_HTTP_GATEWAY_TIME_OUT,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR,
 };
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
@@ -24,22 +23,20 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 mod reading;
+mod request_body;
+mod zerocopy;
 
 use super::gateway;
 use super::websocket::{self, FrameReader};
 use crate::errlog::{log_client_gone_as, LogTo, CLIENT_GONE_ASGI};
 use crate::next::Next;
 use crate::nginx::output::{self, SharedOutput};
-use crate::nginx::{body, file, headers_out};
+use crate::nginx::{body, file, headers_out, upload};
 use crate::status::{self, Counter, Histogram};
 use crate::wsgi::input::RequestBody;
 use crate::wsgi::kept::Kept;
 use crate::wsgi::start_response::Head;
 use crate::wsgi::{interp, watch};
-
-/// How much of a body in nginx's temp file one `http.request` message
-/// carries.
-const BODY_PIECE: usize = 64 * 1024;
 
 /// What the request and its channel share.
 pub struct Exchange {
@@ -53,6 +50,10 @@ pub struct Exchange {
     kept: Kept,
     /// The body nginx read, as `receive()` has not yet given it.
     body: Option<RequestBody>,
+    /// `wsgi_request_buffering off`: the body streams, and has not ended.
+    streaming: bool,
+    /// The `receive()` calls that wait for more of a streamed body.
+    body_waiters: Vec<Py<PyAny>>,
     /// `http.response.start`, until the first body message sends it.
     head: Option<Head>,
     head_sent: bool,
@@ -69,6 +70,8 @@ pub struct Exchange {
     failed: bool,
     /// A WebSocket request: its connection's state.
     ws: Option<Ws>,
+    /// The file of the last `http.response.zerocopysend`.
+    sent_file: Option<zerocopy::SentFile>,
     called: Instant,
     ended: Option<Instant>,
 }
@@ -226,17 +229,25 @@ impl AsgiRequest {
         output: &SharedOutput,
         call: AppCall<'_>,
     ) -> PyResult<AsgiRequest> {
-        let len = body::body_len(r);
-        status::add(Counter::RequestBodyBytes, len as u64);
-        let body = body::take_body(r, len)
-            .map_err(|e| PyOSError::new_err(format!("reading the request body failed: {e}")))?;
+        let streaming = upload::streaming(r);
+        let body = if streaming {
+            None // counted as nginx reads it
+        } else {
+            let len = body::body_len(r);
+            status::add(Counter::RequestBodyBytes, len as u64);
+            let body = body::take_body(r, len)
+                .map_err(|e| PyOSError::new_err(format!("reading the request body failed: {e}")))?;
+            Some(body)
+        };
         let exchange = Rc::new(RefCell::new(Exchange {
             r,
             log,
             app_name: call.name,
             output: output.clone(),
             kept: Kept::default(),
-            body: Some(body),
+            body,
+            streaming,
+            body_waiters: Vec::new(),
             head: None,
             head_sent: false,
             trailers: false,
@@ -250,6 +261,7 @@ impl AsgiRequest {
                 close_sent: false,
                 paused: false,
             }),
+            sent_file: None,
             called: Instant::now(),
             ended: None,
         }));
@@ -288,6 +300,13 @@ impl AsgiRequest {
         }
     }
 
+    /// The client's connection is readable while the app waits for more of
+    /// a streamed body: its receive() goes on at the loop's step. False
+    /// when none waits (the event may then be the client leaving).
+    pub fn body_readable(&mut self) -> bool {
+        Exchange::body_readable(&self.exchange)
+    }
+
     /// How long the app has run: from its call to its response's end.
     pub fn app_time(&self) -> Option<Duration> {
         let ex = self.exchange.borrow();
@@ -321,6 +340,7 @@ impl AsgiRequest {
                 ex.kept.clear();
                 ex.waiter = None;
                 ex.body = None;
+                ex.body_waiters.clear();
             }
             let Some(python) = self.python.take() else {
                 return;
@@ -345,24 +365,54 @@ impl AsgiRequest {
     }
 }
 
+/// A chunk of a response: bytes the app made, or a range of a file it
+/// has open (`http.response.zerocopysend`), which nginx sends from there.
+pub(super) enum Chunk<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    File {
+        file: *mut ngx_file_t,
+        offset: u64,
+        len: usize,
+    },
+}
+
+impl<'py> From<Bound<'py, PyBytes>> for Chunk<'py> {
+    fn from(bytes: Bound<'py, PyBytes>) -> Chunk<'py> {
+        Chunk::Bytes(bytes)
+    }
+}
+
 /// Hands a chunk to nginx's filters, flushed; `end`: the last buffer.
 /// (rc, whether nginx holds more than the client took).
-fn write_chunk(
+fn write_chunk<'py>(
     this: &Rc<RefCell<Exchange>>,
-    chunk: Bound<'_, PyBytes>,
+    chunk: impl Into<Chunk<'py>>,
     end: bool,
 ) -> (ngx_int_t, bool) {
+    let chunk = chunk.into();
     let mut ex = this.borrow_mut();
     if ex.r.is_null() {
         return (NGX_ERROR as _, false);
     }
-    let len = chunk.as_bytes().len();
+    let len = match &chunk {
+        Chunk::Bytes(bytes) => bytes.as_bytes().len(),
+        Chunk::File { len, .. } => *len,
+    };
     let mut out = output::lock(&ex.output);
     let mut rc = NGX_OK_RC;
     if len > 0 {
         // SAFETY: the request is live (r is not null); the bytes object is
-        // kept (below) until `done` counts the chunk or the request ends.
-        match unsafe { out.write(chunk.as_bytes().as_ptr(), len, true, end) } {
+        // kept (below) until `done` counts the chunk or the request ends;
+        // the request pool closes the file when the request ends.
+        let written = unsafe {
+            match &chunk {
+                Chunk::Bytes(bytes) => out.write(bytes.as_bytes().as_ptr(), len, true, end),
+                Chunk::File { file, offset, len } => {
+                    out.write_file(*file, *offset, *len, true, end)
+                }
+            }
+        };
+        match written {
             Ok(code) => rc = code,
             Err(()) => rc = NGX_ERROR as ngx_int_t,
         }
@@ -379,7 +429,10 @@ fn write_chunk(
     let done = out.done();
     drop(out);
     if len > 0 {
-        ex.kept.push(chunk.unbind());
+        match chunk {
+            Chunk::Bytes(bytes) => ex.kept.push(bytes.unbind()),
+            Chunk::File { .. } => ex.kept.push_spilled(),
+        }
     }
     ex.kept.release_upto(done);
     drop(ex);
@@ -413,32 +466,16 @@ pub struct Channel {
 
 #[pymethods]
 impl Channel {
-    /// The next piece of the body nginx read: (bytes, more_body).
-    fn read_body<'py>(&self, py: Python<'py>) -> PyResult<(Bound<'py, PyBytes>, bool)> {
-        let mut ex = self.exchange.borrow_mut();
-        match ex.body.take() {
-            None => Ok((PyBytes::new(py, b""), false)),
-            Some(RequestBody::Memory(bytes)) => Ok((PyBytes::new(py, &bytes), false)),
-            Some(RequestBody::File(mut body)) => {
-                let want = (body.len as usize).min(BODY_PIECE);
-                let mut file = File::from(body.fd);
-                let piece = PyBytes::new_with(py, want, |buf| {
-                    file.read_exact(buf).map_err(|e| {
-                        PyOSError::new_err(format!(
-                            "reading the request body's temp file failed: {e}"
-                        ))
-                    })
-                })?;
-                body.len -= want as u64;
-                let more = body.len > 0;
-                if more {
-                    body.fd = OwnedFd::from(file);
-                    ex.body = Some(RequestBody::File(body));
-                }
-                Ok((piece, more))
-            }
-            Some(RequestBody::Stream(_)) => Err(PyOSError::new_err("a streamed body")),
-        }
+    /// The next piece of the body: (bytes, more_body), or None when there
+    /// is none yet (wait_body) or the body cannot be read on.
+    fn read_body<'py>(&self, py: Python<'py>) -> PyResult<request_body::BodyPiece<'py>> {
+        Exchange::read_body(&self.exchange, py)
+    }
+
+    /// receive() waits on `waiter` for more of a streamed body: false when
+    /// there is no more to wait for.
+    fn wait_body(&self, waiter: Py<PyAny>) -> bool {
+        Exchange::wait_body(&self.exchange, waiter)
     }
 
     /// `http.response.start`: the status line and headers, checked now.
@@ -455,18 +492,44 @@ impl Channel {
     /// true when nginx holds more than the client took (the app's send()
     /// then waits for the write event).
     fn body(&self, chunk: Bound<'_, PyBytes>, more: bool) -> bool {
-        let this = &self.exchange;
         let len = chunk.as_bytes().len();
         if !self.send_head_once(if more { None } else { Some(len) }) {
             return false;
         }
-        let end = !more && !this.borrow().trailers;
-        let (rc, must_wait) = write_chunk(this, chunk, end);
-        if end || rc == NGX_ERROR as ngx_int_t {
-            Exchange::ended_with(this, rc);
-            return false;
+        self.send_body(chunk.into(), more)
+    }
+
+    /// `http.response.zerocopysend`: `count` bytes of the app's open file
+    /// `fd` from `offset` go down the filters as a file buffer (nginx sends
+    /// them with sendfile where it can), flushed; true while nginx holds
+    /// more than the client took. Without an offset they start at the
+    /// file's position, which moves past them, as `os.sendfile` does.
+    #[pyo3(signature = (fd, offset, count, more))]
+    fn zerocopy(
+        &self,
+        py: Python<'_>,
+        fd: i32,
+        offset: Option<u64>,
+        count: Option<u64>,
+        more: bool,
+    ) -> PyResult<bool> {
+        let range = zerocopy::range(fd, offset, count)?;
+        if !self.send_head_once(if more { None } else { Some(range.len) }) {
+            return Ok(false);
         }
-        must_wait
+        let Some(file) = Exchange::file_for(&self.exchange, fd, &range)? else {
+            Exchange::fail(py, &self.exchange);
+            return Ok(false);
+        };
+        range.advance_position(fd, offset)?;
+        Ok(self.send_body(
+            Chunk::File {
+                file,
+                offset: range.offset,
+                len: range.len,
+            },
+            more,
+        ))
     }
 
     /// The app's send() waits on `waiter` until the client takes what
@@ -799,6 +862,20 @@ impl Channel {
 const NGX_OK_RC: ngx_int_t = ngx::ffi::NGX_OK as ngx_int_t;
 
 impl Channel {
+    /// A body chunk after the head: the response ends with it unless
+    /// `more` (or trailers follow); true while nginx holds more than the
+    /// client took.
+    fn send_body(&self, chunk: Chunk<'_>, more: bool) -> bool {
+        let this = &self.exchange;
+        let end = !more && !this.borrow().trailers;
+        let (rc, must_wait) = write_chunk(this, chunk, end);
+        if end || rc == NGX_ERROR as ngx_int_t {
+            Exchange::ended_with(this, rc);
+            return false;
+        }
+        must_wait
+    }
+
     /// Sends the head before the first body: false when the response ends
     /// here (a header-only response, an error, a redirect) or nginx is
     /// done with the request. `known_length`: the whole body's length,
