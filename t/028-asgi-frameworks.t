@@ -47,6 +47,8 @@ my @fastapi = (
     [post_invalid       => 422, "a JSON body the model refuses: FastAPI's error list"],
     [post_not_json      => 422, 'a body that is not JSON'],
     [post_big           => 201, 'a 240 kB JSON body (nginx buffers it to a file, receive() gives it in pieces)'],
+    [upload             => 200, 'a 2 MiB upload read as it arrives (wsgi_request_buffering off): its size and digest'],
+    [upload_chunked     => 200, '... a chunked one'],
     [stream             => 200, 'StreamingResponse of an async generator'],
     [file               => 200, 'FileResponse: nginx sends the file (pathsend)'],
     [file_range         => 206, 'FileResponse of a range'],
@@ -72,6 +74,11 @@ my @fastapi = (
 
 my $fastapi_server = <<'_EOC_';
 location / { asgi_pass fastapi_example:app; }
+location /upload {
+    wsgi_request_buffering off;
+    client_max_body_size 1g;
+    asgi_pass fastapi_example:app;
+}
 location /shop/ {
     asgi_param SCRIPT_NAME /shop;
     asgi_pass fastapi_example:app;

@@ -8,6 +8,7 @@ in-process TestClient.
 """
 
 import asyncio
+import hashlib
 import os
 from contextlib import asynccontextmanager
 from typing import Annotated
@@ -105,6 +106,19 @@ def create_item(item: NewItem, request: Request, response: Response):
     # An example: nothing is stored, the item is echoed with its price.
     response.headers["Location"] = request.url_for("get_item", item_id=3).path
     return {"id": 3, **item.model_dump(), "price_with_tax": round(item.price * 1.2, 2)}
+
+
+@app.post("/upload")
+async def upload(request: Request):
+    """An upload read as it arrives: nginx serves /upload with
+    `wsgi_request_buffering off`, so each piece reaches the app as the
+    client sends it and a slow app holds the client back. The body is
+    never held whole: its size and SHA-256."""
+    digest, size = hashlib.sha256(), 0
+    async for piece in request.stream():
+        digest.update(piece)
+        size += len(piece)
+    return {"size": size, "sha256": digest.hexdigest()}
 
 
 @app.get("/stream")

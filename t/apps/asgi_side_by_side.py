@@ -38,6 +38,8 @@ REQUESTS = {
     "post_not_json": ("POST", "/api/items", {"content": b"{not json",
                                              "headers": {"content-type": "application/json"}}),
     "post_big": ("POST", "/api/items", {"json": BIG_ITEM}),
+    "upload": ("POST", "/upload", {"content": bytes(range(256)) * 8192}),
+    "upload_chunked": ("POST", "/upload", {"content": [b"piece"] * 1000}),
     "stream": ("GET", "/stream", {}),
     "file": ("GET", "/report", {}),
     "file_range": ("GET", "/report", {"headers": {"range": "bytes=4-12"}}),
