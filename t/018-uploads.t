@@ -9,11 +9,9 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use NginxRunner;
 use Test::More;
-use Digest::SHA;
+use Uploads qw(head chunk expect_continue http2_bodies bounded_upload patient answers_without_reading);
 
 delete $ENV{TEST_NGINX_WSGI_THREADS};
-
-my $MiB = 1 << 20;
 
 my $SERVER = '
     client_max_body_size 1g;
@@ -39,21 +37,6 @@ sub start {
 }
 
 sub response { NginxRunner::response(@_) }
-
-sub head {
-    my ($path, @headers) = @_;
-    return "POST $path HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-        . join('', map { "$_\r\n" } @headers) . "\r\n";
-}
-
-sub chunk { my ($data) = @_; return sprintf("%x\r\n%s\r\n", length $data, $data) }
-
-sub access_log {
-    my ($ngx) = @_;
-    open my $f, '<', "$ngx->{root}/logs/access.log" or return '';
-    local $/;
-    return <$f>;
-}
 
 subtest 'the app is called once the head is in, and reads the body as it arrives' => sub {
     my $ngx = start();
@@ -109,111 +92,13 @@ subtest 'readline, readline(n), readlines and iteration across pieces as they ar
     $ngx->stop;
 };
 
-subtest 'Expect: 100-continue as nginx does it' => sub {
-    # nginx writes "100 Continue" with one send() it assumes complete.
-    plan skip_all => 'nginx fails a short write of 100 Continue (EAGAIN mode)' if $ENV{TEST_NGINX_LD_PRELOAD};
-    my $ngx = start();
-    my $s = $ngx->client;
-    print $s head('/first', 'Content-Length: 20', 'Expect: 100-continue');
-    my ($interim) = NginxRunner::read_until($s, qr/\r\n\r\n/, 5);
-    like($interim, qr{\AHTTP/1\.1 100 Continue\r\n}, '100 Continue before the body');
-    print $s 'z' x 20;
-    my ($status, $body) = response($s);
-    is($body, "20\n", 'then the body reaches the app');
-    $ngx->stop;
-};
-
-subtest 'HTTP/2 bodies, with and without a length' => sub {
-    plan skip_all => 'curl is not installed' if system('curl --version >/dev/null 2>&1') != 0;
-    my $ngx = start(listen_opts => '', server => "http2 on; $SERVER");
-    my $file = "$ngx->{root}/body";
-    open my $f, '>', $file or die $!;
-    my $sha = Digest::SHA->new(256);
-    for my $i (0 .. 19) {
-        my $piece = pack('N', $i) x ($MiB / 4);
-        $sha->add($piece);
-        print $f $piece;
-    }
-    close $f;
-    my $url = "http://127.0.0.1:$ngx->{h2_port}/sha256";
-    my $digest = $sha->hexdigest;
-    my $sized = `curl -s -m 30 --http2-prior-knowledge --data-binary \@$file $url`;
-    like($sized, qr/^$digest ${\ (20 * $MiB)} /, 'with Content-Length: whole, byte for byte');
-    my $streamed = `curl -s -m 30 --http2-prior-knowledge -T - $url < $file`;
-    like($streamed, qr/^$digest ${\ (20 * $MiB)} /, 'without (DATA frames to END_STREAM): whole');
-    $ngx->stop;
-};
-
-subtest 'backpressure: an app slower than its client holds the upload back, not the worker' => sub {
-    my $ngx = start();
-    my (undef, $rss0) = response($ngx->get('/rss'));
-    chomp $rss0;
-    my $size = 24 * $MiB;
-    my $s = $ngx->client;
-    print $s head('/slow', "Content-Length: $size");
-    my $sha = Digest::SHA->new(256);
-    for my $i (0 .. 23) {
-        my $piece = pack('N', $i) x ($MiB / 4);
-        $sha->add($piece);
-        print $s $piece;
-    }
-    my ($status, $body) = response($s, 60);
-    is($status, 200, 'answered');
-    my ($digest, $read, $peak) = split ' ', $body;
-    is($read, $size, 'the whole body');
-    is($digest, $sha->hexdigest, 'byte for byte');
-    my $growth = ($peak - $rss0) / $MiB;
-    cmp_ok($growth, '<', 8, sprintf('the worker grew by %.1f MiB while the app read 24 MiB at 6.4 MB/s', $growth));
-    $ngx->stop;
-};
-
-subtest 'a 100 MiB upload read in 64 KiB pieces: byte for byte, the worker bounded' => sub {
-    my $ngx = start();
-    my (undef, $rss0) = response($ngx->get('/rss'));
-    chomp $rss0;
-    my $size = 100 * $MiB;
-    my $s = $ngx->client;
-    print $s head('/sha256', "Content-Length: $size");
-    my $sha = Digest::SHA->new(256);
-    for my $i (0 .. 99) {
-        my $piece = pack('N', $i) x ($MiB / 4);
-        $sha->add($piece);
-        print $s $piece;
-    }
-    my ($status, $body) = response($s, 60);
-    my ($digest, $read, $peak) = split ' ', $body;
-    is($read, $size, 'the whole body');
-    is($digest, $sha->hexdigest, 'byte for byte');
-    my $growth = ($peak - $rss0) / $MiB;
-    cmp_ok($growth, '<', 8, sprintf('the worker grew by %.1f MiB', $growth));
-    $ngx->stop;
-};
-
-subtest 'waiting for the client is not the app\'s time: a body slower than wsgi_read_timeout is read whole' => sub {
-    my $ngx = start();
-    my $s = $ngx->client;
-    print $s head('/patient', 'Content-Length: 40');
-    for my $i (1 .. 4) {
-        select(undef, undef, undef, 0.6);    # 2.4 s in all, each gap under client_body_timeout
-        print $s 'p' x 10;
-    }
-    my ($status, $body) = response($s);
-    is($status, 200, 'answered 200 after 2.4 s under wsgi_read_timeout 1s');
-    like($body, qr/ 40 /, 'the whole body');
-    unlike($ngx->error_log, qr/wsgi_read_timeout/, 'no timeout was reported');
-    $ngx->stop;
-};
-
-subtest 'an app that answers without reading the body: answered, the rest discarded' => sub {
-    my $ngx = start();
-    my $s = $ngx->client;
-    print $s head('/ignores', 'Content-Length: ' . (50 * $MiB));
-    print $s 'i' x (4 * $MiB);    # no more: the answer comes anyway
-    my ($status, $body) = response($s, 10);
-    is($status, 200, 'answered while the client still had 46 MiB to send');
-    like($body, qr/^\d+\n\z/, 'the app\'s answer');
-    $ngx->stop;
-};
+expect_continue(\&start);
+http2_bodies(\&start, $SERVER);
+bounded_upload(\&start, '/slow', 24,
+    'backpressure: an app slower than its client (6.4 MB/s) holds the upload back, not the worker');
+bounded_upload(\&start, '/sha256', 100, 'a 100 MiB upload read in 64 KiB pieces: byte for byte, the worker bounded');
+patient(\&start, qr/wsgi_read_timeout/);
+answers_without_reading(\&start);
 
 # The faults: each makes wsgi.input raise an OSError subclass in the app
 # (whose close() runs), ends the request with nginx's code, is said in
@@ -259,7 +144,7 @@ subtest 'faults mid-body' => sub {
     ok($ngx->wait_log(qr/close\(\) ran/, 5), 'close() ran');
     unlike($ngx->error_log, qr/Traceback/, "the module's own exception, let through by the app, is no traceback");
 
-    my @codes = access_log($ngx) =~ m{"POST /reader HTTP/1\.1" (\d{3})}g;
+    my @codes = $ngx->access_log =~ m{"POST /reader HTTP/1\.1" (\d{3})}g;
     is("@codes", '413 408 499', 'the access log has 413, 408 and 499');
     my ($status2, $body) = response($ngx->get('/ignores'));
     is($body, "$pid\n", 'the same worker serves on');

@@ -258,7 +258,7 @@ class _Closed:
         return b"", False
 
     def wait_body(self, waiter):
-        return False
+        return "failed"
 
     def complete(self):
         return self.was_complete
@@ -314,8 +314,13 @@ class HttpExchange:
             # The body streams and nginx has nothing yet: on when the client
             # sends more (or the request ends).
             waiter = self.gateway.loop.create_future()
-            if not self.channel.wait_body(waiter):
-                break  # the body cannot be read on: the request ends
+            state = self.channel.wait_body(waiter)
+            if state == "failed":
+                # The body cannot be read to its end: the request ends.
+                self.body_left = False
+                return {"type": "http.disconnect"}
+            if state == "ended":
+                break  # another receive() took the body's end
             self.waiters.append(waiter)
             try:
                 await waiter

@@ -135,9 +135,14 @@ sub worker_pids {
     return ();
 }
 
-sub error_log {
-    my ($self) = @_;
-    open my $f, '<', "$self->{root}/logs/error.log" or return '';
+sub error_log { $_[0]->log_file('error.log') }
+
+# logs/access.log, where the server block has `access_log logs/access.log;`.
+sub access_log { $_[0]->log_file('access.log') }
+
+sub log_file {
+    my ($self, $name) = @_;
+    open my $f, '<', "$self->{root}/logs/$name" or return '';
     local $/;
     return <$f>;
 }

@@ -54,6 +54,8 @@ pub struct Exchange {
     streaming: bool,
     /// The `receive()` calls that wait for more of a streamed body.
     body_waiters: Vec<Py<PyAny>>,
+    /// The streamed body could not be read to its end.
+    body_failed: bool,
     /// `http.response.start`, until the first body message sends it.
     head: Option<Head>,
     head_sent: bool,
@@ -248,6 +250,7 @@ impl AsgiRequest {
             body,
             streaming,
             body_waiters: Vec::new(),
+            body_failed: false,
             head: None,
             head_sent: false,
             trailers: false,
@@ -472,9 +475,9 @@ impl Channel {
         Exchange::read_body(&self.exchange, py)
     }
 
-    /// receive() waits on `waiter` for more of a streamed body: false when
-    /// there is no more to wait for.
-    fn wait_body(&self, waiter: Py<PyAny>) -> bool {
+    /// receive() waits on `waiter` for more of a streamed body: "waiting",
+    /// "ended" or "failed" (then there is none to wait for).
+    fn wait_body(&self, waiter: Py<PyAny>) -> &'static str {
         Exchange::wait_body(&self.exchange, waiter)
     }
 

@@ -69,7 +69,9 @@ impl Exchange {
 
     /// `wsgi_request_buffering off`: what nginx has read, up to a piece,
     /// nginx reading on from the client. A body that cannot be read to its
-    /// end ends the request (logged; the app's task is then cancelled).
+    /// end ends the request (logged), and `receive()` gives the disconnect
+    /// at once: nginx may linger on the connection a while before the
+    /// request ends (and cancels a task still running).
     fn pull_body<'py>(this: &Rc<RefCell<Exchange>>, py: Python<'py>) -> BodyPiece<'py> {
         let r = this.borrow().r;
         if r.is_null() {
@@ -88,14 +90,18 @@ impl Exchange {
                 Some((PyBytes::new(py, &data), false))
             }
             Pulled::Failed(fault, rc) => {
-                this.borrow_mut().streaming = false;
+                {
+                    let mut ex = this.borrow_mut();
+                    ex.streaming = false;
+                    ex.body_failed = true;
+                }
                 // SAFETY: as above.
                 let (rc, level, outcome) = unsafe { upload::failure(r, fault, rc) };
                 let log = this.borrow().log;
                 ngx_log_error!(
                     level,
                     log,
-                    "asgi: reading the request body for the app failed: {}; the app's task is cancelled, {outcome}",
+                    "asgi: reading the request body for the app failed: {}; receive() gives http.disconnect, {outcome}",
                     fault.describe()
                 );
                 Exchange::decide(this, Next::Finish(rc));
@@ -104,15 +110,20 @@ impl Exchange {
         }
     }
 
-    /// A `receive()` waits on `waiter` for more of a streamed body: false
-    /// when there is no more to wait for.
-    pub(super) fn wait_body(this: &Rc<RefCell<Exchange>>, waiter: Py<PyAny>) -> bool {
+    /// A `receive()` waits on `waiter` for more of a streamed body:
+    /// "waiting"; or there is no more to wait for: "ended" (the body was
+    /// given whole), "failed" (it cannot be read to its end, or the request
+    /// is over).
+    pub(super) fn wait_body(this: &Rc<RefCell<Exchange>>, waiter: Py<PyAny>) -> &'static str {
         let mut ex = this.borrow_mut();
-        if ex.r.is_null() || !ex.streaming {
-            return false;
+        if ex.r.is_null() || ex.body_failed {
+            return "failed";
+        }
+        if !ex.streaming {
+            return "ended";
         }
         ex.body_waiters.push(waiter);
-        true
+        "waiting"
     }
 
     /// The client's connection is readable: the `receive()` calls that
