@@ -3,8 +3,10 @@
 run (`make bench`).
 
 The app is `bench/asgi_apps.py` for every server: /hello (13 bytes),
-/stream (64 sends of 1 KiB with more_body=True, each flushed) and /ws (a
-WebSocket echo). Every server runs one worker process, pinned with its
+/stream (64 sends of 1 KiB with more_body=True, each flushed), /upload (a
+64 KiB POST read through receive(), streamed: `wsgi_request_buffering off`
+for ngx_wsgi, `proxy_request_buffering off` in front of the others) and /ws
+(a WebSocket echo). Every server runs one worker process, pinned with its
 nginx to core 1; wrk -t1 -c50 is pinned to core 0, and this script too,
 so that its sampling of RSS never runs on the server's core. The
 measurement is bench/run.py's: per cell a 2 s warm-up, then --runs runs
@@ -33,7 +35,7 @@ Every body is checked against the app's before a cell runs, every echo
 as it comes back.
 
 Writes its section of bench/RESULTS.md. Run `make bench`, or after it:
-    bench/asgi.py [--quick] [--runs 3] [--seconds 10] [--only NAME,...] [--cases hello,stream,ws]
+    bench/asgi.py [--quick] [--runs 3] [--seconds 10] [--only NAME,...] [--cases hello,stream,upload,ws]
 """
 
 import argparse
@@ -54,7 +56,10 @@ import run  # noqa: E402  its Server, ports, pinning, wrk and RESULTS.md helpers
 
 WORK = os.path.join(run.ROOT, "target", "bench", "asgi")
 APP = "asgi_apps:app"
-CASES = {"hello": ("/hello", asgi_apps.HELLO), "stream": ("/stream", asgi_apps.STREAM)}
+CASES = {"hello": ("/hello", asgi_apps.HELLO), "stream": ("/stream", asgi_apps.STREAM),
+         "upload": ("/upload", asgi_apps.UPLOADED)}
+UPLOAD = "upload"  # the case that POSTs a body (UPLOAD_SCRIPT shapes wrk's requests)
+UPLOAD_SCRIPT = os.path.join(WORK, "upload.lua")
 WS = "ws"  # the WebSocket echo case, beside CASES (wrk's)
 WS_PATH, WS_MESSAGE = "/ws", 32  # its route, and the bytes of each message
 WS_TIMEOUT = 10  # s a connection may wait for its last echo once a run ends
@@ -70,6 +75,12 @@ PROXY = f"""    upstream app {{ server 127.0.0.1:{run.BACK}; keepalive 64; }}
             proxy_pass http://app;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+        }}
+        location = /upload {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_request_buffering off;
         }}
         location = {WS_PATH} {{
             proxy_pass http://app;
@@ -109,6 +120,7 @@ def servers():
     server {{
         listen 127.0.0.1:{run.FRONT} backlog=4096;
         location / {{ asgi_pass {APP}; }}
+        location = /upload {{ wsgi_request_buffering off; asgi_pass {APP}; }}
     }}"""
     chosen = [run.Server("ngx_wsgi", "ngx_wsgi, `asgi_pass` (this module)", nginx=ngx_wsgi, work=WORK)]
     others = app_servers()
@@ -144,11 +156,13 @@ def peak_rss(server, peak):
 def measure(server, case, args):
     """One cell: run.cell's medians, and the peak RSS (KiB) while it ran."""
     path, body = CASES[case]
-    if run.fetch(server.port, path) != body:
-        raise RuntimeError(f"{server.name}: GET {path} is not the app's body")
+    upload = b"u" * asgi_apps.UPLOAD_SIZE if case == UPLOAD else None
+    if run.fetch(server.port, path, upload) != body:
+        raise RuntimeError(f"{server.name}: {path} is not the app's answer")
+    script = UPLOAD_SCRIPT if case == UPLOAD else None
     peak = [0]
     with peak_rss(server, peak):
-        figures = run.cell(server.port, path, args.runs, args.seconds, args.connections)
+        figures = run.cell(server.port, path, args.runs, args.seconds, args.connections, script)
     return figures + (peak[0],)
 
 
@@ -235,7 +249,10 @@ def section(args, chosen, results):
         "",
         f"`bench/asgi_apps.py`: `/hello` answers 13 bytes with Content-Length; `/stream` sends "
         f"{asgi_apps.STREAM_CHUNKS} × 1 KiB, each its own `http.response.body` with `more_body=True` (chunked, "
-        "each send flushed). ngx_wsgi runs the app with `asgi_pass` on the asyncio loop (the standard "
+        f"each send flushed); `/upload` takes a POST of {asgi_apps.UPLOAD_SIZE // 1024} KiB (Content-Length), "
+        "reads it through `receive()` and answers its length: ngx_wsgi with `wsgi_request_buffering off`, "
+        "nginx in front of the others with `proxy_request_buffering off`, so that every server streams the "
+        "body rather than nginx's temp file holding it. ngx_wsgi runs the app with `asgi_pass` on the asyncio loop (the standard "
         "library's) that its worker's event loop steps; granian, uvicorn and hypercorn serve it alone and "
         f"behind nginx (`proxy_pass`, keepalive). Every server runs one worker process, pinned with its nginx "
         f"to core {run.SERVER_CORE}; wrk -t1 -c{args.connections} on core {run.CLIENT_CORE}; {quick}{args.runs} × "
@@ -306,6 +323,8 @@ def main():
         if not os.path.exists(need):
             sys.exit(f"missing {need}: run `make bench`")
     os.makedirs(WORK, exist_ok=True)
+    with open(UPLOAD_SCRIPT, "w") as f:
+        f.write(f'wrk.method = "POST"\nwrk.body = string.rep("u", {asgi_apps.UPLOAD_SIZE})\n')
     # The sampler and the checks stay off the server's core (the servers are
     # started under taskset, so they do not inherit this).
     os.sched_setaffinity(0, {int(run.CLIENT_CORE)})

@@ -5,6 +5,8 @@
 /stream  STREAM_CHUNKS x 1 KiB, each its own send with more_body=True (no
          Content-Length): a server must flush each one, so the case counts
          what a send costs
+/upload  a POST: reads the body to its end through receive() and answers
+         its length (bench/asgi.py sends UPLOAD_SIZE bytes)
 /ws      a WebSocket that sends each message back as it came (bytes or
          text), until the client closes
 It runs lifespan, as apps built on a framework do: every server then goes
@@ -16,6 +18,8 @@ KIB = b"a" * 1024
 STREAM_CHUNKS = 64
 STREAM = KIB * STREAM_CHUNKS  # what a client of /stream reads
 TEXT = (b"content-type", b"text/plain")
+UPLOAD_SIZE = 64 * 1024
+UPLOADED = b"%d" % UPLOAD_SIZE  # what /upload answers to a body of that size
 
 
 async def app(scope, receive, send):
@@ -33,6 +37,16 @@ async def app(scope, receive, send):
         for _ in range(STREAM_CHUNKS):
             await send({"type": "http.response.body", "body": KIB, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+    elif path == "/upload":
+        size, more = 0, True
+        while more:
+            message = await receive()
+            size += len(message.get("body", b""))
+            more = message.get("more_body", False)
+        answer = b"%d" % size
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [TEXT, (b"content-length", b"%d" % len(answer))]})
+        await send({"type": "http.response.body", "body": answer})
     else:
         await send({"type": "http.response.start", "status": 404, "headers": [TEXT]})
         await send({"type": "http.response.body", "body": b"not found\n"})

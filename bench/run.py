@@ -252,16 +252,18 @@ def servers():
     ]
 
 
-def fetch(port, path):
-    """The body of GET `path`; raises unless the status is 200."""
+def fetch(port, path, body=None):
+    """The body of GET `path` (POST with `body`); raises unless the status
+    is 200."""
+    method = "GET" if body is None else "POST"
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", path)
+    conn.request(method, path, body=body)
     resp = conn.getresponse()
-    body = resp.read()
+    answer = resp.read()
     conn.close()
     if resp.status != 200:
-        raise RuntimeError(f"GET {path}: status {resp.status}")
-    return body
+        raise RuntimeError(f"{method} {path}: status {resp.status}")
+    return answer
 
 
 def check(port, path, size):
@@ -281,12 +283,13 @@ def cpu_sample():
     raise RuntimeError("no per-core line in /proc/stat")
 
 
-def wrk_cmd(port, path, seconds, conns, timeout=None):
+def wrk_cmd(port, path, seconds, conns, timeout=None, script=None):
     """wrk with one thread on the client core; `timeout` (s) raises wrk's 2 s
     default, beyond which a response is counted as a timeout and left out of
-    the latency figures."""
+    the latency figures; `script`: a Lua file that shapes the requests."""
     return (["taskset", "-c", CLIENT_CORE, "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency"]
-            + ([f"--timeout={timeout}s"] if timeout else []) + [f"http://127.0.0.1:{port}{path}"])
+            + ([f"--timeout={timeout}s"] if timeout else []) + (["-s", script] if script else [])
+            + [f"http://127.0.0.1:{port}{path}"])
 
 
 def parse_wrk(out):
@@ -310,9 +313,10 @@ def parse_wrk(out):
     }
 
 
-def wrk(port, path, seconds, conns):
+def wrk(port, path, seconds, conns, script=None):
     before = cpu_sample()
-    out = subprocess.run(wrk_cmd(port, path, seconds, conns), capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(wrk_cmd(port, path, seconds, conns, script=script), capture_output=True, text=True,
+                         check=True).stdout
     after = cpu_sample()
     r = parse_wrk(out)
     total = max(1, after[1] - before[1])
@@ -321,11 +325,11 @@ def wrk(port, path, seconds, conns):
     return r["rps"], r["p99_ms"], per_req(busy), per_req(user)
 
 
-def cell(port, path, runs, seconds, conns):
+def cell(port, path, runs, seconds, conns, script=None):
     """One cell: a 2 s warm-up, then `runs` runs; the medians of req/s, p99
-    ms, µs/req and its user-space part."""
-    wrk(port, path, 2, conns)
-    measured = [wrk(port, path, seconds, conns) for _ in range(runs)]
+    ms, µs/req and its user-space part. `script`: as for wrk_cmd."""
+    wrk(port, path, 2, conns, script)
+    measured = [wrk(port, path, seconds, conns, script) for _ in range(runs)]
     return tuple(statistics.median(r[i] for r in measured) for i in range(4))
 
 
