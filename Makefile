@@ -12,7 +12,7 @@
 #   make test-memcheck  t/001 and t/006 with nginx under valgrind memcheck
 #               (scripts/memcheck; MEMCHECK=long: 16 files, inline and threads)
 #   make fuzz   each cargo-fuzz target (fuzz/) for 5 minutes; make fuzz-smoke:
-#               30 s each, as CI runs them (scripts/fuzz; nightly Rust)
+#               20 s each, as CI runs them (scripts/fuzz; nightly Rust)
 #   make soak   a million mixed requests on 2 workers, 2 x 10,000 clients
 #               leaving mid-stream, then reloads under load: every response,
 #               the workers' RSS, descriptors and Python objects checked
@@ -88,7 +88,7 @@ fuzz: deps
 	scripts/fuzz 300
 
 fuzz-smoke: deps
-	scripts/fuzz 30
+	scripts/fuzz 20
 
 # EAGAIN mode: preloaded into nginx, t/lib/eagain.c answers every write to a
 # TCP socket with EAGAIN until nginx polled it writable, then lets a few

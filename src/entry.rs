@@ -387,6 +387,20 @@ pub extern "C" fn on_websocket_read(ev: *mut ngx_event_t) {
             run_asgi_loop();
             return;
         }
+        if (*ev).timedout() != 0 {
+            // The keepalive timer: a ping, or a client taken for gone.
+            (*ev).set_timedout(0);
+            guarded(r, "the WebSocket's keepalive", || {
+                let ctx = request::get(r)?;
+                let Mode::Asgi(Some(request)) = &mut ctx.mode else {
+                    return None;
+                };
+                request.keep_alive_timer(r)
+            });
+            ngx_http_run_posted_requests(c);
+            run_asgi_loop();
+            return;
+        }
         on_client_read(r);
         ngx_http_run_posted_requests(c);
     }

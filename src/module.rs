@@ -11,7 +11,7 @@ use ngx::ffi::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_set_msec_slot, ngx_conf_set_path_slot,
     ngx_conf_t, ngx_cycle_t, ngx_http_add_variable, ngx_http_compile_complex_value,
     ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_http_get_variable_index,
-    ngx_http_handler_pt, ngx_http_module_t, ngx_int_t, ngx_parse_time, ngx_pcalloc,
+    ngx_http_handler_pt, ngx_http_module_t, ngx_int_t, ngx_msec_t, ngx_parse_time, ngx_pcalloc,
     ngx_process_slot, ngx_shm_zone_t, ngx_str_t, ngx_uint_t, NGX_CONF_1MORE, NGX_CONF_FLAG,
     NGX_CONF_NOARGS, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE1234, NGX_CONF_TAKE23,
     NGX_ERROR, NGX_HTTP_LIF_CONF, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF,
@@ -228,7 +228,7 @@ const fn command(
 }
 
 /// The test build's `wsgi_test_hook` (src/test_hooks.rs) is one more row.
-const COMMAND_COUNT: usize = 19 + cfg!(feature = "test-hooks") as usize;
+const COMMAND_COUNT: usize = 20 + cfg!(feature = "test-hooks") as usize;
 
 pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
     command(
@@ -285,6 +285,13 @@ pub static mut COMMANDS: [ngx_command_t; COMMAND_COUNT] = [
         ngx_string!("asgi_websocket_max_message_size"),
         ANY_LEVEL | NGX_CONF_TAKE1,
         handle::<AsgiWebsocketMaxMessageSize>,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        0,
+    ),
+    command(
+        ngx_string!("asgi_websocket_ping_interval"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        handle::<AsgiWebsocketPingInterval>,
         NGX_HTTP_LOC_CONF_OFFSET,
         0,
     ),
@@ -733,23 +740,15 @@ impl Set for WsgiReadTimeout {
 
     fn set(d: &Directive, loc: &mut LocConf) -> Result<(), Refusal> {
         let arg = d.arg(0);
-        let mut value = ngx_str_t {
-            len: arg.len(),
-            data: arg.as_ptr() as *mut u8,
-        };
-        // SAFETY: ngx_parse_time only reads the string (`arg` lives).
-        let ms = unsafe { ngx_parse_time(&mut value, 0) };
-        if ms == NGX_ERROR as ngx_int_t || ms <= 0 {
-            return Err(Invalid::value(arg, "it must be a time above 0, such as 30s or 2m").into());
-        }
-        if !loc.set_read_timeout(ms as _) {
+        let ms = time_above_zero(arg, "it must be a time above 0, such as 30s or 2m")?;
+        if !loc.set_read_timeout(ms) {
             return Err(Refusal::Duplicate);
         }
         // SAFETY: a location-level directive: `loc` is not the main
         // configuration, and `main` is dropped with the handler.
         let main = unsafe { d.main_conf() }?;
-        let shortest = main.shortest_read_timeout.get_or_insert(ms as _);
-        *shortest = (*shortest).min(ms as _);
+        let shortest = main.shortest_read_timeout.get_or_insert(ms);
+        *shortest = (*shortest).min(ms);
         Ok(())
     }
 }
@@ -817,6 +816,41 @@ impl Set for AsgiWebsocketMaxMessageSize {
         loc.websocket_max_message = Some(size(d.arg(0))?);
         Ok(())
     }
+}
+
+struct AsgiWebsocketPingInterval;
+
+impl Set for AsgiWebsocketPingInterval {
+    type Conf = LocConf;
+
+    fn set(d: &Directive, loc: &mut LocConf) -> Result<(), Refusal> {
+        if loc.websocket_ping.is_some() {
+            return Err(Refusal::Duplicate);
+        }
+        let arg = d.arg(0);
+        if arg == "off" {
+            loc.websocket_ping = Some(0);
+            return Ok(());
+        }
+        let ms = time_above_zero(arg, "it must be a time above 0, such as 20s or 1m, or off")?;
+        loc.websocket_ping = Some(ms);
+        Ok(())
+    }
+}
+
+/// A time argument (nginx's units, ms by default) above 0; `reason` says
+/// what the directive takes otherwise.
+fn time_above_zero(arg: &str, reason: &str) -> Result<ngx_msec_t, Refusal> {
+    let mut value = ngx_str_t {
+        len: arg.len(),
+        data: arg.as_ptr() as *mut u8,
+    };
+    // SAFETY: ngx_parse_time only reads the string (`arg` lives).
+    let ms = unsafe { ngx_parse_time(&mut value, 0) };
+    if ms == NGX_ERROR as ngx_int_t || ms <= 0 {
+        return Err(Invalid::value(arg, reason).into());
+    }
+    Ok(ms as ngx_msec_t)
 }
 
 struct WsgiMaxRequests;

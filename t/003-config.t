@@ -386,3 +386,21 @@ location /app { asgi_pass app; }
 --- must_die
 --- error_log eval
 qr/"wsgi_threads" does not apply to "asgi_pass"/
+
+
+
+=== TEST 38: asgi_websocket_ping_interval takes a time or off
+--- config
+location /app { asgi_websocket_ping_interval 0; asgi_pass app; }
+--- must_die
+--- error_log
+invalid value "0" in "asgi_websocket_ping_interval" directive, it must be a time above 0, such as 20s or 1m, or off
+
+
+
+=== TEST 39: asgi_websocket_ping_interval twice at one level
+--- config
+location /app { asgi_websocket_ping_interval 5s; asgi_websocket_ping_interval off; asgi_pass app; }
+--- must_die
+--- error_log
+"asgi_websocket_ping_interval" directive is duplicate

@@ -244,14 +244,7 @@ subtest 'an idle worker with a thread pool uses no CPU (no polling)' => sub {
     is($body, "slept 0.01\n", 'the pool works');
     my ($worker) = $ngx->worker_pids;
     ok($worker, "worker $worker");
-    my $cpu = sub {
-        open my $f, '<', "/proc/$worker/stat" or return 0;
-        my @f = split /\s+/, (<$f> =~ s/^.*\) //r);
-        return $f[11] + $f[12];  # utime + stime, in clock ticks
-    };
-    my $before = $cpu->();
-    sleep 2;
-    my $used = $cpu->() - $before;
+    my $used = NginxRunner::cpu_ticks_over($worker, 2);
     cmp_ok($used, '<=', 2, "$used clock ticks in 2 s idle");
     $ngx->stop;
 };

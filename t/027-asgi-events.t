@@ -4,7 +4,8 @@
 # cancels the app's task; trailers reach the client; a graceful quit lets
 # a stream end whole and runs lifespan.shutdown; an app that blocks the
 # loop stalls the worker, as documented, until wsgi_read_timeout
-# interrupts it (504); an idle worker uses no CPU;
+# interrupts it (504); an idle worker uses no CPU; httpx2.AsyncClient,
+# asyncio streams and threads work from an app;
 # wsgi_status counts ASGI requests.
 use strict;
 use warnings;
@@ -84,6 +85,29 @@ subtest 'http.response.trailers after a chunked body (HTTP/1.1)' => sub {
     like($data, qr/\r\n\r\n5\r\nbody\n\r\n0\r\nx-checksum: abc123\r\n\r\n\z/, 'the body, then the trailer after the last chunk');
 };
 
+subtest '... and over HTTP/2: a HEADERS frame after the DATA' => sub {
+    plan skip_all => 'nghttp (nghttp2-client) is not installed' if system('nghttp --version >/dev/null 2>&1') != 0;
+    my $ngx = NginxRunner->new(listen_opts => '', server => "http2 on; $asgi");
+    my $out = `nghttp -v -t 10 http://127.0.0.1:$ngx->{h2_port}/a/trailers 2>&1`;
+    like($out, qr/recv DATA frame .*\n(?:.*\n)*?.*recv \(stream_id=\d+\) x-checksum: abc123\n.*recv HEADERS frame [^\n]*\n[^\n]*END_STREAM/,
+        'the body, then the trailer in a HEADERS frame that ends the stream') or diag($out);
+};
+
+subtest 'libraries that use the running loop: httpx2.AsyncClient, asyncio streams, threads; each fetch served by the same worker meanwhile' => sub {
+    my $python = "$ENV{TEST_NGINX_VENV}/bin/python";
+    plan skip_all => "no virtualenv with httpx2 at $ENV{TEST_NGINX_VENV}"
+        if system("$python -c 'import httpx2' 2>/dev/null") != 0;
+    my $ngx = NginxRunner->new(
+        http => "wsgi_python_home $ENV{TEST_NGINX_VENV};",
+        server => 'location = /static { return 200 "static\n"; }
+                   location /lib { asgi_pass asgi_libraries:app; }');
+    my ($status, $body) = fetch($ngx, '/lib');
+    is($status, 200, 'answered');
+    is($body, "httpx2.AsyncClient: static\nasyncio.open_connection: static\nrun_in_executor: from a thread\n"
+        . "asyncio.to_thread: from a thread\nasyncio.wait_for: slept\n", 'each library got its answer')
+        or diag($ngx->error_log);
+};
+
 subtest 'an app that blocks the loop stalls the worker (documented): a request beside it waits' => sub {
     my $ngx = NginxRunner->new(server => $asgi);
     my $blocking = $ngx->get('/a/blocking?1');
@@ -101,14 +125,7 @@ subtest 'an idle worker with the asyncio loop uses no CPU (no polling), also wit
     my ($data) = NginxRunner::read_until($s, qr/first\n/, 5);
     like($data, qr/first\n/, 'a request awaits');
     my ($worker) = $ngx->worker_pids;
-    my $cpu = sub {
-        open my $f, '<', "/proc/$worker/stat" or return 0;
-        my @f = split /\s+/, (<$f> =~ s/^.*\) //r);
-        return $f[11] + $f[12];  # utime + stime, in clock ticks
-    };
-    my $before = $cpu->();
-    sleep 2;
-    my $used = $cpu->() - $before;
+    my $used = NginxRunner::cpu_ticks_over($worker, 2);
     cmp_ok($used, '<=', 2, "$used clock ticks in 2 s");
     close $s;
     $ngx->stop;

@@ -98,6 +98,27 @@ subtest 'frames that break RFC 6455 close the connection with their code; the ap
     like($small->{close}, qr/^1009 a message over 1024 bytes/, 'over it: 1009');
 };
 
+subtest 'asgi_websocket_ping_interval: a quiet client is pinged, a pong keeps it, no answer closes it' => sub {
+    my $ngx = NginxRunner->new(server => "$ws
+        location /keep/ { asgi_websocket_ping_interval 1s; asgi_pass asgi_websockets:app; }");
+    my $got = client($ngx, 'keepalive');
+    like($got->{status}, qr{^HTTP/1\.1 101\b}, 'open');
+    like($got->{first}, qr/^\[\((?:0\.[89]|1\.[0-5]), 9\)\] closed=False$/, 'one ping (opcode 9) after 1 s of quiet');
+    like($got->{'after the pong'}, qr/^\[\((?:0\.[89]|1\.[0-5]), 9\)\] closed=False$/,
+        'the pong answered it: the next ping a second later, the connection open');
+    like($got->{unanswered}, qr/^\[\] closed=True$/, 'unanswered: closed a second later, without a close frame');
+    ok($ngx->wait_log(qr/\[info\] .*asgi: the WebSocket client answered no ping within asgi_websocket_ping_interval \(1000 ms\); closing the connection/, 5),
+        'error_log says why');
+    like(events($ngx), qr/\('echo closed', 1006\)/, 'the app got websocket.disconnect 1006 (and the worker serves on)');
+};
+
+subtest 'asgi_websocket_ping_interval off: no ping' => sub {
+    my $ngx = NginxRunner->new(server => "$ws
+        location /keep/ { asgi_websocket_ping_interval off; asgi_pass asgi_websockets:app; }");
+    my $got = client($ngx, 'keepalive');
+    like($got->{first}, qr/^\[\] closed=False$/, 'no frame in 1.6 s');
+};
+
 subtest 'a client that reads nothing suspends the app in send(); then every message arrives' => sub {
     plan skip_all => 'EAGAIN mode: a byte per write' if $eagain;
     my $ngx = NginxRunner->new(server => $ws, listen_opts => 'sndbuf=16k');

@@ -190,13 +190,7 @@ pub fn startup(
             FAILED.with(|f| f.borrow_mut().push((index, text)));
         }
         Err(e) => {
-            interp::log_exception(
-                py,
-                &e,
-                &LogTo::Worker,
-                NGX_LOG_ALERT as _,
-                "asgi: lifespan startup",
-            );
+            alert(py, &e, "asgi: lifespan startup");
             FAILED.with(|f| f.borrow_mut().push((index, e.to_string())));
         }
     }
@@ -288,13 +282,7 @@ pub fn step() {
             Ok(next) => next.map(Some),
             Err(e) => {
                 // SystemExit, KeyboardInterrupt: asyncio lets them through.
-                interp::log_exception(
-                    py,
-                    &e,
-                    &LogTo::Worker,
-                    NGX_LOG_ALERT as _,
-                    "asgi: a step of the asyncio loop raised",
-                );
+                alert(py, &e, "asgi: a step of the asyncio loop raised");
                 Some(Some(0.0))
             }
         }
@@ -421,13 +409,7 @@ pub unsafe fn stop(log: *mut ngx_log_t, names: impl Fn(usize) -> String) {
                         }
                     }
                 }
-                Err(e) => interp::log_exception(
-                    py,
-                    &e,
-                    &LogTo::Worker,
-                    NGX_LOG_ALERT as _,
-                    "asgi: lifespan shutdown",
-                ),
+                Err(e) => alert(py, &e, "asgi: lifespan shutdown"),
             }
             // The loop and its tasks go with the GIL held.
             drop(python);
@@ -437,4 +419,10 @@ pub unsafe fn stop(log: *mut ngx_log_t, names: impl Fn(usize) -> String) {
         ngx_del_timer(timer);
     }
     ngx_close_connection(connection);
+}
+
+/// A fault of the loop itself (not of a request's app), with its
+/// traceback, in the worker's log.
+fn alert(py: Python<'_>, e: &PyErr, what: &str) {
+    interp::log_exception(py, e, &LogTo::Worker, NGX_LOG_ALERT as _, what);
 }

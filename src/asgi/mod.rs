@@ -8,6 +8,9 @@ pub mod gateway;
 mod scope;
 pub mod websocket;
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use ngx::ffi::{
     ngx_http_request_t, ngx_log_t, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ALERT, NGX_LOG_ERR,
 };
@@ -48,7 +51,7 @@ pub unsafe fn start(
     let Some(spec) = main.apps.get(app) else {
         return Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
     };
-    let name = spec.display();
+    let name = app_name(app, spec);
     if !gateway::running() {
         ngx_log_error!(NGX_LOG_ERR, log, "asgi: the asyncio loop is not running in this worker (see the worker's start in error_log)");
         return Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _);
@@ -86,6 +89,7 @@ pub unsafe fn start(
             scope: scope.into_any(),
             websocket,
             max_message: lc.websocket_max_message(),
+            ping_interval: lc.websocket_ping_interval(),
         };
         match AsgiRequest::start(py, r, log, output, call) {
             Ok(request) => {
@@ -98,6 +102,25 @@ pub unsafe fn start(
                 Next::Finish(NGX_HTTP_INTERNAL_SERVER_ERROR as _)
             }
         }
+    })
+}
+
+thread_local! {
+    /// How error_log names each app (`AppSpec::display`), by its index:
+    /// made once, not for every request.
+    static APP_NAMES: RefCell<Vec<Option<Rc<str>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How error_log names app `index` (`spec`).
+fn app_name(index: usize, spec: &AppSpec) -> Rc<str> {
+    APP_NAMES.with(|names| {
+        let mut names = names.borrow_mut();
+        if names.len() <= index {
+            names.resize(index + 1, None);
+        }
+        names[index]
+            .get_or_insert_with(|| Rc::from(spec.display()))
+            .clone()
     })
 }
 

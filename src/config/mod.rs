@@ -166,6 +166,8 @@ pub struct LocConf {
     pub max_temp_file_size: Option<u64>,
     /// `asgi_websocket_max_message_size` in bytes; None: unset.
     pub websocket_max_message: Option<u64>,
+    /// `asgi_websocket_ping_interval` in ms (0: off); None: unset.
+    pub websocket_ping: Option<ngx_msec_t>,
     /// `wsgi_temp_path`, as nginx's path slot sets it (levels included).
     pub temp_path: *mut ngx_path_t,
     /// Where a thread-mode response may spill, once merged: only where an
@@ -216,6 +218,13 @@ impl LocConf {
             .min(usize::MAX as u64) as usize
     }
 
+    /// How long an open WebSocket may be quiet before the server pings it
+    /// (and, as long again, before a client that answers nothing is taken
+    /// for gone), in ms; 0: never.
+    pub fn websocket_ping_interval(&self) -> ngx_msec_t {
+        self.websocket_ping.unwrap_or(DEFAULT_WEBSOCKET_PING)
+    }
+
     /// Whether chunks may wait in nginx's filters (`wsgi_buffering on`).
     pub fn buffering(&self) -> bool {
         self.buffering == 1
@@ -245,6 +254,7 @@ impl Default for LocConf {
             read_timeout: NGX_CONF_UNSET_MSEC,
             max_temp_file_size: None,
             websocket_max_message: None,
+            websocket_ping: None,
             temp_path: std::ptr::null_mut(),
             spill: None,
             test_hooks: Hooks::default(),
@@ -287,6 +297,9 @@ impl LocConf {
         }
         if self.websocket_max_message.is_none() {
             self.websocket_max_message = prev.websocket_max_message;
+        }
+        if self.websocket_ping.is_none() {
+            self.websocket_ping = prev.websocket_ping;
         }
         if self.temp_path.is_null() {
             self.temp_path = prev.temp_path;
@@ -332,6 +345,9 @@ pub struct Spill {
 
 /// `asgi_websocket_max_message_size`'s default: 16 MiB, as uvicorn's.
 const DEFAULT_WEBSOCKET_MAX_MESSAGE: u64 = 16 << 20;
+
+/// `asgi_websocket_ping_interval`'s default: 20 s, as uvicorn's.
+const DEFAULT_WEBSOCKET_PING: ngx_msec_t = 20_000;
 
 /// `wsgi_max_temp_file_size`'s default, as `proxy_max_temp_file_size`'s.
 const DEFAULT_MAX_TEMP_FILE_SIZE: u64 = 1 << 30;

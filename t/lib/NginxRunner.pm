@@ -135,6 +135,19 @@ sub worker_pids {
     return ();
 }
 
+# The clock ticks (user + system) process $pid used over the next $seconds s.
+sub cpu_ticks_over {
+    my ($pid, $seconds) = @_;
+    my $ticks = sub {
+        open my $f, '<', "/proc/$pid/stat" or return 0;
+        my @f = split /\s+/, (<$f> =~ s/^.*\) //r);
+        return $f[11] + $f[12];  # utime + stime
+    };
+    my $before = $ticks->();
+    sleep $seconds;
+    return $ticks->() - $before;
+}
+
 sub error_log { $_[0]->log_file('error.log') }
 
 # logs/access.log, where the server block has `access_log logs/access.log;`.

@@ -216,6 +216,48 @@ async def idle(n):
     say("close codes", sorted(int(ws.close_code) for ws in sockets))
 
 
+def frames_of(s, timeout):
+    """The server's frames from `s` over `timeout` s, or until it closes:
+    (seconds since the call, opcode) each, and whether it closed."""
+    start, data, seen = time.monotonic(), b"", []
+    s.settimeout(0.05)
+    while time.monotonic() - start < timeout:
+        try:
+            chunk = s.recv(4096)
+        except socket.timeout:
+            continue
+        if not chunk:
+            return seen, True
+        data += chunk
+        while len(data) >= 2 and len(data) >= 2 + (data[1] & 0x7F):
+            n = data[1] & 0x7F  # the server's control frames are short
+            seen.append((round(time.monotonic() - start, 1), data[0] & 0x0F))
+            data = data[2 + n:]
+    return seen, False
+
+
+def keepalive():
+    """Under asgi_websocket_ping_interval 1s: a quiet client is pinged, a
+    pong keeps it, a client that answers nothing is closed."""
+    s = socket.create_connection(("127.0.0.1", PORT), timeout=5)
+    s.sendall(
+        b"GET /keep/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += s.recv(1)
+    say("status", head.split(b"\r\n")[0].decode())
+    seen, closed = frames_of(s, 1.6)
+    say("first", f"{seen} closed={closed}")
+    s.sendall(masked(0xA, b""))  # the pong
+    seen, closed = frames_of(s, 1.6)
+    say("after the pong", f"{seen} closed={closed}")
+    seen, closed = frames_of(s, 3)  # no answer now
+    say("unanswered", f"{seen} closed={closed}")
+    s.close()
+
+
 async def compliance():
     """t/031: a text and a binary message echoed, then a normal close."""
     async with connect(f"ws://127.0.0.1:{PORT}/c/ws") as ws:
@@ -228,6 +270,7 @@ async def compliance():
 
 CASES = {
     "compliance": compliance,
+    "keepalive": keepalive,
     "echo": echo,
     "scope": scope,
     "refused": refused,
@@ -243,5 +286,7 @@ CASES = {
 
 if sys.argv[2] == "violations":
     violations()
+elif sys.argv[2] == "keepalive":
+    keepalive()
 else:
     asyncio.run(CASES[sys.argv[2]]())

@@ -15,8 +15,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ngx::ffi::{
-    ngx_file_t, ngx_http_request_t, ngx_int_t, ngx_log_t, NGX_ERROR, NGX_HTTP_GATEWAY_TIME_OUT,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR,
+    ngx_file_t, ngx_http_request_t, ngx_int_t, ngx_log_t, ngx_msec_t, NGX_ERROR,
+    NGX_HTTP_GATEWAY_TIME_OUT, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_ERR,
 };
 use pyo3::exceptions::{PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -44,7 +44,7 @@ pub struct Exchange {
     r: *mut ngx_http_request_t,
     log: *mut ngx_log_t,
     /// How error_log names the app.
-    app_name: String,
+    app_name: Rc<str>,
     output: SharedOutput,
     /// The bytes objects nginx's buffers point into.
     kept: Kept,
@@ -191,13 +191,15 @@ impl Exchange {
 pub struct AppCall<'py> {
     /// Its index in the main configuration, and how error_log names it.
     pub index: usize,
-    pub name: String,
+    pub name: Rc<str>,
     pub callable: Bound<'py, PyAny>,
     pub scope: Bound<'py, PyAny>,
     /// A WebSocket request: its Sec-WebSocket-Key.
     pub websocket: Option<Vec<u8>>,
     /// `asgi_websocket_max_message_size`.
     pub max_message: usize,
+    /// `asgi_websocket_ping_interval`, in ms (0: off).
+    pub ping_interval: ngx_msec_t,
 }
 
 /// A WebSocket's side of the connection.
@@ -209,6 +211,10 @@ struct Ws {
     close_sent: bool,
     /// The app has enough messages waiting: nginx stops reading.
     paused: bool,
+    /// How long the client may be quiet before it is pinged, in ms (0:
+    /// never); and whether the ping is out, unanswered.
+    ping_interval: ngx_msec_t,
+    ping_sent: bool,
 }
 
 /// The request's side, in its context.
@@ -263,6 +269,8 @@ impl AsgiRequest {
                 open: false,
                 close_sent: false,
                 paused: false,
+                ping_interval: call.ping_interval,
+                ping_sent: false,
             }),
             sent_file: None,
             called: Instant::now(),
@@ -684,6 +692,10 @@ impl Channel {
                 (*c).read,
                 std::ptr::addr_of_mut!(ngx::ffi::ngx_posted_events),
             );
+        }
+        if let Some(ws) = ex.ws.as_ref() {
+            // SAFETY: as above.
+            unsafe { reading::keep_alive(r, ws.ping_interval) };
         }
         drop(ex);
         if must_wait {

@@ -32,6 +32,60 @@ impl AsgiRequest {
         })
     }
 
+    /// The WebSocket's keepalive timer: the client has been quiet for
+    /// `asgi_websocket_ping_interval`. It gets a ping; if it stays quiet
+    /// for another interval (a pong, or any frame, would have reset the
+    /// timer) it is taken for gone: the connection closes, and the app
+    /// gets `websocket.disconnect` 1006. While the app holds the reading
+    /// (its inbox full), a pong could not be read: the timer only waits.
+    ///
+    /// # Safety
+    /// `r` must be the live request of this context.
+    pub unsafe fn keep_alive_timer(&mut self, r: *mut ngx_http_request_t) -> Option<Next> {
+        let (interval, ping_sent) = {
+            let ex = self.exchange.borrow();
+            let ws = ex.ws.as_ref()?;
+            if !ws.open || ws.close_sent || ex.r.is_null() || ws.ping_interval == 0 {
+                return None;
+            }
+            if ws.paused {
+                keep_alive(r, ws.ping_interval);
+                return None;
+            }
+            (ws.ping_interval, ws.ping_sent)
+        };
+        if ping_sent {
+            let log = self.exchange.borrow().log;
+            ngx::ngx_log_error!(
+                ngx::ffi::NGX_LOG_INFO,
+                log,
+                "asgi: the WebSocket client answered no ping within asgi_websocket_ping_interval ({interval} ms); closing the connection"
+            );
+            (*(*r).connection).set_error(1);
+            self.exchange.borrow_mut().complete = true;
+            Python::attach(|py| {
+                if let Some(python) = self.python.as_ref() {
+                    deliver_disconnect(py, python.bind(py), 1006, "");
+                }
+            });
+            return Some(Next::Finish(ngx::ffi::NGX_HTTP_CLIENT_CLOSED_REQUEST as _));
+        }
+        if let Some(ws) = self.exchange.borrow_mut().ws.as_mut() {
+            ws.ping_sent = true;
+        }
+        keep_alive(r, interval);
+        let ping = Python::attach(|py| {
+            let frame = PyBytes::new(py, &websocket::frame(websocket::OP_PING, b""));
+            write_chunk(&self.exchange, frame, false)
+        });
+        match ping {
+            (rc, _) if rc == NGX_ERROR as ngx_int_t => Some(Next::Finish(NGX_ERROR as _)),
+            // nginx holds it: the write event sends the rest.
+            (_, true) => Some(Next::WaitForClient),
+            _ => None,
+        }
+    }
+
     /// A WebSocket's read event: the client's frames, read as far as the
     /// app keeps up. None when this is not an open WebSocket (the read
     /// event is then the client leaving, or nothing).
@@ -105,6 +159,13 @@ impl AsgiRequest {
                         return Some(Next::Finish(NGX_ERROR as _));
                     }
                     return None;
+                }
+                if n > 0 {
+                    // The client is there: the ping waits another interval.
+                    let mut ex = self.exchange.borrow_mut();
+                    let ws = ex.ws.as_mut()?;
+                    ws.ping_sent = false;
+                    keep_alive(r, ws.ping_interval);
                 }
                 if n <= 0 {
                     let log = self.exchange.borrow().log;
@@ -216,6 +277,18 @@ impl AsgiRequest {
         deliver_disconnect(py, python, code, reason);
         self.exchange.borrow_mut().complete = true;
         Next::Finish(ngx::ffi::NGX_OK as _)
+    }
+}
+
+/// (Re)arms the keepalive timer of an open WebSocket's connection: the
+/// read event's timer, which nginx leaves to the module once the
+/// connection speaks frames. `interval` 0: none.
+///
+/// # Safety
+/// `r` must be a live request whose connection is an open WebSocket.
+pub(super) unsafe fn keep_alive(r: *mut ngx_http_request_t, interval: ngx::ffi::ngx_msec_t) {
+    if interval > 0 {
+        ngx::ffi::ngx_add_timer((*(*r).connection).read, interval);
     }
 }
 
