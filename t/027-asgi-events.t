@@ -2,7 +2,7 @@
 # side with each other and with nginx's own work; a slow client suspends
 # the app's send() (nginx holds a bounded amount); a client that leaves
 # cancels the app's task; trailers reach the client; a graceful quit lets
-# a stream end whole and runs lifespan.shutdown; an app that blocks the
+# a stream end whole and runs lifespan.shutdown, as a reload does; an app that blocks the
 # loop stalls the worker, as documented, until wsgi_read_timeout
 # interrupts it (504); an idle worker uses no CPU; httpx2.AsyncClient,
 # asyncio streams and threads work from an app;
@@ -176,6 +176,23 @@ subtest 'nginx -s quit during a stream: the stream ends whole, lifespan.shutdown
     is(do { local $/; <$f> } // '', "shutdown\n", 'the app ran its shutdown');
     unlike($ngx->error_log, qr/open socket|\[alert\]/, 'no socket left open at exit, no alert');
     $ngx->{stopped} = 1;
+    unlink $file;
+};
+
+subtest 'nginx -s reload: the old worker runs lifespan.shutdown, the new one lifespan.startup, and serves' => sub {
+    my $file = "$ENV{PWD}/t/servroot_runner_shutdown";
+    unlink $file;
+    my $ngx = NginxRunner->new(master => 1, server => $asgi, main => "env ASGI_SHUTDOWN_FILE=$file;");
+    my ($old) = $ngx->worker_pids;
+    ok($ngx->wait_log(qr/\[notice\] $old#\d+: asgi: app "asgi_basics:app" started \(lifespan\)/, 5), 'the first worker started the app');
+    system($ENV{TEST_NGINX_BINARY}, '-p', "$ngx->{root}/", '-c', "$ngx->{root}/conf/nginx.conf", '-s', 'reload') == 0
+        or die 'reload failed';
+    ok($ngx->wait_log(qr/\[notice\] $old#\d+: asgi: app "asgi_basics:app" stopped \(lifespan\)/, 10), 'the old worker ran lifespan.shutdown');
+    ok($ngx->wait_log(qr/\[notice\] (?!$old#)\d+#\d+: asgi: app "asgi_basics:app" started \(lifespan\)/, 10), 'the new worker ran lifespan.startup');
+    open my $f, '<', $file;
+    is(do { local $/; <$f> } // '', "shutdown\n", "the app's shutdown ran once");
+    my ($status, $body) = fetch($ngx, '/a/hello');
+    is("$status $body", "200 hello from asgi\n", 'the new worker serves');
     unlink $file;
 };
 
