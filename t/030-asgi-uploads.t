@@ -9,6 +9,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use NginxRunner;
 use Test::More;
+use Digest::SHA;
 use Uploads qw(head chunk expect_continue http2_bodies bounded_upload patient answers_without_reading);
 
 my $SERVER = '
@@ -72,6 +73,26 @@ my ($largest) = bounded_upload(\&start, '/slow', 24,
     'backpressure: an app slower than its client (10 ms a message) holds the upload back, not the worker');
 cmp_ok($largest // 1e9, '<=', 65536, 'no message over 64 KiB (' . ($largest // '?') . ' bytes at most)');
 bounded_upload(\&start, '/sha256', 100, 'a 100 MiB upload: byte for byte, the worker bounded');
+
+subtest 'backpressure over HTTP/2: no window is granted while the app does not read' => sub {
+    plan skip_all => 'curl is not installed' if system('curl --version >/dev/null 2>&1') != 0;
+    my $ngx = start(listen_opts => '', server => "http2 on; $SERVER");
+    my (undef, $rss0) = response($ngx->get('/rss'));
+    chomp $rss0;
+    my $file = "$ngx->{root}/body";
+    open my $f, '>', $file or die $!;
+    my $sha = Digest::SHA->new(256);
+    Uploads::numbered_mib(8, $f, $sha);
+    close $f;
+    my $out = `curl -s -m 60 --http2-prior-knowledge --data-binary \@$file http://127.0.0.1:$ngx->{h2_port}/slow`;
+    my ($digest, $read, $peak, $largest) = split ' ', $out;
+    is($read, 8 << 20, 'the whole body, to an app that takes 10 ms a message');
+    is($digest, $sha->hexdigest, 'byte for byte');
+    cmp_ok($largest, '<=', 65536, "no message over 64 KiB ($largest bytes at most)");
+    my $growth = ($peak - $rss0) / (1 << 20);
+    cmp_ok($growth, '<', 8, sprintf('the worker grew by %.1f MiB', $growth));
+    $ngx->stop;
+};
 patient(\&start, qr/ReadTimeout|wsgi_read_timeout/);
 
 subtest 'other requests move while a task waits for its body' => sub {
