@@ -843,7 +843,9 @@ impl Channel {
             }
             return;
         }
-        if gone || complete || this.borrow().failed {
+        // A request whose body failed ends with nginx's code: the app,
+        // told http.disconnect, need not answer.
+        if gone || complete || this.borrow().failed || this.borrow().body_failed {
             return;
         }
         let ws_open = this.borrow().ws.as_ref().map(|ws| ws.open);
