@@ -10,7 +10,7 @@
 #               against them and checks Debian's own nginx.conf serving an app
 #               (scripts/test-distro; as root)
 #   make test-memcheck  t/001 and t/006 with nginx under valgrind memcheck
-#               (scripts/memcheck; MEMCHECK=long: 16 files, inline and threads)
+#               (scripts/memcheck; MEMCHECK=long: 17 files, inline and threads)
 #   make fuzz   each cargo-fuzz target (fuzz/) for 5 minutes; make fuzz-smoke:
 #               20 s each, as CI runs them (scripts/fuzz; nightly Rust)
 #   make soak   a million mixed requests on 2 workers, 2 x 10,000 clients

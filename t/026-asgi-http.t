@@ -127,6 +127,7 @@ chunk 4
 
 
 === TEST 8: over HTTP/2
+--- skip_eval: 2: $ENV{TEST_NGINX_USE_VALGRIND}
 --- config
 location /a/ { asgi_pass asgi_basics:app; }
 --- http2
