@@ -9,7 +9,7 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use NginxRunner;
 use Test::More;
-use Uploads qw(head chunk expect_continue http2_bodies bounded_upload patient answers_without_reading);
+use Uploads qw(head chunk called_before_the_body echo_both_ways expect_continue http2_bodies bounded_upload patient answers_without_reading);
 
 delete $ENV{TEST_NGINX_WSGI_THREADS};
 
@@ -38,44 +38,13 @@ sub start {
 
 sub response { NginxRunner::response(@_) }
 
-subtest 'the app is called once the head is in, and reads the body as it arrives' => sub {
-    my $ngx = start();
-    my $s = $ngx->client;
-    print $s head('/first', 'Content-Length: 26') . '0123456789abcdef';
-    ok($ngx->wait_log(qr/called, CONTENT_LENGTH='26'/, 5), 'called, with the declared CONTENT_LENGTH');
-    ok($ngx->wait_log(qr/first read: b'0123456789abcdef'/, 5),
-        'read(16) returned the first 16 bytes while the client held back the rest');
-    print $s 'ghijklmnop';
-    my ($status, $body) = response($s);
-    is($status, 200, 'answered');
-    is($body, "26\n", 'the whole body');
-
-    $s = $ngx->client;
-    print $s head('/first', 'Transfer-Encoding: chunked') . chunk('x' x 20);
-    ok($ngx->wait_log(qr/called, CONTENT_LENGTH=None/, 5), 'a chunked body: no CONTENT_LENGTH');
-    ok($ngx->wait_log(qr/first read: b'x{16}'/, 5), 'the first chunk read before the next is sent');
-    print $s chunk('y' x 30) . "0\r\n\r\n";
-    ($status, $body) = response($s);
-    is($body, "50\n", 'then the rest, to the last chunk');
-    $ngx->stop;
-};
-
-subtest 'a chunked request and its response stream both ways: each line echoed before the next is sent' => sub {
-    my $ngx = start();
-    my $s = $ngx->client;
-    print $s "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n";
-    my $data = '';
-    for my $i (1 .. 3) {
-        print $s chunk("line $i\n");
-        my ($got) = NginxRunner::read_until($s, qr/echo: line $i\n/, 5);
-        $data .= $got // '';
-        like($data, qr/echo: line $i\n/, "line $i came back before line " . ($i + 1) . ' was sent');
-    }
-    print $s "0\r\n\r\n";
-    my ($rest) = NginxRunner::read_until($s, qr/\r\n0\r\n\r\n\z/, 5);
-    like($data . ($rest // ''), qr/\r\n0\r\n\r\n\z/, 'the response ends when the body does');
-    $ngx->stop;
-};
+called_before_the_body(\&start, 'the app is called once the head is in, and reads the body as it arrives',
+    sized_call => [qr/called, CONTENT_LENGTH='26'/, 'called, with the declared CONTENT_LENGTH'],
+    sized_first => [qr/first read: b'0123456789abcdef'/,
+        'read(16) returned the first 16 bytes while the client held back the rest'],
+    chunked_call => [qr/called, CONTENT_LENGTH=None/, 'a chunked body: no CONTENT_LENGTH'],
+    chunked_first => [qr/first read: b'x{16}'/, 'the first chunk read before the next is sent']);
+echo_both_ways(\&start);
 
 subtest 'readline, readline(n), readlines and iteration across pieces as they arrive' => sub {
     my $ngx = start();

@@ -10,7 +10,7 @@ use lib "$FindBin::Bin/lib";
 use NginxRunner;
 use Test::More;
 use Digest::SHA;
-use Uploads qw(head chunk expect_continue http2_bodies bounded_upload patient answers_without_reading);
+use Uploads qw(head chunk called_before_the_body echo_both_ways expect_continue http2_bodies bounded_upload patient answers_without_reading);
 
 my $SERVER = '
     client_max_body_size 1g;
@@ -27,45 +27,13 @@ sub start {
 
 sub response { NginxRunner::response(@_) }
 
-subtest 'the task starts once the head is in, and receive() gives the body as it arrives' => sub {
-    my $ngx = start();
-    my $s = $ngx->client;
-    print $s head('/first', 'Content-Length: 26') . '0123456789abcdef';
-    ok($ngx->wait_log(qr/called, content-length='26'/, 5), 'called, with the declared length');
-    ok($ngx->wait_log(qr/first message: b'0123456789abcdef' more_body=True/, 5),
-        'the first message holds the 16 bytes sent, more_body while the client holds back the rest');
-    print $s 'ghijklmnop';
-    my ($status, $body) = response($s);
-    is($status, 200, 'answered');
-    is($body, "26\n", 'the whole body');
-
-    $s = $ngx->client;
-    print $s head('/first', 'Transfer-Encoding: chunked') . chunk('x' x 20);
-    ok($ngx->wait_log(qr/called, content-length=None/, 5), 'a chunked body: no content-length');
-    ok($ngx->wait_log(qr/first message: b'x{20}' more_body=True/, 5), 'the first chunk before the next is sent');
-    print $s chunk('y' x 30) . "0\r\n\r\n";
-    ($status, $body) = response($s);
-    is($body, "50\n", 'then the rest, to the last chunk');
-    $ngx->stop;
-};
-
-subtest 'a chunked request and its response stream both ways: each piece echoed before the next is sent' => sub {
-    my $ngx = start();
-    my $s = $ngx->client;
-    print $s "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n";
-    my $data = '';
-    for my $i (1 .. 3) {
-        print $s chunk("line $i\n");
-        my ($got) = NginxRunner::read_until($s, qr/echo: line $i\n/, 5);
-        $data .= $got // '';
-        like($data, qr/echo: line $i\n/, "piece $i came back before piece " . ($i + 1) . ' was sent');
-    }
-    print $s "0\r\n\r\n";
-    my ($rest) = NginxRunner::read_until($s, qr/\r\n0\r\n\r\n\z/, 5);
-    like($data . ($rest // ''), qr/\r\n0\r\n\r\n\z/, 'the response ends when the body does');
-    $ngx->stop;
-};
-
+called_before_the_body(\&start, 'the task starts once the head is in, and receive() gives the body as it arrives',
+    sized_call => [qr/called, content-length='26'/, 'called, with the declared length'],
+    sized_first => [qr/first message: b'0123456789abcdef' more_body=True/,
+        'the first message holds the 16 bytes sent, more_body while the client holds back the rest'],
+    chunked_call => [qr/called, content-length=None/, 'a chunked body: no content-length'],
+    chunked_first => [qr/first message: b'x{20}' more_body=True/, 'the first chunk before the next is sent']);
+echo_both_ways(\&start);
 expect_continue(\&start);
 http2_bodies(\&start, $SERVER);
 

@@ -235,6 +235,14 @@ class Lifespan:
             raise RuntimeError(f"unexpected lifespan message {message!r:.200}")
 
 
+async def _client_took(exchange):
+    """After a send that left nginx holding more than it may: on when the
+    client took it (the request's write event)."""
+    waiter = exchange.gateway.loop.create_future()
+    exchange.channel.wait(waiter)
+    await waiter
+
+
 def _refuse(exchange, text, state):
     """A message nginx cannot send: the response ends (500, or cut once the
     head is out; a WebSocket closes with 1011), error_log says why, and the
@@ -391,10 +399,7 @@ class HttpExchange:
             if not more:
                 self.state = TRAILERS if self.trailers else DONE
             if self.channel.body(body, more):
-                # nginx holds more than it may: on when the client took it.
-                waiter = self.gateway.loop.create_future()
-                self.channel.wait(waiter)
-                await waiter
+                await _client_took(self)
         elif state == BODY and kind == "http.response.zerocopysend":
             fileno = getattr(message.get("file"), "fileno", None)
             if fileno is None:
@@ -411,9 +416,7 @@ class HttpExchange:
             except (OSError, ValueError) as e:
                 self.refuse(f"http.response.zerocopysend: {e}")
             if must_wait:
-                waiter = self.gateway.loop.create_future()
-                self.channel.wait(waiter)
-                await waiter
+                await _client_took(self)
         elif state == BODY and kind == "http.response.pathsend":
             path = message.get("path")
             if not isinstance(path, str):
@@ -572,9 +575,7 @@ class WebSocketExchange:
                     self.refuse(f"'bytes' of 'websocket.send' must be bytes, not {type(data).__name__}")
                 wait = self.channel.ws_send(bytes(data), False)
             if wait:
-                waiter = self.gateway.loop.create_future()
-                self.channel.wait(waiter)
-                await waiter
+                await _client_took(self)
         elif state == OPEN and kind == "websocket.close":
             code = message.get("code", 1000)
             reason = message.get("reason") or ""

@@ -1,9 +1,9 @@
 //! `wsgi_request_buffering off`, the event loop's side: nginx reads the
 //! body as the client sends it (`request_body_no_buffering`, as the
-//! upstream modules' `proxy_request_buffering off`), and `pull` moves what
-//! it read into a `BodySink` as far as the sink has room: a thread-mode
-//! app's `BodyStream`, or the piece an ASGI app's `receive()` gets. What
-//! does not fit stays in nginx's buffer; a full buffer makes nginx stop
+//! upstream modules' `proxy_request_buffering off`), and `pull` offers what
+//! it read to the app's side as far as that has room: a thread-mode app's
+//! `BodyStream`, or the piece an ASGI app's `receive()` gets. What does
+//! not fit stays in nginx's buffer; a full buffer makes nginx stop
 //! reading from the client (over HTTP/2, stop granting window) until the
 //! app has made room and the loop pulls again.
 
@@ -16,25 +16,7 @@ use ngx::ffi::{
 
 use super::body::{buf_len, in_memory};
 use crate::status::{self, Counter};
-use crate::wsgi::stream::{BodyFault, BodyStream};
-
-/// Where a body read as it arrives goes.
-pub trait BodySink {
-    /// Takes as much of `data` as there is room for; how much.
-    fn offer(&self, data: &[u8]) -> usize;
-    /// The body ended: complete, or with a fault.
-    fn end(&self, end: Result<(), BodyFault>);
-}
-
-impl BodySink for BodyStream {
-    fn offer(&self, data: &[u8]) -> usize {
-        BodyStream::offer(self, data)
-    }
-
-    fn end(&self, end: Result<(), BodyFault>) {
-        BodyStream::end(self, end)
-    }
-}
+use crate::wsgi::stream::BodyFault;
 
 /// Whether nginx is to give the app the body as it arrives: a request
 /// whose body nginx is still reading once the content phase starts it.
@@ -51,27 +33,26 @@ pub enum Pulled {
     /// Waiting: for the client (nginx armed its read event) or for the app
     /// to make room (it wakes the loop).
     Waiting,
-    /// The whole body is in the stream.
+    /// The whole body was offered and taken.
     Complete,
     /// The body cannot be read to its end; nginx's code for it.
     Failed(BodyFault, ngx_int_t),
 }
 
-/// Moves what nginx has read into `stream` and has nginx read on, until
-/// the client has nothing more for now, the sink is full, or the body
-/// ended. The sink learns the end.
+/// Offers what nginx has read (`offer` takes what it has room for, and
+/// says how much) and has nginx read on, until the client has nothing more
+/// for now, the taker is full, or the body ended.
 ///
 /// # Safety
 /// `r` must be a live request whose body nginx reads unbuffered, on the
 /// event loop.
-pub unsafe fn pull(r: *mut ngx_http_request_t, stream: &impl BodySink) -> Pulled {
+pub unsafe fn pull(r: *mut ngx_http_request_t, mut offer: impl FnMut(&[u8]) -> usize) -> Pulled {
     let rb = (*r).request_body;
     if rb.is_null() {
-        stream.end(Err(BodyFault::Failed));
         return Pulled::Failed(BodyFault::Failed, NGX_HTTP_BAD_REQUEST as _);
     }
     loop {
-        if !move_read(r, rb, stream) {
+        if !move_read(r, rb, &mut offer) {
             // The window is full: nginx's buffer keeps the rest. With
             // level-triggered events (poll), the client's data would wake
             // the loop on every turn until the app makes room: stop
@@ -80,7 +61,6 @@ pub unsafe fn pull(r: *mut ngx_http_request_t, stream: &impl BodySink) -> Pulled
             return Pulled::Waiting;
         }
         if (*r).reading_body() == 0 {
-            stream.end(Ok(()));
             return Pulled::Complete;
         }
         let rc = ngx_http_read_unbuffered_request_body(r);
@@ -88,23 +68,21 @@ pub unsafe fn pull(r: *mut ngx_http_request_t, stream: &impl BodySink) -> Pulled
             return Pulled::Waiting; // nothing more from the client for now
         }
         if rc != NGX_OK as ngx_int_t && rc != NGX_AGAIN as ngx_int_t {
-            let fault = fault_of(r, rc);
-            stream.end(Err(fault));
-            return Pulled::Failed(fault, rc);
+            return Pulled::Failed(fault_of(r, rc), rc);
         }
     }
 }
 
-/// Moves the buffers nginx has read (`rb->bufs`) into the stream, marking
-/// each consumed (nginx reuses what is), and frees their chain links; false
-/// when the window filled first.
+/// Offers the buffers nginx has read (`rb->bufs`), marking what was taken
+/// consumed (nginx reuses what is), and frees their chain links; false
+/// when the taker filled first.
 ///
 /// # Safety
 /// As for `pull`.
 unsafe fn move_read(
     r: *mut ngx_http_request_t,
     rb: *mut ngx_http_request_body_t,
-    stream: &impl BodySink,
+    offer: &mut impl FnMut(&[u8]) -> usize,
 ) -> bool {
     while !(*rb).bufs.is_null() {
         let cl = (*rb).bufs;
@@ -114,7 +92,7 @@ unsafe fn move_read(
             let len = buf_len(b);
             if len > 0 {
                 // SAFETY: an in-memory buffer has `len` bytes at pos.
-                let taken = stream.offer(std::slice::from_raw_parts((*b).pos, len));
+                let taken = offer(std::slice::from_raw_parts((*b).pos, len));
                 status::add(Counter::RequestBodyBytes, taken as u64);
                 (*b).pos = (*b).pos.add(taken);
                 if taken < len {

@@ -273,14 +273,16 @@ pub unsafe fn pull_body(
     link: &mut Link,
 ) -> Option<Next> {
     let stream = link.body.as_ref()?;
-    let (fault, rc) = match upload::pull(r, stream.as_ref()) {
+    let (fault, rc) = match upload::pull(r, |data| stream.offer(data)) {
         Pulled::Waiting => return None,
         Pulled::Complete => {
+            stream.end(Ok(()));
             link.body = None;
             return None;
         }
         Pulled::Failed(fault, rc) => (fault, rc),
     };
+    stream.end(Err(fault));
     link.body = None;
     let (rc, level, outcome) = upload::failure(r, fault, rc);
     ngx_log_error!(

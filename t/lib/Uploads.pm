@@ -14,8 +14,8 @@ use Test::More;
 use Digest::SHA;
 use NginxRunner;
 
-our @EXPORT_OK = qw(head chunk numbered_mib expect_continue http2_bodies bounded_upload
-    patient answers_without_reading);
+our @EXPORT_OK = qw(head chunk numbered_mib called_before_the_body echo_both_ways expect_continue
+    http2_bodies bounded_upload patient answers_without_reading);
 
 my $MiB = 1 << 20;
 
@@ -36,6 +36,53 @@ sub numbered_mib {
         $sha->add($piece);
         print $out $piece;
     }
+}
+
+# /first says in error_log when it is called and what its first read
+# gave; %said: what error_log says of each (sized_call, sized_first,
+# chunked_call, chunked_first: [regex, test name] each).
+sub called_before_the_body {
+    my ($start, $what, %said) = @_;
+    subtest $what => sub {
+        my $ngx = $start->();
+        my $s = $ngx->client;
+        print $s head('/first', 'Content-Length: 26') . '0123456789abcdef';
+        ok($ngx->wait_log($said{sized_call}[0], 5), $said{sized_call}[1]);
+        ok($ngx->wait_log($said{sized_first}[0], 5), $said{sized_first}[1]);
+        print $s 'ghijklmnop';
+        my ($status, $body) = NginxRunner::response($s);
+        is($status, 200, 'answered');
+        is($body, "26\n", 'the whole body');
+
+        $s = $ngx->client;
+        print $s head('/first', 'Transfer-Encoding: chunked') . chunk('x' x 20);
+        ok($ngx->wait_log($said{chunked_call}[0], 5), $said{chunked_call}[1]);
+        ok($ngx->wait_log($said{chunked_first}[0], 5), $said{chunked_first}[1]);
+        print $s chunk('y' x 30) . "0\r\n\r\n";
+        ($status, $body) = NginxRunner::response($s);
+        is($body, "50\n", 'then the rest, to the last chunk');
+        $ngx->stop;
+    };
+}
+
+sub echo_both_ways {
+    my ($start) = @_;
+    subtest 'a chunked request and its response stream both ways: each line echoed before the next is sent' => sub {
+        my $ngx = $start->();
+        my $s = $ngx->client;
+        print $s "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n";
+        my $data = '';
+        for my $i (1 .. 3) {
+            print $s chunk("line $i\n");
+            my ($got) = NginxRunner::read_until($s, qr/echo: line $i\n/, 5);
+            $data .= $got // '';
+            like($data, qr/echo: line $i\n/, "line $i came back before line " . ($i + 1) . ' was sent');
+        }
+        print $s "0\r\n\r\n";
+        my ($rest) = NginxRunner::read_until($s, qr/\r\n0\r\n\r\n\z/, 5);
+        like($data . ($rest // ''), qr/\r\n0\r\n\r\n\z/, 'the response ends when the body does');
+        $ngx->stop;
+    };
 }
 
 sub expect_continue {

@@ -33,10 +33,10 @@ use crate::next::Next;
 use crate::nginx::output::{self, SharedOutput};
 use crate::nginx::{body, file, headers_out, upload};
 use crate::status::{self, Counter, Histogram};
-use crate::wsgi::input::RequestBody;
 use crate::wsgi::kept::Kept;
 use crate::wsgi::start_response::Head;
 use crate::wsgi::{interp, watch};
+use request_body::Body;
 
 /// What the request and its channel share.
 pub struct Exchange {
@@ -48,14 +48,10 @@ pub struct Exchange {
     output: SharedOutput,
     /// The bytes objects nginx's buffers point into.
     kept: Kept,
-    /// The body nginx read, as `receive()` has not yet given it.
-    body: Option<RequestBody>,
-    /// `wsgi_request_buffering off`: the body streams, and has not ended.
-    streaming: bool,
+    /// The request body, as `receive()` has not yet given it.
+    body: Body,
     /// The `receive()` calls that wait for more of a streamed body.
     body_waiters: Vec<Py<PyAny>>,
-    /// The streamed body could not be read to its end.
-    body_failed: bool,
     /// `http.response.start`, until the first body message sends it.
     head: Option<Head>,
     head_sent: bool,
@@ -237,15 +233,14 @@ impl AsgiRequest {
         output: &SharedOutput,
         call: AppCall<'_>,
     ) -> PyResult<AsgiRequest> {
-        let streaming = upload::streaming(r);
-        let body = if streaming {
-            None // counted as nginx reads it
+        let body = if upload::streaming(r) {
+            Body::Streaming // counted as nginx reads it
         } else {
             let len = body::body_len(r);
             status::add(Counter::RequestBodyBytes, len as u64);
             let body = body::take_body(r, len)
                 .map_err(|e| PyOSError::new_err(format!("reading the request body failed: {e}")))?;
-            Some(body)
+            Body::Whole(body)
         };
         let exchange = Rc::new(RefCell::new(Exchange {
             r,
@@ -254,9 +249,7 @@ impl AsgiRequest {
             output: output.clone(),
             kept: Kept::default(),
             body,
-            streaming,
             body_waiters: Vec::new(),
-            body_failed: false,
             head: None,
             head_sent: false,
             trailers: false,
@@ -350,7 +343,7 @@ impl AsgiRequest {
                 let mut ex = self.exchange.borrow_mut();
                 ex.kept.clear();
                 ex.waiter = None;
-                ex.body = None;
+                ex.body = Body::Given;
                 ex.body_waiters.clear();
             }
             let Some(python) = self.python.take() else {
@@ -843,9 +836,7 @@ impl Channel {
             }
             return;
         }
-        // A request whose body failed ends with nginx's code: the app,
-        // told http.disconnect, need not answer.
-        if gone || complete || this.borrow().failed || this.borrow().body_failed {
+        if gone || complete || this.borrow().failed {
             return;
         }
         let ws_open = this.borrow().ws.as_ref().map(|ws| ws.open);

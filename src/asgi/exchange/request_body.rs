@@ -19,12 +19,22 @@ use pyo3::types::PyBytes;
 
 use super::{wake, Exchange};
 use crate::next::Next;
-use crate::nginx::upload::{self, BodySink, Pulled};
+use crate::nginx::upload::{self, Pulled};
 use crate::wsgi::input::RequestBody;
-use crate::wsgi::stream::BodyFault;
 
 /// How much of the body one `http.request` message carries at most.
 const BODY_PIECE: usize = 64 * 1024;
+
+/// The request body, as `receive()` has not yet given it.
+pub(super) enum Body {
+    /// nginx read it whole first (in memory, or in its temp file).
+    Whole(RequestBody),
+    /// `wsgi_request_buffering off`: nginx reads it as `receive()` asks.
+    Streaming,
+    /// Given to its end, or the body failed (then the response is failed
+    /// too, and the request ends with nginx's code).
+    Given,
+}
 
 /// What a `receive()` gets of the body: `(bytes, more_body)`, or None when
 /// there is nothing yet (the body streams) or the body cannot be read on.
@@ -37,14 +47,15 @@ impl Exchange {
         py: Python<'py>,
     ) -> PyResult<BodyPiece<'py>> {
         let mut ex = this.borrow_mut();
-        if ex.streaming {
-            drop(ex);
-            return Ok(Exchange::pull_body(this, py));
-        }
-        Ok(Some(match ex.body.take() {
-            None => (PyBytes::new(py, b""), false),
-            Some(RequestBody::Memory(bytes)) => (PyBytes::new(py, &bytes), false),
-            Some(RequestBody::File(mut body)) => {
+        let piece = match std::mem::replace(&mut ex.body, Body::Given) {
+            Body::Streaming => {
+                ex.body = Body::Streaming;
+                drop(ex);
+                return Ok(Exchange::pull_body(this, py));
+            }
+            Body::Given => (PyBytes::new(py, b""), false),
+            Body::Whole(RequestBody::Memory(bytes)) => (PyBytes::new(py, &bytes), false),
+            Body::Whole(RequestBody::File(mut body)) => {
                 let want = (body.len as usize).min(BODY_PIECE);
                 let mut file = File::from(body.fd);
                 let piece = PyBytes::new_with(py, want, |buf| {
@@ -58,46 +69,53 @@ impl Exchange {
                 let more = body.len > 0;
                 if more {
                     body.fd = OwnedFd::from(file);
-                    ex.body = Some(RequestBody::File(body));
+                    ex.body = Body::Whole(RequestBody::File(body));
                 }
                 (piece, more)
             }
-            // Not made for an ASGI request: its body streams through nginx.
-            Some(RequestBody::Stream(_)) => (PyBytes::new(py, b""), false),
-        }))
+            // Thread mode's stream: never made for an ASGI request.
+            Body::Whole(RequestBody::Stream(_)) => (PyBytes::new(py, b""), false),
+        };
+        Ok(Some(piece))
     }
 
     /// `wsgi_request_buffering off`: what nginx has read, up to a piece,
     /// nginx reading on from the client. A body that cannot be read to its
-    /// end ends the request (logged), and `receive()` gives the disconnect
-    /// at once: nginx may linger on the connection a while before the
-    /// request ends (and cancels a task still running).
+    /// end fails the response (logged; the request ends with nginx's code),
+    /// and `receive()` gives the disconnect at once: nginx may linger on
+    /// the connection a while before the request ends (and cancels a task
+    /// still running).
     fn pull_body<'py>(this: &Rc<RefCell<Exchange>>, py: Python<'py>) -> BodyPiece<'py> {
         let r = this.borrow().r;
         if r.is_null() {
             return None;
         }
-        let piece = Piece::default();
+        let mut data = Vec::new();
         // SAFETY: the request is live (r is not null) and its body is read
         // unbuffered; this is the event loop (a step of the asyncio loop).
-        let pulled = unsafe { upload::pull(r, &piece) };
-        let data = piece.0.into_inner();
+        let pulled = unsafe {
+            upload::pull(r, |offered| {
+                let n = offered.len().min(BODY_PIECE - data.len());
+                data.extend_from_slice(&offered[..n]);
+                n
+            })
+        };
         match pulled {
             Pulled::Waiting if data.is_empty() => None,
             Pulled::Waiting => Some((PyBytes::new(py, &data), true)),
             Pulled::Complete => {
-                this.borrow_mut().streaming = false;
+                this.borrow_mut().body = Body::Given;
                 Some((PyBytes::new(py, &data), false))
             }
             Pulled::Failed(fault, rc) => {
-                {
+                let log = {
                     let mut ex = this.borrow_mut();
-                    ex.streaming = false;
-                    ex.body_failed = true;
-                }
+                    ex.body = Body::Given;
+                    ex.failed = true;
+                    ex.log
+                };
                 // SAFETY: as above.
                 let (rc, level, outcome) = unsafe { upload::failure(r, fault, rc) };
-                let log = this.borrow().log;
                 ngx_log_error!(
                     level,
                     log,
@@ -112,14 +130,14 @@ impl Exchange {
 
     /// A `receive()` waits on `waiter` for more of a streamed body:
     /// "waiting"; or there is no more to wait for: "ended" (the body was
-    /// given whole), "failed" (it cannot be read to its end, or the request
-    /// is over).
+    /// given whole), "failed" (the response failed, or the request is
+    /// over).
     pub(super) fn wait_body(this: &Rc<RefCell<Exchange>>, waiter: Py<PyAny>) -> &'static str {
         let mut ex = this.borrow_mut();
-        if ex.r.is_null() || ex.body_failed {
+        if ex.r.is_null() || ex.failed {
             return "failed";
         }
-        if !ex.streaming {
+        if !matches!(ex.body, Body::Streaming) {
             return "ended";
         }
         ex.body_waiters.push(waiter);
@@ -134,23 +152,8 @@ impl Exchange {
         if waiters.is_empty() {
             return false;
         }
-        Python::attach(|py| waiters.iter().for_each(|w| wake(py, w.bind(py))));
+        // The futures are dropped here too, with the GIL held.
+        Python::attach(move |py| waiters.into_iter().for_each(|w| wake(py, w.bind(py))));
         true
     }
-}
-
-/// The piece one pull fills.
-#[derive(Default)]
-struct Piece(RefCell<Vec<u8>>);
-
-impl BodySink for Piece {
-    fn offer(&self, data: &[u8]) -> usize {
-        let mut piece = self.0.borrow_mut();
-        let n = data.len().min(BODY_PIECE - piece.len());
-        piece.extend_from_slice(&data[..n]);
-        n
-    }
-
-    /// The pull's result says how the body ended.
-    fn end(&self, _end: Result<(), BodyFault>) {}
 }

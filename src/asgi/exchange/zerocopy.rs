@@ -9,7 +9,7 @@ use std::os::fd::BorrowedFd;
 use std::rc::Rc;
 
 use ngx::ffi::ngx_file_t;
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use super::Exchange;
@@ -46,9 +46,7 @@ pub(super) fn range(fd: i32, offset: Option<u64>, count: Option<u64>) -> PyResul
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fstat only reads the descriptor's metadata.
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return Err(PyOSError::new_err(
-            std::io::Error::last_os_error().to_string(),
-        ));
+        return Err(std::io::Error::last_os_error().into());
     }
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(PyValueError::new_err("'file' must be a regular file"));
@@ -87,9 +85,7 @@ impl Range {
         let to = (self.offset + self.len as u64) as libc::off_t;
         // SAFETY: lseek only moves the descriptor's position.
         if unsafe { libc::lseek(fd, to, libc::SEEK_SET) } < 0 {
-            return Err(PyOSError::new_err(
-                std::io::Error::last_os_error().to_string(),
-            ));
+            return Err(std::io::Error::last_os_error().into());
         }
         Ok(())
     }
@@ -99,9 +95,7 @@ fn position(fd: i32) -> PyResult<u64> {
     // SAFETY: lseek with SEEK_CUR and 0 only reads the position.
     let at = unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) };
     if at < 0 {
-        return Err(PyOSError::new_err(
-            std::io::Error::last_os_error().to_string(),
-        ));
+        return Err(std::io::Error::last_os_error().into());
     }
     Ok(at as u64)
 }
